@@ -1,0 +1,1 @@
+"""NATS JetStream plumbing: connect, provision, publish with ids, durable pull consumption, embedded server."""

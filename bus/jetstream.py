@@ -1,0 +1,183 @@
+"""Connect, provision the three streams, publish with `Nats-Msg-Id`, and consume.
+
+Two ways to read a stream:
+- `consume` — a durable pull consumer with explicit acks: the handler's effect is published
+  before the message is acked, so a crash means redelivery, and handlers are idempotent by id.
+- `Follower` — an ephemeral consumer from the start of a stream, used to rebuild in-memory state
+  (portfolio, signal log) after a restart and to keep it current. `caught_up` is set once the
+  history present at start has been applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel
+
+from schemas.subjects import STREAMS, Subject
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+CORRELATION_ID = "X-Correlation-ID"
+DUPLICATE_WINDOW_S = 600.0  # twice the webhook timestamp tolerance
+
+
+async def connect(url: str, name: str) -> NATS:
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    return await nats.connect(
+        url,
+        name=name,
+        error_cb=on_error,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the SIGNALS, DECISIONS and EXECUTIONS streams (file storage) if they are missing."""
+    for stream in STREAMS:
+        config = api.StreamConfig(
+            name=stream.name,
+            subjects=list(stream.subjects),
+            storage=api.StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        )
+        try:
+            await js.stream_info(stream.name)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+async def publish(
+    js: JetStreamContext,
+    subject: Subject,
+    message: BaseModel,
+    *,
+    msg_id: str,
+    correlation_id: str,
+    timeout: float = 2.0,
+) -> api.PubAck:
+    """Publish a contract model; a second publish with the same `msg_id` is a no-op (`ack.duplicate`)."""
+    return await js.publish(
+        subject.value,
+        message.model_dump_json().encode(),
+        timeout=timeout,
+        headers={MSG_ID: msg_id, CORRELATION_ID: correlation_id},
+    )
+
+
+def correlation_of(msg: Msg) -> str:
+    return (msg.headers or {}).get(CORRELATION_ID, "")
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+async def consume(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    durable: str,
+    subject: str,
+    handler: Handler,
+    stop: asyncio.Event,
+    batch: int = 64,
+    ack_wait: float = 30.0,
+) -> None:
+    """Run a durable pull consumer until `stop` is set. Ack after the handler returns; nak on error."""
+    config = api.ConsumerConfig(
+        durable_name=durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        filter_subject=subject,
+        ack_wait=ack_wait,
+        max_ack_pending=1024,
+    )
+    sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=0.5)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                await asyncio.sleep(0.2)
+                continue
+            for msg in msgs:
+                try:
+                    await handler(msg)
+                except Exception:
+                    log.exception("handler failed on %s; redelivering", msg.subject)
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=1.0)
+                    continue
+                await msg.ack()
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+class Follower:
+    """Apply every message of a stream, from the first, to `handler`; then keep following."""
+
+    def __init__(self, js: JetStreamContext, *, stream: str, subject: str, handler: Callable[[Msg], Any]):
+        self._js = js
+        self._stream = stream
+        self._subject = subject
+        self._handler = handler
+        self.caught_up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            deliver_policy=api.DeliverPolicy.ALL,
+            filter_subject=self._subject,
+            inactive_threshold=60.0,
+        )
+        self._sub = await self._js.pull_subscribe(self._subject, stream=self._stream, config=config)
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0:
+            self.caught_up.set()
+        self._task = asyncio.create_task(self._run(), name=f"follow-{self._stream}")
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msgs = await self._sub.fetch(256, timeout=0.5)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                await asyncio.sleep(0.2)
+                continue
+            for msg in msgs:
+                try:
+                    result = self._handler(msg)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("follower of %s could not apply a message", self._stream)
+                if msg.metadata.num_pending == 0:
+                    self.caught_up.set()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 2)
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()

@@ -1,0 +1,1 @@
+"""The webhook gateway: verify, deduplicate, normalize and publish signals to JetStream."""

@@ -1,0 +1,1 @@
+"""The MCP server (tools, resources, prompts, transports), the bridge and the CLI."""

@@ -1,0 +1,312 @@
+"""`trading-mcp`: up · serve · gateway · execsim · send-signal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from gateway import signing
+from gateway.settings import SECRET_FILE
+
+
+def default_data_dir() -> Path:
+    if env := os.environ.get("TRADING_MCP_DATA_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "trading-mcp"
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = signing.new_secret()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret
+
+
+def _configure_logging(service: str) -> None:
+    from observability.logging import configure_logging
+
+    configure_logging(service, os.environ.get("TRADING_MCP_LOG_LEVEL", "INFO"))
+
+
+# ---------------------------------------------------------------- services
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.service import main
+    from gateway.settings import GatewaySettings
+
+    _configure_logging("gateway")
+    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+    main(GatewaySettings(**{k: v for k, v in overrides.items() if v is not None}))
+    return 0
+
+
+def cmd_execsim(args: argparse.Namespace) -> int:
+    from execsim.service import ExecSimSettings, main
+
+    _configure_logging("execsim")
+    overrides = {"host": args.host, "port": args.port, "slippage_bps": args.slippage_bps, "fee_bps": args.fee_bps}
+    main(ExecSimSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mcp_server.service import main
+    from mcp_server.settings import ServeSettings
+
+    _configure_logging("mcp_server")
+    overrides = {
+        "data_dir": args.data_dir,
+        "transport": args.transport,
+        "host": args.host,
+        "port": args.port,
+        "bridge": args.bridge or None,
+        "max_position": args.max_position,
+    }
+    main(ServeSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    return 0
+
+
+# ---------------------------------------------------------------- up
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; see the log above")
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not become healthy within {timeout:.0f} s")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from bus.embedded import ensure_embedded
+
+    data_dir: Path = args.data_dir
+    load_or_create_secret(data_dir)
+    embedded = None
+    nats_url = os.environ.get("NATS_URL")
+    if not nats_url:
+        embedded = ensure_embedded(data_dir)
+        nats_url = embedded.url
+    env = {**os.environ, "NATS_URL": nats_url}
+    me = [sys.executable, "-m", "mcp_server.cli"]
+    d = ["--data-dir", str(data_dir)]
+    specs = [
+        ("execsim", [*me, "execsim", "--port", str(args.execsim_port), *_bps(args)], args.execsim_port),
+        (
+            "mcp_server",
+            [*me, "serve", *d, "--transport", "streamable-http", "--port", str(args.mcp_port), "--bridge"],
+            args.mcp_port,
+        ),
+        ("gateway", [*me, "gateway", *d, "--port", str(args.gateway_port)], args.gateway_port),
+    ]
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def shutdown(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    code = 0
+    try:
+        for name, cmd, port in specs:
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+            children.append((name, proc))
+            _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        _banner(args, data_dir, nats_url)
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping everything", file=sys.stderr)
+                    stopping, code = True, 1
+            time.sleep(0.2)
+    finally:
+        # stop in reverse: the gateway stops taking signals first, then the bridge, then the simulator
+        for name, proc in reversed(children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            print(f"stopped {name}", file=sys.stderr)
+        if embedded is not None:
+            embedded.stop()
+            if embedded.owned:
+                print("stopped nats-server", file=sys.stderr)
+    return code
+
+
+def _bps(args: argparse.Namespace) -> list[str]:
+    out = []
+    if args.slippage_bps is not None:
+        out += ["--slippage-bps", str(args.slippage_bps)]
+    if args.fee_bps is not None:
+        out += ["--fee-bps", str(args.fee_bps)]
+    return out
+
+
+def _banner(args: argparse.Namespace, data_dir: Path, nats_url: str) -> None:
+    exe = str(Path(sys.executable).parent / "trading-mcp")
+    desktop = {
+        "mcpServers": {
+            "trading-mcp": {"command": exe, "args": ["serve", "--transport", "stdio", "--data-dir", str(data_dir)]}
+        }
+    }
+    print(
+        f"""
+trading-mcp is up.
+  webhook (POST, Standard Webhooks)  http://127.0.0.1:{args.gateway_port}/webhook
+  MCP (streamable HTTP)              http://127.0.0.1:{args.mcp_port}/mcp
+  /healthz, /metrics                 :{args.gateway_port} gateway  :{args.mcp_port} mcp  :{args.execsim_port} execsim
+  NATS JetStream                     {nats_url}
+  webhook secret                     {data_dir / SECRET_FILE}
+
+Send a signal:   trading-mcp send-signal --symbol AAPL --price 190.25 --action buy --quantity 10
+Claude Desktop (claude_desktop_config.json):
+{json.dumps(desktop, indent=2)}
+
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- send-signal
+
+
+def cmd_send_signal(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("TRADING_MCP_WEBHOOK_SECRET")
+    if not secret:
+        path = args.data_dir / SECRET_FILE
+        if not path.exists():
+            print(
+                f"no webhook secret: {path} does not exist (run `trading-mcp up` first, or pass --secret)",
+                file=sys.stderr,
+            )
+            return 2
+        secret = path.read_text().strip()
+    signal_body: dict[str, object] = {"symbol": args.symbol, "price": args.price}
+    if args.action:
+        signal_body["action"] = args.action
+    if args.quantity is not None:
+        signal_body["quantity"] = int(args.quantity) if args.quantity.isdigit() else args.quantity
+    if args.comment:
+        signal_body["comment"] = args.comment
+    body = json.dumps(signal_body).encode()
+    msg_id = args.id or f"msg_{uuid.uuid4().hex}"
+    ts = int(time.time())
+    request = urllib.request.Request(
+        args.url,
+        data=body,
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": signing.sign(secret, msg_id, ts, body),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    except OSError as e:
+        print(f"could not reach {args.url}: {e} (is `trading-mcp up` running?)", file=sys.stderr)
+        return 2
+    print(f"{status} {text}")
+    return 0 if status < 400 else 1
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trading-mcp", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--data-dir",
+            type=Path,
+            default=default_data_dir(),
+            help="NATS store and webhook secret (default $XDG_DATA_HOME/trading-mcp)",
+        )
+
+    up = sub.add_parser("up", help="start NATS (embedded unless NATS_URL), gateway, execsim, MCP server + bridge")
+    data_dir(up)
+    up.add_argument("--gateway-port", type=int, default=8001)
+    up.add_argument("--mcp-port", type=int, default=8002)
+    up.add_argument("--execsim-port", type=int, default=8004)
+    up.add_argument("--slippage-bps", type=str, default=None)
+    up.add_argument("--fee-bps", type=str, default=None)
+    up.set_defaults(func=cmd_up)
+
+    serve = sub.add_parser("serve", help="run the MCP server")
+    data_dir(serve)
+    serve.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--bridge", action="store_true", help="also run the bridge (one per account)")
+    serve.add_argument("--max-position", type=str, default=None, help="risk: max absolute units per symbol")
+    serve.set_defaults(func=cmd_serve)
+
+    gw = sub.add_parser("gateway", help="run the webhook gateway")
+    data_dir(gw)
+    gw.add_argument("--host", default=None)
+    gw.add_argument("--port", type=int, default=None)
+    gw.set_defaults(func=cmd_gateway)
+
+    ex = sub.add_parser("execsim", help="run the execution simulator")
+    ex.add_argument("--host", default=None)
+    ex.add_argument("--port", type=int, default=None)
+    ex.add_argument("--slippage-bps", type=str, default=None)
+    ex.add_argument("--fee-bps", type=str, default=None)
+    ex.set_defaults(func=cmd_execsim)
+
+    ss = sub.add_parser("send-signal", help="sign and send one generic JSON signal to the gateway")
+    data_dir(ss)
+    ss.add_argument("--symbol", required=True)
+    ss.add_argument("--price", required=True)
+    ss.add_argument("--action", choices=["buy", "sell", "close"])
+    ss.add_argument("--quantity", default=None)
+    ss.add_argument("--comment", default=None)
+    ss.add_argument("--id", default=None, help="webhook-id (default: a new random id)")
+    ss.add_argument("--secret", default=None, help="default: TRADING_MCP_WEBHOOK_SECRET or <data-dir>/webhook_secret")
+    ss.add_argument("--url", default="http://127.0.0.1:8001/webhook")
+    ss.set_defaults(func=cmd_send_signal)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

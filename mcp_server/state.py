@@ -1,0 +1,99 @@
+"""The long-lived state the MCP tools and the bridge share, rebuilt from the streams at start.
+
+- SIGNALS   → the signal log (list_signals, last prices)
+- EXECUTIONS → the portfolio (fills) and order statuses
+- DECISIONS → which signals were already decided (so a redelivered signal is not decided twice)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from bus.jetstream import Follower
+from observability import metrics
+from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
+from schemas.signals import NormalizedSignal
+from schemas.subjects import Subject
+from tools.market import SignalLog
+from tools.portfolio import Portfolio
+
+TERMINAL = {"filled", "rejected", "canceled", "expired"}
+
+
+@dataclass
+class AppState:
+    nc: NATS
+    js: JetStreamContext
+    portfolio: Portfolio = field(default_factory=Portfolio)
+    signals: SignalLog = field(default_factory=SignalLog)
+    decided_signals: set[str] = field(default_factory=set)
+    # client_order_id -> (symbol, signed quantity sent but not yet filled or ended)
+    pending: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _followers: list[Follower] = field(default_factory=list)
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self._followers = [
+            Follower(self.js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=self._on_signal),
+            Follower(self.js, stream="EXECUTIONS", subject="executions.>", handler=self._on_execution),
+            Follower(self.js, stream="DECISIONS", subject="decisions.>", handler=self._on_decision),
+        ]
+        for f in self._followers:
+            await f.start()
+        await asyncio.wait_for(asyncio.gather(*(f.caught_up.wait() for f in self._followers)), timeout)
+
+    async def stop(self) -> None:
+        for f in self._followers:
+            await f.stop()
+
+    def projected_position(self, symbol: str) -> Decimal:
+        """The position once every order already sent is filled: what the risk gate must check."""
+        return self.portfolio.quantity(symbol) + sum(q for s, q in self.pending.values() if s == symbol)
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def _on_signal(self, msg: Msg) -> None:
+        self.signals.add(NormalizedSignal.model_validate_json(msg.data))
+        await self._notify()
+
+    async def _on_execution(self, msg: Msg) -> None:
+        if msg.subject == Subject.EXECUTION_FILL.value:
+            fill = Fill.model_validate_json(msg.data)
+            if self.portfolio.apply(fill):
+                self._settle(fill.client_order_id, fill.quantity if fill.side == "buy" else -fill.quantity)
+                metrics.mcp_active_positions.set(sum(1 for p in self.portfolio.positions.values() if p.quantity != 0))
+        elif msg.subject == Subject.EXECUTION_REPORT.value:
+            event = OrderEvent.model_validate_json(msg.data)
+            if event.status in TERMINAL:
+                self.pending.pop(event.client_order_id, None)
+        await self._notify()
+
+    def _settle(self, client_order_id: str, signed_filled: Decimal) -> None:
+        entry = self.pending.get(client_order_id)
+        if entry is None:
+            return
+        symbol, left = entry
+        rest = left - signed_filled
+        if rest == 0 or (rest > 0) != (left > 0):
+            self.pending.pop(client_order_id)
+        else:
+            self.pending[client_order_id] = (symbol, rest)
+
+    async def _on_decision(self, msg: Msg) -> None:
+        if msg.subject == Subject.ORDER_INTENT.value:
+            intent = OrderIntent.model_validate_json(msg.data)
+            if intent.signal_id:
+                self.decided_signals.add(intent.signal_id)
+        elif msg.subject == Subject.RISK_DENIED.value:
+            denied = RiskDenied.model_validate_json(msg.data)
+            if denied.signal_id:
+                self.decided_signals.add(denied.signal_id)
+        await self._notify()

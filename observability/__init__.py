@@ -1,0 +1,1 @@
+"""Logging (structlog JSON on stderr with correlation ids) and Prometheus metrics."""

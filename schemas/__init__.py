@@ -1,0 +1,24 @@
+"""The wire contract: pydantic v2 models, subject names and their schema versions."""
+
+from schemas.common import Action, Money, Quantity, Side, now_utc
+from schemas.orders import Fill, OrderEvent, OrderIntent, OrderStatus, OrderType, RiskDenied, TimeInForce
+from schemas.signals import NormalizedSignal
+from schemas.subjects import REGISTRY, Subject
+
+__all__ = [
+    "Action",
+    "Fill",
+    "Money",
+    "NormalizedSignal",
+    "OrderEvent",
+    "OrderIntent",
+    "OrderStatus",
+    "OrderType",
+    "Quantity",
+    "REGISTRY",
+    "RiskDenied",
+    "Side",
+    "Subject",
+    "TimeInForce",
+    "now_utc",
+]

@@ -1,0 +1,53 @@
+"""Shared field types: money and quantities are Decimal, timestamps are timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+MAX_DIGITS = 20
+MAX_DECIMALS = 10
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a timezone (UTC)")
+    return value.astimezone(UTC)
+
+
+# Decimals travel as strings so that no JSON parser on the way turns them into floats.
+_as_str = PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json")
+
+Money = Annotated[Decimal, AfterValidator(_finite), _as_str]
+PositiveDecimal = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=MAX_DIGITS, decimal_places=MAX_DECIMALS),
+    AfterValidator(_finite),
+    _as_str,
+]
+Quantity = PositiveDecimal
+Price = PositiveDecimal
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+Side = Literal["buy", "sell"]
+Action = Literal["buy", "sell", "close"]
+
+
+class Contract(BaseModel):
+    """Base for every message on the bus: strict about unknown fields, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def now_utc() -> datetime:
+    """The wall clock, for the edges only; the core takes a clock instead."""
+    return datetime.now(UTC)

@@ -1,0 +1,157 @@
+"""Fixtures: a real nats-server per test on a free port, a real uvicorn gateway, in-process services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+import uvicorn
+
+from bus.embedded import EmbeddedNats, free_port, start_nats_server
+from bus.jetstream import connect, consume, ensure_streams
+from execsim.engine import Engine, EngineConfig
+from execsim.service import DURABLE as EXECSIM_DURABLE
+from execsim.service import ExecSimService
+from gateway import signing
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from mcp_server.bridge import Bridge
+from mcp_server.state import AppState
+from schemas.subjects import Subject
+from tools.clock import LiveClock
+from tools.risk import RiskGate, RiskLimits
+
+SECRET = signing.new_secret()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    server = start_nats_server(tmp_path / "nats")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def js(nats_server: EmbeddedNats) -> AsyncIterator[nats.js.JetStreamContext]:
+    nc = await connect(nats_server.url, "test")
+    jsc = nc.jetstream()
+    await ensure_streams(jsc)
+    yield jsc
+    await nc.close()
+
+
+async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = "") -> None:
+    """Poll a condition with a bound (no bare sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def stream_count(jsc: nats.js.JetStreamContext, stream: str, subject: str | None = None) -> int:
+    info = await jsc.stream_info(stream, subjects_filter=subject) if subject else await jsc.stream_info(stream)
+    if subject:
+        return int((info.state.subjects or {}).get(subject, 0))
+    return int(info.state.messages)
+
+
+@dataclass
+class Webhook:
+    url: str
+    secret: str
+
+    def signed(
+        self,
+        payload: dict[str, object] | bytes,
+        *,
+        msg_id: str | None = None,
+        ts: int | None = None,
+        secret: str | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+        ts = int(time.time()) if ts is None else ts
+        return body, {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": signing.sign(secret or self.secret, msg_id, ts, body),
+        }
+
+    async def send(self, client: httpx.AsyncClient, payload: dict[str, object] | bytes, **kw: object) -> httpx.Response:
+        body, headers = self.signed(payload, **kw)  # type: ignore[arg-type]
+        return await client.post(self.url, content=body, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def serve_uvicorn(app: object, port: int) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_for(lambda: server.started, 10, "uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def gateway(nats_server: EmbeddedNats) -> AsyncIterator[Webhook]:
+    settings = GatewaySettings(nats_url=nats_server.url, webhook_secret=SECRET)
+    async with serve_uvicorn(create_app(settings), free_port()) as base:
+        yield Webhook(f"{base}/webhook", SECRET)
+
+
+@dataclass
+class Pipeline:
+    state: AppState
+    engine: Engine
+    stop: asyncio.Event
+
+
+@pytest.fixture
+async def pipeline(nats_server: EmbeddedNats) -> AsyncIterator[Pipeline]:
+    """execsim consumer + rebuilt state + bridge, in this process, on the real nats-server."""
+    nc = await connect(nats_server.url, "pipeline")
+    jsc = nc.jetstream()
+    await ensure_streams(jsc)
+    engine = Engine(LiveClock(), EngineConfig(slippage_bps=Decimal(0)))
+    service = ExecSimService(jsc, engine)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            consume(
+                jsc,
+                stream="DECISIONS",
+                durable=EXECSIM_DURABLE,
+                subject=Subject.ORDER_INTENT.value,
+                handler=service.handle,
+                stop=stop,
+            )
+        )
+    ]
+    state = AppState(nc, jsc)
+    await state.start()
+    bridge = Bridge(state, RiskGate(RiskLimits(max_position=Decimal(100))))
+    tasks.append(asyncio.create_task(bridge.run(stop)))
+    yield Pipeline(state, engine, stop)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await state.stop()
+    await nc.close()

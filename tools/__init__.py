@@ -1,0 +1,1 @@
+"""The trading operations, framework-free: market state, portfolio, risk gate, orders."""
