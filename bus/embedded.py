@@ -124,8 +124,13 @@ def start_nats_server(
     return EmbeddedNats(f"nats://127.0.0.1:{port}", port, store_dir, process, owned=True)
 
 
-def ensure_embedded(data_dir: Path, preferred_port: int = DEFAULT_PORT) -> EmbeddedNats:
-    """Reuse the embedded server of this data dir if one runs, else start one (on 4222 when free)."""
+def ensure_embedded(data_dir: Path, preferred_port: int | None = None) -> EmbeddedNats:
+    """Reuse the embedded server of this data dir if one runs, else start one.
+
+    The port is `preferred_port`, else TRADING_MCP_NATS_PORT, else 4222 — or a free one when taken.
+    """
+    if preferred_port is None:
+        preferred_port = int(os.environ.get("TRADING_MCP_NATS_PORT", DEFAULT_PORT))
     data_dir.mkdir(parents=True, exist_ok=True)
     state_path = data_dir / STATE_FILE
     with contextlib.suppress(FileNotFoundError, ValueError, KeyError):

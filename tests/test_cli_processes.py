@@ -21,6 +21,7 @@ EXE = str(Path(sys.executable).parent / "trading-mcp")
 
 def _up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["TRADING_MCP_NATS_PORT"] = str(ports["nats"])
     return subprocess.Popen(
         [
             EXE,
@@ -70,7 +71,7 @@ async def _aapl_quantity(url: str) -> Decimal | None:
 
 async def test_up_send_signal_and_restart_keep_the_position(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {"gw": free_port(), "mcp": free_port(), "ex": free_port()}
+    ports = {"gw": free_port(), "mcp": free_port(), "ex": free_port(), "nats": free_port()}
     proc = _up(data_dir, ports)
     try:
         banner = _wait_banner(proc)
@@ -104,7 +105,7 @@ async def test_up_send_signal_and_restart_keep_the_position(tmp_path: Path) -> N
         while await _aapl_quantity(url) != 10:
             assert time.monotonic() < deadline, "no AAPL position within 10 s"
         nats_pid = json.loads((data_dir / "nats.json").read_text())["pid"]
-        for port in ports.values():
+        for port in (ports["gw"], ports["mcp"], ports["ex"]):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 assert r.status == 200
     finally:
@@ -140,6 +141,7 @@ async def test_serve_over_stdio_answers_tools_list(nats_server: EmbeddedNats, tm
 
 async def test_serve_over_stdio_starts_the_embedded_server_when_none_runs(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["TRADING_MCP_NATS_PORT"] = str(free_port())
     params = StdioServerParameters(
         command=EXE, args=["serve", "--transport", "stdio", "--data-dir", str(tmp_path)], env=env
     )
