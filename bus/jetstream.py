@@ -106,15 +106,18 @@ async def consume(
         ack_wait=ack_wait,
         max_ack_pending=1024,
     )
-    sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+    sub = await _subscribe_with_retry(js, subject, durable, stream, config, stop)
+    if sub is None:
+        return
     try:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's, depending on the path
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                await asyncio.sleep(0.2)
+            except Exception as exc:  # a consumer loop must outlive NATS hiccups: retry, never die
+                log.warning("fetch from %s failed (%r); retrying", durable, exc)
+                await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
                 try:
@@ -128,6 +131,31 @@ async def consume(
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def _subscribe_with_retry(
+    js: JetStreamContext,
+    subject: str,
+    durable: str | None,
+    stream: str,
+    config: api.ConsumerConfig,
+    stop: asyncio.Event,
+) -> JetStreamContext.PullSubscription | None:
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        except Exception as exc:
+            log.warning("cannot create consumer %s on %s (%r); retrying", durable, stream, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return None
+
+
+def log_if_failed(task: asyncio.Task[Any]) -> None:
+    """Done-callback for background tasks: a task that dies must say so in the log."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died: %r", task.get_name(), task.exception())
 
 
 class Follower:
@@ -154,15 +182,17 @@ class Follower:
         if info.num_pending == 0:
             self.caught_up.set()
         self._task = asyncio.create_task(self._run(), name=f"follow-{self._stream}")
+        self._task.add_done_callback(log_if_failed)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 msgs = await self._sub.fetch(256, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's, depending on the path
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                await asyncio.sleep(0.2)
+            except Exception as exc:
+                log.warning("follower of %s: fetch failed (%r); retrying", self._stream, exc)
+                await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
                 try:
