@@ -20,7 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 
-from bus.jetstream import Follower, connect, consume, ensure_streams, publish
+from bus.jetstream import Follower, connect, consume, ensure_streams, log_if_failed, publish
 from execsim.engine import Engine, EngineConfig
 from observability import metrics
 from observability.http import ops_routes
@@ -140,6 +140,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
             stop=stop,
         )
     )
+    consumer.add_done_callback(log_if_failed)
     try:
         await server.serve()
     finally:

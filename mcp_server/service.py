@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus.embedded import EmbeddedNats, ensure_embedded
-from bus.jetstream import connect, ensure_streams
+from bus.jetstream import connect, ensure_streams, log_if_failed
 from mcp_server.bridge import Bridge
 from mcp_server.server import build_server
 from mcp_server.settings import ServeSettings
@@ -56,6 +56,7 @@ async def run_serve(settings: ServeSettings) -> None:
         if settings.bridge:
             bridge = Bridge(state, RiskGate(settings.risk_limits()), settings.bridge_mode, settings.default_quantity)
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
+            bridge_task.add_done_callback(log_if_failed)
         server = build_server(state)
         try:
             if settings.transport == "stdio":
