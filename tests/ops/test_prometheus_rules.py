@@ -3,6 +3,7 @@ rules only use metrics the services export. promtool is required: CI installs it
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,3 +106,15 @@ def test_the_metric_name_reader_finds_selected_series_and_skips_functions_and_la
     assert metric_names(expr) == {"a_bucket", "b:rec"}
     assert "gateway_webhooks_received_total" in exported_metric_names()
     assert "no_such_metric_total" not in exported_metric_names()
+
+
+def test_every_runbook_link_in_the_alerts_points_at_a_runbook_heading() -> None:
+    runbook = (OBSERVABILITY.parent / "docs" / "RUNBOOK.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in runbook.splitlines()
+        if line.startswith("#")
+    }
+    links = re.findall(r"RUNBOOK\.md#([a-z0-9-]+)", (OBSERVABILITY / "alerts.yml").read_text())
+    assert links, "the alerts link no runbook section"
+    assert set(links) <= anchors, f"missing runbook sections: {sorted(set(links) - anchors)}"
