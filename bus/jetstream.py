@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
+from observability import metrics
 from schemas.subjects import STREAMS, Subject
 
 log = logging.getLogger(__name__)
@@ -71,12 +73,19 @@ async def publish(
     timeout: float = 2.0,
 ) -> api.PubAck:
     """Publish a contract model; a second publish with the same `msg_id` is a no-op (`ack.duplicate`)."""
-    return await js.publish(
-        subject.value,
-        message.model_dump_json().encode(),
-        timeout=timeout,
-        headers={MSG_ID: msg_id, CORRELATION_ID: correlation_id},
-    )
+    started = time.perf_counter()
+    try:
+        ack = await js.publish(
+            subject.value,
+            message.model_dump_json().encode(),
+            timeout=timeout,
+            headers={MSG_ID: msg_id, CORRELATION_ID: correlation_id},
+        )
+    except Exception:
+        metrics.jetstream_publish_errors_total.labels(subject.value).inc()
+        raise
+    metrics.jetstream_publish_duration_seconds.labels(subject.value).observe(time.perf_counter() - started)
+    return ack
 
 
 def correlation_of(msg: Msg) -> str:

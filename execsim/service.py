@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from bus.jetstream import Follower, connect, consume, ensure_streams, log_if_failed, publish
 from execsim.engine import Engine, EngineConfig
 from observability import metrics
+from observability.consumer_lag import watch_consumer_lag
 from observability.http import ops_routes
 from schemas.orders import Fill, OrderEvent, OrderIntent
 from schemas.subjects import Subject
@@ -126,6 +127,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
     async def ready() -> dict[str, bool]:
         return {"nats": nc.is_connected}
 
+    watch_consumer_lag(js, [("DECISIONS", DURABLE)])
     app = Starlette(routes=ops_routes(ready))
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off")

@@ -112,16 +112,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         nats_url = embedded.url
     env = {**os.environ, "NATS_URL": nats_url}
     me = [sys.executable, "-m", "mcp_server.cli"]
-    d = ["--data-dir", str(data_dir)]
-    specs = [
-        ("execsim", [*me, "execsim", "--port", str(args.execsim_port), *_bps(args)], args.execsim_port),
-        (
-            "mcp_server",
-            [*me, "serve", *d, "--transport", "streamable-http", "--port", str(args.mcp_port), "--bridge"],
-            args.mcp_port,
-        ),
-        ("gateway", [*me, "gateway", *d, "--port", str(args.gateway_port)], args.gateway_port),
-    ]
+    ports = {"execsim": args.execsim_port, "mcp_server": args.mcp_port, "gateway": args.gateway_port}
+    specs = [(name, [*me, *argv], ports[name]) for name, argv in service_commands(args).items()]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -160,6 +152,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             if embedded.owned:
                 print("stopped nats-server", file=sys.stderr)
     return code
+
+
+def service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The `trading-mcp` arguments of each service that `up` starts, in start order.
+
+    docker-compose.yml runs the same commands (tests/ops checks it), with `--host 0.0.0.0` added.
+    """
+    d = ["--data-dir", str(args.data_dir)]
+    return {
+        "execsim": ["execsim", "--port", str(args.execsim_port), *_bps(args)],
+        "mcp_server": ["serve", *d, "--transport", "streamable-http", "--port", str(args.mcp_port), "--bridge"],
+        "gateway": ["gateway", *d, "--port", str(args.gateway_port)],
+    }
 
 
 def _bps(args: argparse.Namespace) -> list[str]:

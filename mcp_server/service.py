@@ -14,10 +14,12 @@ from starlette.responses import Response
 
 from bus.embedded import EmbeddedNats, ensure_embedded
 from bus.jetstream import connect, ensure_streams, log_if_failed
+from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
 from mcp_server.server import build_server
 from mcp_server.settings import ServeSettings
 from mcp_server.state import AppState
+from observability.consumer_lag import watch_consumer_lag
 from observability.http import ops_routes
 from tools.risk import RiskGate
 
@@ -57,6 +59,7 @@ async def run_serve(settings: ServeSettings) -> None:
             bridge = Bridge(state, RiskGate(settings.risk_limits()), settings.bridge_mode, settings.default_quantity)
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)
+            watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])
         server = build_server(state)
         try:
             if settings.transport == "stdio":

@@ -17,6 +17,7 @@ gateway_validation_errors_total = Counter(
     "gateway_validation_errors_total", "Webhooks refused, by error code", ["code"]
 )
 gateway_nats_errors_total = Counter("gateway_nats_errors_total", "JetStream publishes that failed")
+# webhook outcomes by code: gateway_webhooks_received_total{outcome} holds "accepted", "duplicate" or the error code
 
 # mcp_server (bridge)
 mcp_signals_received_total = Counter("mcp_signals_received_total", "Signals consumed by the bridge", ["symbol"])
@@ -34,6 +35,14 @@ mcp_processing_duration_seconds = Histogram(
 )
 mcp_active_positions = Gauge("mcp_active_positions", "Symbols with a non-zero position")
 
+# risk and portfolio (defined here; set by the risk engine / portfolio owners)
+TRADING_STATES = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
+risk_trading_state = Gauge("risk_trading_state", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED")
+risk_max_drawdown_ratio = Gauge("risk_max_drawdown_ratio", "Configured drawdown limit, as a fraction of peak equity")
+portfolio_equity = Gauge("portfolio_equity", "Account equity: cash plus positions marked at the last price")
+portfolio_realized_pnl = Gauge("portfolio_realized_pnl", "Realized PnL net of fees, all symbols")
+portfolio_drawdown_ratio = Gauge("portfolio_drawdown_ratio", "Drawdown from peak equity, as a fraction of the peak")
+
 # execsim
 exec_sim_orders_received_total = Counter(
     "exec_sim_orders_received_total", "Order intents received by the simulator", ["order_type"]
@@ -41,6 +50,31 @@ exec_sim_orders_received_total = Counter(
 exec_sim_fills_generated_total = Counter("exec_sim_fills_generated_total", "Fills generated", ["side"])
 exec_sim_simulation_duration_seconds = Histogram(
     "exec_sim_simulation_duration_seconds", "Time to simulate one order", buckets=LATENCY_BUCKETS
+)
+exec_sim_open_orders = Gauge("exec_sim_open_orders", "Orders resting in the simulator (not yet ended)")
+
+# bus (every service that publishes or consumes)
+jetstream_publish_duration_seconds = Histogram(
+    "jetstream_publish_duration_seconds",
+    "Time from publish to the JetStream ack, by subject",
+    ["subject"],
+    buckets=LATENCY_BUCKETS,
+)
+jetstream_publish_errors_total = Counter(
+    "jetstream_publish_errors_total", "JetStream publishes that failed (timeout, no responders, closed)", ["subject"]
+)
+jetstream_consumer_pending_messages = Gauge(
+    "jetstream_consumer_pending_messages",
+    "Messages in the stream not yet delivered to the durable consumer (lag)",
+    ["stream", "durable"],
+)
+jetstream_consumer_ack_pending_messages = Gauge(
+    "jetstream_consumer_ack_pending_messages",
+    "Messages delivered to the durable consumer and not yet acked",
+    ["stream", "durable"],
+)
+jetstream_consumer_lag_errors_total = Counter(
+    "jetstream_consumer_lag_errors_total", "Consumer-info reads that failed", ["stream", "durable"]
 )
 
 
