@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -10,13 +11,14 @@ from typing import Any
 
 import httpx
 import nats
+import uvicorn
 
 from bus.embedded import free_port
 from gateway import signing
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.sources import SourceConfig
-from tests.conftest import Webhook, serve_uvicorn
+from tests.conftest import Webhook, wait_for
 from tools.clock import TestClock
 
 SECRET = signing.new_secret()
@@ -61,9 +63,25 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: GatewaySettings, clock: TestClock | None = None) -> AsyncIterator[Gateway]:
+async def serve_gateway_app(app: object, port: int) -> AsyncIterator[str]:
+    """Like tests.conftest.serve_uvicorn, but configured as gateway.service runs it (no proxy headers)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", proxy_headers=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_for(lambda: server.started, 10, "uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: GatewaySettings, clock: TestClock | None = None, port: int | None = None
+) -> AsyncIterator[Gateway]:
     clock = clock or TestClock()
-    async with serve_uvicorn(create_app(settings, clock), free_port()) as base:
+    async with serve_gateway_app(create_app(settings, clock), port or free_port()) as base:
         yield Gateway(base, clock)
 
 
