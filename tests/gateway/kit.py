@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,3 +121,37 @@ def tv_alert(**overrides: Any) -> dict[str, Any]:
     }
     alert.update(overrides)
     return {k: v for k, v in alert.items() if v is not None}
+
+
+@contextlib.contextmanager
+def gateway_in_thread(settings: GatewaySettings, clock: TestClock | None = None) -> Iterator[Gateway]:
+    """A real uvicorn gateway on its own event loop in a thread, for synchronous (Hypothesis) tests."""
+    clock = clock or TestClock()
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, clock), host="127.0.0.1", port=port, log_config=None, lifespan="on", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="gateway-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("the gateway did not start within 10 s")
+        time.sleep(0.01)  # the thread's loop is what we wait on; no asyncio loop here to await
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", clock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def count_signals(nats_url: str) -> int:
+    async def count() -> int:
+        nc = await nats.connect(nats_url)
+        try:
+            return int((await nc.jetstream().stream_info("SIGNALS")).state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
