@@ -21,6 +21,7 @@ from bus.jetstream import ensure_streams
 from gateway import replay
 from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
+from gateway.fastpath import WebhookFastPath
 from gateway.ingest import Ingest, read_limited
 from gateway.models import Accepted
 from gateway.openapi import build_openapi
@@ -93,7 +94,6 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         ),
     )
     app.state.runtime = runtime
-    app.add_middleware(CorrelationMiddleware)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     @app.exception_handler(StarletteHTTPException)
@@ -141,6 +141,10 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         metrics.gateway_webhooks_received_total.labels(label, outcome).inc()
         log.info("webhook accepted", source=label, signal_id=accepted.signal_id, duplicate=accepted.duplicate)
         return Response(accepted.model_dump_json(), status_code=202, media_type="application/json")
+
+    # Starlette runs the last added middleware first: the webhook fast path, then the correlation id.
+    app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(WebhookFastPath, handle=handle, default_source=settings.source)
 
     @app.post("/webhook", status_code=202, response_model=Accepted, tags=["webhooks"])
     async def webhook(request: Request) -> Response:

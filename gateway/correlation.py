@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +19,19 @@ def correlation_id(scope: Scope) -> str:
     return str(scope.get(SCOPE_KEY) or "")
 
 
+@contextlib.contextmanager
+def bound_correlation_id(scope: Scope) -> Iterator[str]:
+    """Take the request's X-Correlation-ID (or create one), store it in the scope, bind it to log lines."""
+    offered = next((v for k, v in scope["headers"] if k == HEADER), None)
+    cid = offered.decode() if offered is not None and _WELL_FORMED.match(offered) else uuid.uuid4().hex
+    scope[SCOPE_KEY] = cid
+    tokens = structlog.contextvars.bind_contextvars(correlation_id=cid)
+    try:
+        yield cid
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
 class CorrelationMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware): cheap enough to sit in front of every webhook."""
 
@@ -27,18 +42,12 @@ class CorrelationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = next((v for k, v in scope["headers"] if k == HEADER), None)
-        cid = offered.decode() if offered is not None and _WELL_FORMED.match(offered) else uuid.uuid4().hex
-        scope[SCOPE_KEY] = cid
-        raw = cid.encode()
+        with bound_correlation_id(scope) as cid:
+            raw = cid.encode()
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (HEADER, raw)]
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), (HEADER, raw)]
+                await send(message)
 
-        tokens = structlog.contextvars.bind_contextvars(correlation_id=cid)
-        try:
             await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.reset_contextvars(**tokens)

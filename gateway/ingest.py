@@ -105,7 +105,7 @@ def tradingview_signal_id(source: str, content: str) -> str:
     return "sig_" + _sha("tradingview", source, content)[:24]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Claim:
     kv: KeyValue
     key: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.jetstream import DUPLICATE_WINDOW_S
@@ -45,6 +45,8 @@ class GatewaySettings(BaseSettings):
     publish_timeout_s: float = Field(default=1.5, gt=0, le=1.5)
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent with 503")
 
+    _by_name: dict[str, SourceConfig] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _collect_sources(self) -> GatewaySettings:
         found = list(self.webhook_secrets)
@@ -77,11 +79,12 @@ class GatewaySettings(BaseSettings):
         if duplicates:
             raise ValueError(f"source names must be unique; repeated: {duplicates}")
         self.sources = sources
+        self._by_name = {s.name: s for s in sources}
         parse_networks(self.trusted_proxies)
         return self
 
     def source_named(self, name: str) -> SourceConfig | None:
-        return next((s for s in self.sources if s.name == name), None)
+        return self._by_name.get(name)
 
     @property
     def proxy_networks(self) -> tuple[IpNetwork, ...]:
