@@ -30,9 +30,10 @@ class GatewaySettings(BaseSettings):
     source: str = Field(default="default", description="Name of the standard (HMAC) source behind POST /webhook")
     webhook_secrets: list[str] = Field(
         default_factory=list,
+        repr=False,
         description="Active Standard Webhooks secrets of the default source; several during rotation",
     )
-    webhook_secret: str | None = Field(default=None, description="One secret (TRADING_MCP_WEBHOOK_SECRET)")
+    webhook_secret: str | None = Field(default=None, repr=False, description="One secret (TRADING_MCP_WEBHOOK_SECRET)")
     data_dir: Path | None = Field(default=None, description="Reads <data_dir>/webhook_secret and sources.toml")
     sources: list[SourceConfig] = Field(default_factory=list, description="TRADING_MCP_SOURCES (JSON list)")
     sources_file: Path | None = Field(default=None, description="TRADING_MCP_SOURCES_FILE (TOML or JSON)")

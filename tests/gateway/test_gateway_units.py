@@ -143,6 +143,7 @@ rate_per_s = 2
     assert settings.source_named("default").secrets == (SECRET,)  # type: ignore[union-attr]
     assert settings.trusted_proxies == ["10.0.0.0/8"]
     assert TV_SECRET not in repr(tv) and SECRET not in repr(settings.sources)
+    assert SECRET not in repr(settings) and SECRET not in str(settings)
 
 
 def test_sources_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
