@@ -1,77 +1,67 @@
-"""FastAPI app: POST /webhook — verify on raw bytes, refuse replays, normalize, publish, answer 202."""
+"""FastAPI app: POST /webhook (Standard Webhooks), /webhook/tradingview, /webhook/{source}; ops endpoints."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass, field
 
 import nats
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from nats.js import JetStreamContext, api
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
-from pydantic import ValidationError
+from nats.aio.client import Client as NATS
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
-from bus.jetstream import CORRELATION_ID, connect, ensure_streams, publish
-from gateway import signing
+from bus.jetstream import ensure_streams
+from gateway import replay
+from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
-from gateway.models import Accepted, GenericSignal
+from gateway.fastpath import WebhookFastPath
+from gateway.ingest import Ingest, read_limited
+from gateway.models import Accepted
+from gateway.openapi import build_openapi
 from gateway.settings import GatewaySettings
 from observability import metrics
-from observability.http import ops_routes
-from schemas.subjects import Subject
+from observability.metrics import render
+from schemas.subjects import STREAMS
 from tools.clock import Clock, LiveClock
 
 log = structlog.get_logger("gateway")
 
-SEEN_BUCKET = "webhook_ids"
+SEEN_BUCKET = replay.SEEN_BUCKET
+UNKNOWN_SOURCE = "unknown"  # metric label for requests naming no configured source (bounded cardinality)
 
 
 @dataclass
 class Runtime:
     settings: GatewaySettings
     clock: Clock
-    nc: nats.NATS | None = None
-    js: JetStreamContext | None = None
-    seen: KeyValue | None = None
+    nc: NATS | None = None
+    ingest: Ingest | None = None
+    buckets: list[str] = field(default_factory=lambda: [replay.SEEN_BUCKET, replay.IDEMPOTENCY_BUCKET])
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem("payload_too_large", f"the body may be at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem("payload_too_large", f"the body may be at most {limit} bytes")
-    return bytes(body)
+async def connect_gateway(url: str) -> NATS:
+    """Like bus.connect, but with no reconnect buffer: while disconnected a publish fails at once (503)
+    instead of being queued and stored later, after the sender was told it was not."""
 
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", error=type(exc).__name__)
 
-def _signal_id(source: str, webhook_id: str) -> str:
-    return "sig_" + hashlib.sha256(f"{source}\n{webhook_id}".encode()).hexdigest()[:24]
-
-
-def _schema_problem(exc: ValidationError) -> Problem:
-    errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in exc.errors()]
-    fields = ", ".join(e["field"] for e in errors)
-    return Problem("schema_violation", f"invalid fields: {fields}", errors=errors)
-
-
-def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+    return await nats.connect(
+        url,
+        name="gateway",
+        error_cb=on_error,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        pending_size=0,
+    )
 
 
 def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI:
@@ -79,157 +69,140 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runtime.nc = await connect(settings.nats_url, "gateway")
-        runtime.js = runtime.nc.jetstream()
-        await ensure_streams(runtime.js)
-        runtime.seen = await runtime.js.create_key_value(
-            api.KeyValueConfig(
-                bucket=SEEN_BUCKET, ttl=2 * settings.tolerance_s, storage=api.StorageType.FILE, history=1
-            )
-        )
-        log.info("gateway ready", nats=settings.nats_url, sources=[settings.source])
-        yield
-        await runtime.nc.close()
+        nc = await connect_gateway(settings.nats_url)
+        js = nc.jetstream(timeout=settings.publish_timeout_s)
+        admin = nc.jetstream()
+        await ensure_streams(admin)
+        seen = await replay.open_bucket(admin, replay.SEEN_BUCKET, 2 * settings.tolerance_s)
+        idem = await replay.open_bucket(admin, replay.IDEMPOTENCY_BUCKET, settings.idempotency_ttl_s)
+        runtime.nc = nc
+        runtime.ingest = Ingest(settings, runtime.clock, nc, js, seen, idem)
+        log.info("gateway ready", nats=settings.nats_url, sources=[s.name for s in settings.sources])
+        try:
+            yield
+        finally:
+            await nc.close()
 
     app = FastAPI(
         title="trading-mcp gateway",
-        version="0.1.0",
+        version="0.2.0",
         lifespan=lifespan,
-        description="Receives signed trading signals and publishes them to NATS JetStream.",
+        description=(
+            "Receives trading signals (Standard Webhooks HMAC, or TradingView alerts with a secret in the body) "
+            "and publishes them to NATS JetStream. 202 only after the JetStream ack. Every error is "
+            "application/problem+json with a stable `code` (docs/ERROR_CATALOG.md)."
+        ),
     )
-
     app.state.runtime = runtime
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
-    async def ready() -> dict[str, bool]:
-        return {"nats": bool(runtime.nc and runtime.nc.is_connected)}
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_problem(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return Problem(
+                "method_not_allowed", "see the OpenAPI document at /openapi.json", headers=exc.headers
+            ).response()
+        return Problem("not_found", "no such endpoint; see /openapi.json").response()
 
-    app.router.routes.extend(ops_routes(ready))
+    @app.exception_handler(RequestValidationError)
+    async def _request_problem(_: Request, exc: RequestValidationError) -> Response:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return Problem("schema_violation", "invalid request", errors=errors).response()
 
-    @app.exception_handler(Problem)
-    async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        metrics.gateway_validation_errors_total.labels(exc.code).inc()
-        return exc.response()
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error", error=type(exc).__name__)
+        return Problem("internal_error", "unexpected error; the signal may not be stored, resend it").response()
 
-    @app.middleware("http")
-    async def correlation(request: Request, call_next: Any) -> Any:
-        cid = request.headers.get(CORRELATION_ID) or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(correlation_id=cid)
-        request.state.correlation_id = cid
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("correlation_id")
-        response.headers[CORRELATION_ID] = cid
-        return response
-
-    @app.post(
-        "/webhook",
-        status_code=202,
-        response_model=Accepted,
-        responses={
-            400: {"description": "malformed_json"},
-            401: {"description": "missing_signature_headers, invalid_signature, timestamp_out_of_tolerance"},
-            409: {"description": "webhook_id_conflict"},
-            413: {"description": "payload_too_large"},
-            422: {"description": "schema_violation"},
-            503: {"description": "nats_unavailable"},
-        },
-    )
-    async def webhook(request: Request, rt: RuntimeDep) -> Accepted:
-        """Accept one signal signed the Standard Webhooks way. 202 only once JetStream has stored it."""
+    async def handle(request: Request, source_name: str) -> Response:
         started = time.perf_counter()
-        source = rt.settings.source
+        source = settings.source_named(source_name)
+        label = source.name if source else UNKNOWN_SOURCE
         try:
-            accepted = await _handle(request, rt, source)
+            if source is None:
+                raise Problem("unknown_source", f"no source named {source_name[:64]!r} is configured")
+            ingest = runtime.ingest
+            assert ingest is not None
+            ingest.check_address(source, request)
+            body = await read_limited(request, settings.max_body_bytes)
+            cid = correlation_id(request.scope)
+            if source.mode == "standard":
+                accepted = await ingest.standard(source, request.headers, body, cid)
+            else:
+                accepted = await ingest.tradingview(source, request.headers, body, cid)
         except Problem as problem:
-            metrics.gateway_webhooks_received_total.labels(source, problem.code).inc()
-            log.info("webhook refused", code=problem.code, status=problem.status)
-            raise
+            metrics.gateway_webhooks_received_total.labels(label, problem.code).inc()
+            metrics.gateway_validation_errors_total.labels(problem.code).inc()
+            log.info("webhook refused", source=label, code=problem.code, status=problem.status)
+            return problem.response()
         finally:
-            metrics.gateway_webhook_duration_seconds.labels(source).observe(time.perf_counter() - started)
+            metrics.gateway_webhook_duration_seconds.labels(label).observe(time.perf_counter() - started)
         outcome = "duplicate" if accepted.duplicate else "accepted"
-        metrics.gateway_webhooks_received_total.labels(source, outcome).inc()
-        log.info("webhook accepted", signal_id=accepted.signal_id, duplicate=accepted.duplicate)
-        return accepted
+        metrics.gateway_webhooks_received_total.labels(label, outcome).inc()
+        log.info("webhook accepted", source=label, signal_id=accepted.signal_id, duplicate=accepted.duplicate)
+        return Response(accepted.model_dump_json(), status_code=202, media_type="application/json")
+
+    # Starlette runs the last added middleware first: the webhook fast path, then the correlation id.
+    app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(WebhookFastPath, handle=handle, default_source=settings.source)
+
+    @app.post("/webhook", status_code=202, response_model=Accepted, tags=["webhooks"])
+    async def webhook(request: Request) -> Response:
+        """Generic JSON signal signed the Standard Webhooks way, for the default source."""
+        return await handle(request, settings.source)
+
+    @app.post("/webhook/tradingview", status_code=202, response_model=Accepted, tags=["webhooks"])
+    async def webhook_tradingview(request: Request) -> Response:
+        """TradingView alert for the source named `tradingview` (secret in the body)."""
+        return await handle(request, "tradingview")
+
+    @app.post("/webhook/{source}", status_code=202, response_model=Accepted, tags=["webhooks"])
+    async def webhook_source(source: str, request: Request) -> Response:
+        """A signal for the named source, authenticated the way that source is configured."""
+        return await handle(request, source)
+
+    @app.get("/healthz", tags=["ops"], responses={200: {"description": "The process is alive"}})
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={200: {"description": "Ready: NATS connected, streams and KV buckets present"}, 503: {}},
+    )
+    async def readyz() -> JSONResponse:
+        checks = await _readiness(runtime)
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+    )
+    async def metrics_endpoint() -> Response:
+        body, content_type = render()
+        return Response(body, media_type=content_type)
 
     return app
 
 
-async def _handle(request: Request, rt: Runtime, source: str) -> Accepted:
-    settings = rt.settings
-    body = await _read_limited(request, settings.max_body_bytes)
-    webhook_id = request.headers.get("webhook-id")
-    timestamp = request.headers.get("webhook-timestamp")
-    signature = request.headers.get("webhook-signature")
-    if not (webhook_id and timestamp and signature):
-        raise Problem(
-            "missing_signature_headers",
-            "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)",
-        )
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        raise Problem("timestamp_out_of_tolerance", "webhook-timestamp must be unix seconds") from None
-    if not signing.verify(settings.webhook_secrets, webhook_id, ts, body, signature):
-        raise Problem("invalid_signature", "no signature matches an active secret for this source")
-    now = rt.clock.now()
-    if abs(now.timestamp() - ts) > settings.tolerance_s:
-        raise Problem(
-            "timestamp_out_of_tolerance",
-            f"webhook-timestamp is more than {settings.tolerance_s} s away from the server clock",
-        )
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem("malformed_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise Problem("malformed_json", "the body must be a JSON object")
-    try:
-        signal = GenericSignal.model_validate(payload)
-    except ValidationError as exc:
-        raise _schema_problem(exc) from None
+async def _readiness(runtime: Runtime) -> dict[str, bool]:
+    nc = runtime.nc
+    connected = bool(nc and nc.is_connected)
+    checks: dict[str, bool] = {"nats": connected}
+    names = [s.name for s in STREAMS] + [f"KV_{b}" for b in runtime.buckets]
+    if not connected or nc is None:
+        return {**checks, **{n: False for n in names}}
+    js = nc.jetstream(timeout=1.0)
 
-    signal_id = _signal_id(source, webhook_id)
-    body_hash = hashlib.sha256(body).hexdigest()
-    key = signal_id
-    previous = await _seen(rt, key)
-    if previous is not None:
-        if previous != body_hash:
-            raise Problem("webhook_id_conflict", "this webhook-id was already used with a different body")
-        return Accepted(signal_id=signal_id, duplicate=True)
+    async def present(name: str) -> bool:
+        try:
+            await js.stream_info(name)
+        except (TimeoutError, nats.errors.Error, OSError):
+            return False
+        return True
 
-    normalized = signal.normalize(
-        signal_id=signal_id, source=source, received_at=now, correlation_id=request.state.correlation_id
-    )
-    assert rt.js is not None and rt.seen is not None
-    try:
-        ack = await publish(
-            rt.js,
-            Subject.SIGNALS_NORMALIZED,
-            normalized,
-            msg_id=signal_id,
-            correlation_id=request.state.correlation_id,
-            timeout=settings.publish_timeout_s,
-        )
-        await asyncio.wait_for(rt.seen.put(key, body_hash.encode()), settings.publish_timeout_s)
-    except (TimeoutError, nats.errors.Error, OSError) as exc:
-        metrics.gateway_nats_errors_total.inc()
-        log.warning("publish failed", error=type(exc).__name__)
-        raise Problem(
-            "nats_unavailable", "the signal was not stored; retry later", headers={"Retry-After": "2"}
-        ) from None
-    return Accepted(signal_id=signal_id, duplicate=ack.duplicate is True)
-
-
-async def _seen(rt: Runtime, key: str) -> str | None:
-    assert rt.seen is not None
-    try:
-        entry = await asyncio.wait_for(rt.seen.get(key), rt.settings.publish_timeout_s)
-    except KeyNotFoundError:
-        return None
-    except (TimeoutError, nats.errors.Error, OSError):
-        metrics.gateway_nats_errors_total.inc()
-        raise Problem(
-            "nats_unavailable", "the replay store is unreachable; retry later", headers={"Retry-After": "2"}
-        ) from None
-    return entry.value.decode() if entry.value else None
+    found = await asyncio.gather(*(present(n) for n in names))
+    return {**checks, **dict(zip(names, found, strict=True))}

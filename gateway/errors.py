@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://trading-mcp.dev/errors/"
 
 # code -> (HTTP status, title)
 CODES: dict[str, tuple[int, str]] = {
     "malformed_json": (400, "The body is not valid JSON"),
+    "invalid_header": (400, "A header has an invalid value"),
     "missing_signature_headers": (401, "Signature headers are missing"),
     "invalid_signature": (401, "The signature does not match"),
     "timestamp_out_of_tolerance": (401, "The webhook timestamp is too old or too far in the future"),
+    "invalid_secret": (401, "The secret in the body is missing or wrong"),
+    "ip_not_allowed": (403, "The sender's address is not allowed for this source"),
+    "symbol_not_allowed": (403, "This source may not send signals for this symbol"),
+    "unknown_source": (404, "No such source"),
+    "not_found": (404, "No such endpoint"),
+    "method_not_allowed": (405, "Method not allowed on this endpoint"),
     "webhook_id_conflict": (409, "This webhook-id was already used for a different body"),
+    "idempotency_key_conflict": (409, "This Idempotency-Key was already used for a different body"),
     "payload_too_large": (413, "The body is larger than the limit"),
     "schema_violation": (422, "The signal does not match the schema"),
+    "rate_limited": (429, "Too many signals from this source"),
+    "internal_error": (500, "Unexpected error"),
     "nats_unavailable": (503, "The signal could not be stored; retry later"),
 }
 
@@ -30,13 +42,20 @@ class Problem(Exception):
         self.headers = headers or {}
         self.extra = extra
 
-    def response(self) -> JSONResponse:
-        body = {
-            "type": f"https://trading-mcp.dev/errors/{self.code}",
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": TYPE_BASE + self.code,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
             "code": self.code,
             **self.extra,
         }
-        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_JSON)
+
+    def response(self) -> Response:
+        return Response(
+            json.dumps(self.body(), separators=(",", ":")),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=PROBLEM_JSON,
+        )

@@ -1,13 +1,24 @@
-"""Sender-facing body formats, mapped to `NormalizedSignal`."""
+"""Sender-facing body formats (generic JSON, TradingView alert JSON), each mapped to `NormalizedSignal`."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.common import Action, PositiveDecimal, Price, UtcDatetime
-from schemas.signals import SYMBOL_PATTERN, NormalizedSignal
+from schemas.common import MAX_DECIMALS, MAX_DIGITS, Action, PositiveDecimal, Price, UtcDatetime
+from schemas.signals import SYMBOL_PATTERN, MarketPosition, NormalizedSignal, SignedDecimal
+
+COMMENT_MAX = 500
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0, max_digits=MAX_DIGITS, decimal_places=MAX_DECIMALS)]
+_PLACEHOLDER = re.compile(r"\{\{.*\}\}")
+
+
+def _upper_symbol(v: object) -> object:
+    return v.strip().upper() if isinstance(v, str) else v
 
 
 class GenericSignal(BaseModel):
@@ -26,13 +37,10 @@ class GenericSignal(BaseModel):
     volume: PositiveDecimal | None = None
     interval: str | None = Field(default=None, max_length=16)
     exchange: str | None = Field(default=None, max_length=32)
-    comment: str | None = Field(default=None, max_length=500)
-    time: UtcDatetime | None = None
+    comment: str | None = Field(default=None, max_length=COMMENT_MAX, description="Kept as data, never obeyed")
+    time: UtcDatetime | None = Field(default=None, description="ISO 8601 with a zone, or unix seconds (UTC)")
 
-    @field_validator("symbol", mode="before")
-    @classmethod
-    def _upper(cls, v: object) -> object:
-        return v.strip().upper() if isinstance(v, str) else v
+    _symbol = field_validator("symbol", mode="before")(_upper_symbol)
 
     def normalize(self, *, signal_id: str, source: str, received_at: datetime, correlation_id: str) -> NormalizedSignal:
         return NormalizedSignal(
@@ -56,6 +64,100 @@ class GenericSignal(BaseModel):
         )
 
 
+class TradingViewAlert(BaseModel):
+    """A TradingView alert message built from its placeholders (see README). The `secret` member is
+    checked and removed before this model sees the body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticker: str = Field(pattern=SYMBOL_PATTERN, description="{{ticker}}")
+    exchange: str | None = Field(default=None, max_length=32, description="{{exchange}}")
+    interval: str | None = Field(default=None, max_length=16, description="{{interval}}")
+    price: Price | None = Field(default=None, description="Defaults to close")
+    open: Price | None = Field(default=None, description="{{open}}")
+    high: Price | None = Field(default=None, description="{{high}}")
+    low: Price | None = Field(default=None, description="{{low}}")
+    close: Price | None = Field(default=None, description="{{close}}")
+    volume: NonNegativeDecimal | None = Field(default=None, description="{{volume}}; 0 is dropped")
+    time: UtcDatetime | None = Field(default=None, description="{{time}}: bar time, UTC")
+    timenow: UtcDatetime | None = Field(default=None, description="{{timenow}}: alert time, UTC")
+    action: Action | None = Field(default=None, description="{{strategy.order.action}}")
+    contracts: PositiveDecimal | None = Field(default=None, description="{{strategy.order.contracts}}")
+    order_id: str | None = Field(default=None, max_length=64, description="{{strategy.order.id}}")
+    position_size: SignedDecimal | None = Field(default=None, description="{{strategy.position_size}}")
+    market_position: MarketPosition | None = Field(default=None, description="{{strategy.market_position}}")
+    comment: str | None = Field(default=None, max_length=COMMENT_MAX, description="Kept as data, never obeyed")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _rendered(cls, v: object) -> object:
+        if isinstance(v, str) and _PLACEHOLDER.search(v):
+            raise ValueError("TradingView left this placeholder unfilled (use a strategy alert, or remove the field)")
+        return v
+
+    _symbol = field_validator("ticker", mode="before")(_upper_symbol)
+
+    @field_validator("action", "market_position", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _has_price(self) -> TradingViewAlert:
+        if self.price is None and self.close is None:
+            raise ValueError("send price or close (e.g. {{close}})")
+        return self
+
+    def normalize(self, *, signal_id: str, source: str, received_at: datetime, correlation_id: str) -> NormalizedSignal:
+        price = self.price if self.price is not None else self.close
+        assert price is not None
+        return NormalizedSignal(
+            signal_id=signal_id,
+            source=source,
+            symbol=self.ticker,
+            price=price,
+            action=self.action,
+            quantity=self.contracts,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume or None,
+            interval=self.interval,
+            exchange=self.exchange,
+            comment=self.comment,
+            signal_time=self.time,
+            received_at=received_at,
+            correlation_id=correlation_id,
+            order_id=self.order_id,
+            position_size=self.position_size,
+            market_position=self.market_position,
+            alert_time=self.timenow,
+        )
+
+
 class Accepted(BaseModel):
-    signal_id: str
-    duplicate: bool
+    signal_id: str = Field(description="Stable id of the stored signal; a duplicate answers the original's id")
+    duplicate: bool = Field(description="True when the signal had already been stored")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details; `code` is stable (docs/ERROR_CATALOG.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = Field(default=None, description="schema_violation only")
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -1,13 +1,24 @@
-"""Gateway configuration: one Settings per process, validated at start-up."""
+"""Gateway configuration: one Settings per process, validated at start-up.
+
+Sources come from, in this order (names must be unique):
+1. `TRADING_MCP_SOURCES_FILE` (TOML or JSON), else `<data_dir>/sources.toml` when it exists;
+2. `TRADING_MCP_SOURCES`: a JSON list of source objects;
+3. the single-secret shortcut: `TRADING_MCP_WEBHOOK_SECRET(S)` or `<data_dir>/webhook_secret` make the
+   standard source named `source` ("default"), which answers POST /webhook.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bus.jetstream import DUPLICATE_WINDOW_S
+from gateway.sources import IpNetwork, SourceConfig, check_secret, parse_networks, read_sources_file
+
 SECRET_FILE = "webhook_secret"
+SOURCES_FILE = "sources.toml"
 
 
 class GatewaySettings(BaseSettings):
@@ -16,30 +27,66 @@ class GatewaySettings(BaseSettings):
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
     host: str = "127.0.0.1"
     port: int = 8001
-    source: str = Field(default="default", description="Name of the standard (HMAC) source")
+    source: str = Field(default="default", description="Name of the standard (HMAC) source behind POST /webhook")
     webhook_secrets: list[str] = Field(
         default_factory=list,
-        description="Active Standard Webhooks secrets; several during rotation",
+        repr=False,
+        description="Active Standard Webhooks secrets of the default source; several during rotation",
     )
-    webhook_secret: str | None = Field(default=None, description="One secret (TRADING_MCP_WEBHOOK_SECRET)")
-    data_dir: Path | None = Field(default=None, description="Reads <data_dir>/webhook_secret when set")
-    tolerance_s: int = 300
-    max_body_bytes: int = 1024 * 1024
-    publish_timeout_s: float = Field(default=1.5, le=1.5)
+    webhook_secret: str | None = Field(default=None, repr=False, description="One secret (TRADING_MCP_WEBHOOK_SECRET)")
+    data_dir: Path | None = Field(default=None, description="Reads <data_dir>/webhook_secret and sources.toml")
+    sources: list[SourceConfig] = Field(default_factory=list, description="TRADING_MCP_SOURCES (JSON list)")
+    sources_file: Path | None = Field(default=None, description="TRADING_MCP_SOURCES_FILE (TOML or JSON)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs of reverse proxies whose X-Forwarded-For is believed"
+    )
+    tolerance_s: int = Field(default=300, gt=0, le=int(DUPLICATE_WINDOW_S // 2))
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    publish_timeout_s: float = Field(default=1.5, gt=0, le=1.5)
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent with 503")
+
+    _by_name: dict[str, SourceConfig] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _collect_secrets(self) -> GatewaySettings:
+    def _collect_sources(self) -> GatewaySettings:
         found = list(self.webhook_secrets)
         if self.webhook_secret:
             found.append(self.webhook_secret)
         if not found and self.data_dir and (self.data_dir / SECRET_FILE).exists():
             found.append((self.data_dir / SECRET_FILE).read_text().strip())
-        if not found:
-            raise ValueError(
-                "no webhook secret: set TRADING_MCP_WEBHOOK_SECRET or pass --data-dir holding webhook_secret"
-            )
         for s in found:
-            if s in {"changeme", "secret", "whsec_changeme"} or len(s) < 16:
-                raise ValueError("the webhook secret is a placeholder or shorter than 16 characters")
+            check_secret(s)
         self.webhook_secrets = found
+
+        from_file: list[SourceConfig] = []
+        path = self.sources_file
+        if path is None and self.data_dir and (self.data_dir / SOURCES_FILE).exists():
+            path = self.data_dir / SOURCES_FILE
+        if path is not None:
+            data = read_sources_file(path)
+            from_file = [SourceConfig.model_validate(s) for s in data.get("sources", [])]
+            self.trusted_proxies = [*self.trusted_proxies, *data.get("trusted_proxies", [])]
+        sources = [*from_file, *self.sources]
+        if found and all(s.name != self.source for s in sources):
+            sources.append(SourceConfig(name=self.source, mode="standard", secrets=tuple(found)))
+        if not sources:
+            raise ValueError(
+                "no webhook source: set TRADING_MCP_WEBHOOK_SECRET, TRADING_MCP_SOURCES(_FILE), "
+                "or pass --data-dir holding webhook_secret"
+            )
+        names = [s.name for s in sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {duplicates}")
+        self.sources = sources
+        self._by_name = {s.name: s for s in sources}
+        parse_networks(self.trusted_proxies)
         return self
+
+    def source_named(self, name: str) -> SourceConfig | None:
+        return self._by_name.get(name)
+
+    @property
+    def proxy_networks(self) -> tuple[IpNetwork, ...]:
+        return parse_networks(self.trusted_proxies)

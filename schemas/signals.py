@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import Action, Contract, PositiveDecimal, Price, UtcDatetime
+from schemas.common import MAX_DECIMALS, MAX_DIGITS, Action, Contract, Money, PositiveDecimal, Price, UtcDatetime
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,31}$"
+
+# Signed, finite, bounded (e.g. a strategy's position size: negative when short).
+SignedDecimal = Annotated[Money, Field(max_digits=MAX_DIGITS, decimal_places=MAX_DECIMALS)]
+MarketPosition = Literal["long", "short", "flat"]
 
 
 class NormalizedSignal(Contract):
@@ -35,3 +39,9 @@ class NormalizedSignal(Contract):
     signal_time: UtcDatetime | None = None
     received_at: UtcDatetime
     correlation_id: str = Field(min_length=1, max_length=128)
+    # TradingView strategy alerts ({{strategy.order.id}}, {{strategy.position_size}},
+    # {{strategy.market_position}}, {{timenow}}); absent for other senders.
+    order_id: str | None = Field(default=None, max_length=64)
+    position_size: SignedDecimal | None = None
+    market_position: MarketPosition | None = None
+    alert_time: UtcDatetime | None = None

@@ -1,4 +1,4 @@
-"""docs/ERROR_CATALOG.md and the gateway's error codes agree, both ways."""
+"""docs/ERROR_CATALOG.md and the gateway's error codes agree, both ways, and the code raises only catalogued codes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,33 @@ import re
 from pathlib import Path
 
 from gateway.errors import CODES
+from gateway.openapi import ANY_CODES
 
-CATALOG = Path(__file__).resolve().parents[1] / "docs" / "ERROR_CATALOG.md"
+ROOT = Path(__file__).resolve().parents[1]
+CATALOG = ROOT / "docs" / "ERROR_CATALOG.md"
+
+
+def _gateway_section() -> str:
+    text = CATALOG.read_text()
+    start = text.index("\n## Gateway")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
 
 
 def test_every_gateway_code_is_in_the_catalog_with_its_status_and_nothing_else_is() -> None:
-    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", CATALOG.read_text(), flags=re.M)
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", _gateway_section(), flags=re.M)
     documented = {code: int(status) for code, status in rows}
+    assert len(rows) == len(documented), "a code is listed twice"
     assert documented == {code: status for code, (status, _) in CODES.items()}
+
+
+def test_every_code_the_gateway_raises_is_defined_and_every_defined_code_is_raised() -> None:
+    source = "\n".join(p.read_text() for p in (ROOT / "gateway").glob("*.py"))
+    raised = set(re.findall(r'Problem\(\s*"([a-z_]+)"', source))
+    raised |= set(re.findall(r'"([a-z_]+_conflict)",', source))  # Claim(..., conflict_code, ...)
+    assert raised == set(CODES)
+
+
+def test_the_openapi_document_lists_every_webhook_code() -> None:
+    webhook_codes = set(CODES) - {"not_found", "method_not_allowed"}
+    assert set(ANY_CODES) == webhook_codes

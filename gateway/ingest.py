@@ -1,0 +1,326 @@
+"""One webhook, from raw bytes to a stored signal: authenticate, limit, parse, validate, claim, publish.
+
+Each step raises `Problem` (a stable code) and changes nothing; only `_deliver` touches NATS, and it
+answers 202 only after the JetStream ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from bus.jetstream import publish
+from gateway import replay, signing
+from gateway.client_ip import allowed, client_ip
+from gateway.errors import Problem
+from gateway.models import Accepted, GenericSignal, TradingViewAlert
+from gateway.ratelimit import RateLimiter
+from gateway.settings import GatewaySettings
+from gateway.sources import SourceConfig
+from observability import metrics
+from schemas.signals import NormalizedSignal
+from schemas.subjects import Subject
+from tools.clock import Clock
+
+SECRET_FIELD = "secret"
+MAX_ID_LENGTH = 256
+MAX_SIGNATURE_HEADER = 4096
+M = TypeVar("M", bound=BaseModel)
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_HEADER_VALUE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}$")
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as it passes `limit` bytes: never buffers more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem("payload_too_large", f"the body may be at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem("payload_too_large", f"the body may be at most {limit} bytes")
+    return bytes(body)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """JSON from the raw bytes whatever the Content-Type; numbers become Decimal, NaN/Infinity are refused."""
+    try:
+        payload = json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+    except RecursionError:
+        raise Problem("malformed_json", "the body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, over-long integers
+        raise Problem("malformed_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(payload, dict):
+        raise Problem("malformed_json", "the body must be a JSON object")
+    return payload
+
+
+def validate(model: type[M], payload: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in exc.errors()]
+        fields = ", ".join(e["field"] for e in errors)
+        raise Problem("schema_violation", f"invalid fields: {fields}", errors=errors) from None
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def webhook_signal_id(source: str, webhook_id: str) -> str:
+    return "sig_" + _sha(source, webhook_id)[:24]
+
+
+def idempotency_signal_id(source: str, key: str) -> str:
+    return "sig_" + _sha("idempotency", source, key)[:24]
+
+
+def tradingview_content(payload: dict[str, Any]) -> str:
+    """Canonical text of the alert (secret already removed): every member, sorted, numbers as written."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def tradingview_signal_id(source: str, content: str) -> str:
+    return "sig_" + _sha("tradingview", source, content)[:24]
+
+
+@dataclass(slots=True)
+class Claim:
+    kv: KeyValue
+    key: str
+    conflict_code: str
+    conflict_detail: str
+    remember_stored: bool
+
+
+def unavailable(retry_after_s: int, detail: str = "the signal was not stored; retry later") -> Problem:
+    return Problem("nats_unavailable", detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class Ingest:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clock: Clock,
+        nc: NATS,
+        js: JetStreamContext,
+        seen: KeyValue,
+        idempotency: KeyValue,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.nc = nc
+        self.js = js
+        self.seen = seen
+        self.idempotency = idempotency
+        self.limiter = RateLimiter(clock, settings.sources)
+        self.proxies = settings.proxy_networks
+        self.networks = {s.name: s.networks for s in settings.sources}
+
+    # ------------------------------------------------------------------ per-request steps
+
+    def check_address(self, source: SourceConfig, request: Request) -> None:
+        networks = self.networks[source.name]
+        if not networks:
+            return
+        peer = request.client.host if request.client else None
+        ip = client_ip(peer, request.headers.getlist("x-forwarded-for"), self.proxies)
+        if not allowed(ip, networks):
+            raise Problem("ip_not_allowed", f"address {ip or 'unknown'} may not send to source {source.name!r}")
+
+    def _rate_limit(self, source: SourceConfig) -> None:
+        wait = self.limiter.wait_s(source.name)
+        if wait > 0:
+            raise Problem(
+                "rate_limited",
+                f"source {source.name!r} is limited to {source.rate_per_s}/s; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+    def _idempotency_claim(self, source: SourceConfig, headers: Mapping[str, str]) -> tuple[Claim, str] | None:
+        key = headers.get("idempotency-key")
+        if key is None:
+            return None
+        if not _HEADER_VALUE.match(key):
+            raise Problem("invalid_header", f"Idempotency-Key must be 1-{MAX_ID_LENGTH} visible ASCII characters")
+        claim = Claim(
+            self.idempotency,
+            "idem_" + _sha(source.name, key)[:40],
+            "idempotency_key_conflict",
+            "this Idempotency-Key was already used with a different body; use a new key for a new signal",
+            remember_stored=True,
+        )
+        return claim, idempotency_signal_id(source.name, key)
+
+    def _check_symbol(self, source: SourceConfig, symbol: str) -> None:
+        if source.allowed_symbols is not None and symbol not in source.allowed_symbols:
+            raise Problem("symbol_not_allowed", f"source {source.name!r} may not send signals for {symbol}")
+
+    # ------------------------------------------------------------------ the two auth modes
+
+    async def standard(self, source: SourceConfig, headers: Mapping[str, str], body: bytes, cid: str) -> Accepted:
+        webhook_id = headers.get("webhook-id")
+        timestamp = headers.get("webhook-timestamp")
+        signature = headers.get("webhook-signature")
+        if not (webhook_id and timestamp and signature):
+            raise Problem(
+                "missing_signature_headers",
+                "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)",
+            )
+        if not _HEADER_VALUE.match(webhook_id):
+            raise Problem("invalid_header", f"webhook-id must be 1-{MAX_ID_LENGTH} visible ASCII characters")
+        if not _TIMESTAMP.match(timestamp):
+            raise Problem("timestamp_out_of_tolerance", "webhook-timestamp must be unix seconds")
+        ts = int(timestamp)
+        if len(signature) > MAX_SIGNATURE_HEADER or not signing.verify(
+            list(source.secrets), webhook_id, ts, body, signature
+        ):
+            raise Problem("invalid_signature", "no signature matches an active secret for this source")
+        now = self.clock.now()
+        if abs(now.timestamp() - ts) > self.settings.tolerance_s:
+            raise Problem(
+                "timestamp_out_of_tolerance",
+                f"webhook-timestamp is more than {self.settings.tolerance_s} s away from the server clock",
+            )
+        self._rate_limit(source)
+        signal = validate(GenericSignal, parse_object(body))
+        self._check_symbol(source, signal.symbol)
+        idem = self._idempotency_claim(source, headers)
+
+        body_hash = hashlib.sha256(body).hexdigest()
+        webhook_key = webhook_signal_id(source.name, webhook_id)
+        claims = [
+            Claim(
+                self.seen,
+                webhook_key,
+                "webhook_id_conflict",
+                "this webhook-id was already used with a different body; use a new webhook-id for a new signal",
+                remember_stored=False,
+            )
+        ]
+        signal_id = webhook_key
+        if idem is not None:
+            claims.insert(0, idem[0])
+            signal_id = idem[1]
+
+        def build(sid: str) -> NormalizedSignal:
+            return signal.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
+
+        return await self._deliver(claims, signal_id, body_hash, build, cid)
+
+    async def tradingview(self, source: SourceConfig, headers: Mapping[str, str], body: bytes, cid: str) -> Accepted:
+        payload = parse_object(body)
+        offered = payload.pop(SECRET_FIELD, None)
+        if not isinstance(offered, str) or not offered:
+            raise Problem("invalid_secret", f"put the source's secret in the {SECRET_FIELD!r} member of the JSON")
+        match = False
+        for secret in source.secrets:
+            match |= hmac.compare_digest(offered.encode(), secret.encode())
+        if not match:
+            raise Problem("invalid_secret", f"the {SECRET_FIELD!r} member does not match this source's secret")
+        self._rate_limit(source)
+        alert = validate(TradingViewAlert, payload)
+        self._check_symbol(source, alert.ticker)
+        idem = self._idempotency_claim(source, headers)
+
+        content = tradingview_content(payload)
+        body_hash = hashlib.sha256(content.encode()).hexdigest()
+        content_id = tradingview_signal_id(source.name, content)
+        claims = [
+            Claim(
+                self.seen,
+                content_id,
+                "webhook_id_conflict",
+                "unreachable: the content id covers the whole body",
+                remember_stored=False,
+            )
+        ]
+        signal_id = content_id
+        if idem is not None:
+            claims.insert(0, idem[0])
+            signal_id = idem[1]
+        now = self.clock.now()
+
+        def build(sid: str) -> NormalizedSignal:
+            return alert.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
+
+        return await self._deliver(claims, signal_id, body_hash, build, cid)
+
+    # ------------------------------------------------------------------ claim + publish
+
+    async def _deliver(
+        self,
+        claims: list[Claim],
+        signal_id: str,
+        body_hash: str,
+        build: Callable[[str], NormalizedSignal],
+        cid: str,
+    ) -> Accepted:
+        retry = self.settings.retry_after_s
+        if not self.nc.is_connected:
+            metrics.gateway_nats_errors_total.inc()
+            raise unavailable(retry, "NATS is not connected; the signal was not stored; retry later")
+        # Claims run in order (Idempotency-Key first, then the webhook/content id); the first one found
+        # already taken decides: conflict, stored duplicate, or a pending one to publish again.
+        to_mark: list[Claim] = []
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                sid = signal_id
+                for claim in claims:
+                    existing = await replay.claim(claim.kv, claim.key, replay.Record(body_hash, sid))
+                    if existing is None:
+                        if claim.remember_stored:
+                            to_mark.append(claim)
+                        continue
+                    if existing.body_hash != body_hash:
+                        raise Problem(claim.conflict_code, claim.conflict_detail)
+                    if existing.stored:
+                        return Accepted(signal_id=existing.signal_id, duplicate=True)
+                    if claim.remember_stored:
+                        to_mark.append(claim)
+                    sid = existing.signal_id
+                    break
+                ack = await publish(
+                    self.js,
+                    Subject.SIGNALS_NORMALIZED,
+                    build(sid),
+                    msg_id=sid,
+                    correlation_id=cid,
+                    timeout=self.settings.publish_timeout_s,
+                )
+        except (TimeoutError, nats.errors.Error, OSError):
+            metrics.gateway_nats_errors_total.inc()
+            raise unavailable(retry) from None
+        for claim in to_mark:
+            await self._mark_stored(claim, replay.Record(body_hash, sid, stored=True))
+        return Accepted(signal_id=sid, duplicate=ack.duplicate is True)
+
+    async def _mark_stored(self, claim: Claim, record: replay.Record) -> None:
+        # The signal is stored already; if this fails the record stays "pending" and a resend re-publishes
+        # with the same Nats-Msg-Id, which JetStream drops within its duplicate window.
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                await claim.kv.put(claim.key, record.encode())
+        except (TimeoutError, nats.errors.Error, OSError):
+            metrics.gateway_nats_errors_total.inc()
