@@ -1,4 +1,7 @@
-"""Orders: the commands (`OrderIntent`, `OrderCancel`) and the events they cause (`OrderEvent`, `Fill`, `RiskDenied`)."""
+"""Orders: the commands (`OrderIntent`, `OrderCancel`) and the events they cause.
+
+Events: `OrderEvent` (lifecycle, on `executions.report`), `Fill`, `RiskDenied`.
+"""
 
 from __future__ import annotations
 

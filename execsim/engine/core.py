@@ -291,7 +291,9 @@ class Engine:
         st = self._market.get(order.intent.symbol)
         once = order.intent.time_in_force in ("IOC", "FOK")
         budget = st.budget if st else None
-        budget = self._apply(order, self._walk(order, (price,)), budget, st.bar_range if st else ZERO, now, events, once)
+        budget = self._apply(
+            order, self._walk(order, (price,)), budget, st.bar_range if st else ZERO, now, events, once
+        )
         if st is not None:
             st.budget = budget
         order.worked = True

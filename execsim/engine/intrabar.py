@@ -57,9 +57,8 @@ def walk(
     cur = points[0]
     if not trig and (cur >= stop if buy else cur <= stop):  # type: ignore[operator]
         trig, newly, trigger_price = True, True, cur
-    if trig:
-        if not has_limit or (cur <= limit if buy else cur >= limit):  # type: ignore[operator]
-            return Touch(newly, trigger_price, cur, "taker")
+    if trig and (not has_limit or (cur <= limit if buy else cur >= limit)):  # type: ignore[operator]
+        return Touch(newly, trigger_price, cur, "taker")
     for nxt in points[1:]:
         if not trig:
             assert stop is not None
