@@ -60,7 +60,19 @@ def cmd_execsim(args: argparse.Namespace) -> int:
     from execsim.service import ExecSimSettings, main
 
     _configure_logging("execsim")
-    overrides = {"host": args.host, "port": args.port, "slippage_bps": args.slippage_bps, "fee_bps": args.fee_bps}
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "slippage_bps": args.slippage_bps,
+        "fee_bps": args.fee_bps,
+        "spread_bps": args.spread_bps,
+        "fee_per_share": args.fee_per_share,
+        "fee_min": args.fee_min,
+        "latency_ms": args.latency_ms,
+        "latency_jitter_ms": args.latency_jitter_ms,
+        "participation": args.participation,
+        "seed": args.seed,
+    }
     main(ExecSimSettings(**{k: v for k, v in overrides.items() if v is not None}))
     return 0
 
@@ -287,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--port", type=int, default=None)
     ex.add_argument("--slippage-bps", type=str, default=None)
     ex.add_argument("--fee-bps", type=str, default=None)
+    ex.add_argument("--spread-bps", type=str, default=None, help="full bid-ask spread around the last price")
+    ex.add_argument("--fee-per-share", type=str, default=None)
+    ex.add_argument("--fee-min", type=str, default=None, help="minimum per-share fee per fill")
+    ex.add_argument("--latency-ms", type=int, default=None)
+    ex.add_argument("--latency-jitter-ms", type=int, default=None)
+    ex.add_argument("--participation", type=str, default=None, help="max fraction of a bar's volume filled")
+    ex.add_argument("--seed", type=int, default=None)
     ex.set_defaults(func=cmd_execsim)
 
     ss = sub.add_parser("send-signal", help="sign and send one generic JSON signal to the gateway")

@@ -42,6 +42,9 @@ exec_sim_fills_generated_total = Counter("exec_sim_fills_generated_total", "Fill
 exec_sim_simulation_duration_seconds = Histogram(
     "exec_sim_simulation_duration_seconds", "Time to simulate one order", buckets=LATENCY_BUCKETS
 )
+exec_sim_open_orders = Gauge("exec_sim_open_orders", "Orders resting in the simulator")
+exec_sim_reports_total = Counter("exec_sim_reports_total", "Order lifecycle events published", ["status"])
+exec_sim_rebuilds_total = Counter("exec_sim_rebuilds_total", "Times the simulator rebuilt its state from the streams")
 
 
 def render() -> tuple[bytes, str]:
