@@ -53,8 +53,9 @@ async def run_serve(settings: ServeSettings) -> None:
     async with running_state(settings) as state:
         stop = asyncio.Event()
         bridge_task = None
+        state.gate = RiskGate(settings.risk_limits())  # the one gate: bridge and MCP order tools
         if settings.bridge:
-            bridge = Bridge(state, RiskGate(settings.risk_limits()), settings.bridge_mode, settings.default_quantity)
+            bridge = Bridge(state, state.gate, settings.bridge_mode, settings.default_quantity)
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
         server = build_server(state)
         try:
