@@ -15,6 +15,7 @@ from starlette.responses import Response
 from bus.embedded import EmbeddedNats, ensure_embedded
 from bus.jetstream import connect, ensure_streams
 from mcp_server.bridge import Bridge
+from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_token
 from mcp_server.server import build_server
 from mcp_server.settings import ServeSettings
 from mcp_server.state import AppState
@@ -54,6 +55,10 @@ async def run_serve(settings: ServeSettings) -> None:
         stop = asyncio.Event()
         bridge_task = None
         state.gate = RiskGate(settings.risk_limits())  # the one gate: bridge and MCP order tools
+        token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
+        control = ControlFollower(state.js, state.gate, token, settings.risk_limits())
+        await control.refresh()  # a kill switch set before this start holds from the first order on
+        control_task = asyncio.create_task(control.run(stop), name="risk-control")
         if settings.bridge:
             bridge = Bridge(state, state.gate, settings.bridge_mode, settings.default_quantity)
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
@@ -65,6 +70,8 @@ async def run_serve(settings: ServeSettings) -> None:
                 await _run_http(server, settings, state)
         finally:
             stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(control_task, 3)
             if bridge_task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(bridge_task, 3)

@@ -31,6 +31,10 @@ class ServeSettings(BaseSettings):
         default=None, description="JSON file with every RiskLimits field (docs/RISK.md); max_position overrides it"
     )
 
+    operator_token_file: Path | None = Field(
+        default=None, description="Operator token for risk changes (default <data_dir>/operator_token)"
+    )
+
     def risk_limits(self) -> RiskLimits:
         base = {} if self.risk_limits_file is None else json.loads(self.risk_limits_file.read_text())
         if "max_position" not in base or "max_position" in self.model_fields_set:
