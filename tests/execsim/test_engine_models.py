@@ -230,3 +230,18 @@ def test_a_restored_engine_carries_on_where_the_first_one_stopped() -> None:
     out = restored.on_bar(bar("100", "100", "98", "99", volume="2000", minutes=2))
     assert [(f.fill_id, f.quantity) for f in first + fills(out)] == [("big.f1", D(100)), ("big.f2", D(150))]
     assert statuses(out)[-1] == "filled" and out[-1].filled_quantity == D(250)
+
+
+def test_every_event_the_engine_builds_is_valid_against_its_schema() -> None:
+    eng, clock = engine(participation=D("0.5"), fee_bps=D(3), slippage_bps=D(2))
+    eng.on_bar(bar("100", "101", "99", "100", volume="10"))
+    out = eng.submit(intent("m", quantity=8))
+    out += eng.submit(intent("s", order_type="stop_limit", stop="101", limit="102", tif="DAY"))
+    out += eng.submit(intent("x", order_type="limit", limit="98"))
+    out += eng.on_bar(bar("100", "103", "99", "102", volume="10", minutes=2))
+    out += eng.cancel("x")
+    out += eng.submit(intent("s", quantity=1))
+    assert {type(e).__name__ for e in out} == {"OrderEvent", "Fill"}
+    for e in out:
+        again = type(e).model_validate_json(e.model_dump_json())
+        assert again == e and again.model_dump() == e.model_dump()
