@@ -1,154 +1,289 @@
-"""The simulator service: consume `decisions.order_intent` (durable `execsim`), publish reports and fills.
+"""The simulator service: the engine between NATS streams.
 
-Each intent's events are published (with `Nats-Msg-Id` = event / fill id) before the intent is acked,
-so a crash at any point means a redelivery, and the engine — rebuilt at start from the reports it
-already published — treats a known `client_order_id` as the same order: no second fill.
+Inputs, each from a durable pull consumer with explicit acks:
+- `decisions.order_intent` and `decisions.order_cancel` (durable `execsim-orders`, stream order);
+- `signals.normalized` (durable `execsim-market`): each signal is a bar for its symbol (a
+  price-only signal is a bar with open = high = low = close) that works resting orders.
+A clock tick works orders whose latency has passed and expires DAY orders.
+
+Outputs: lifecycle events on `executions.report`, fills on `executions.fill`, each with
+`Nats-Msg-Id` = its event / fill id. A batch of messages is acked only after all its events are
+stored. If a publish fails (NATS down), the engine is rebuilt from the streams before going on,
+exactly as after a kill -9 and restart (see `execsim.rebuild`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from decimal import Decimal
 
 import structlog
 import uvicorn
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from nats.js import JetStreamContext, api
 from starlette.applications import Starlette
 
-from bus.jetstream import Follower, connect, consume, ensure_streams, log_if_failed, publish
-from execsim.engine import Engine, EngineConfig
+from bus.jetstream import connect, ensure_streams, log_if_failed, publish
+from execsim.engine import Engine, Event
+from execsim.rebuild import rebuild
+from execsim.settings import ExecSimSettings
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
 from observability.http import ops_routes
-from schemas.orders import Fill, OrderEvent, OrderIntent
+from schemas.market import Bar
+from schemas.orders import Fill, OrderCancel, OrderIntent
+from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.clock import Clock, LiveClock
 
 log = structlog.get_logger("execsim")
+_stdlog = logging.getLogger(__name__)
 
-DURABLE = "execsim"
+DURABLE = "execsim-orders"
+MARKET_DURABLE = "execsim-market"
+TICK_SECONDS = 0.05
 
-
-class ExecSimSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRADING_MCP_EXECSIM_", extra="ignore")
-
-    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
-    host: str = "127.0.0.1"
-    port: int = 8004
-    slippage_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
-    fee_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
-
-
-async def rebuild(js: JetStreamContext, engine: Engine) -> int:
-    """Teach the engine every order it already answered, from the executions and decisions streams."""
-    answered: set[str] = set()
-
-    def on_report(msg: Msg) -> None:
-        answered.add(OrderEvent.model_validate_json(msg.data).client_order_id)
-
-    reports = Follower(js, stream="EXECUTIONS", subject=Subject.EXECUTION_REPORT.value, handler=on_report)
-    await reports.start()
-    await reports.caught_up.wait()
-    await reports.stop()
-
-    def on_intent(msg: Msg) -> None:
-        intent = OrderIntent.model_validate_json(msg.data)
-        if intent.client_order_id in answered:
-            engine.remember(intent)
-
-    intents = Follower(js, stream="DECISIONS", subject=Subject.ORDER_INTENT.value, handler=on_intent)
-    await intents.start()
-    await intents.caught_up.wait()
-    await intents.stop()
-    return len(answered)
+__all__ = ["DURABLE", "MARKET_DURABLE", "ExecSimService", "ExecSimSettings", "main", "run_execsim"]
 
 
 class ExecSimService:
-    def __init__(self, js: JetStreamContext, engine: Engine):
+    """Feeds messages to the engine and publishes what it answers. One batch at a time."""
+
+    def __init__(self, js: JetStreamContext, engine: Engine, market_durable: str | None = None) -> None:
         self.js = js
         self.engine = engine
+        self.market_durable = market_durable
+        self._lock = asyncio.Lock()
+        self._broken = False
 
     async def handle(self, msg: Msg) -> None:
-        started = time.perf_counter()
-        intent = OrderIntent.model_validate_json(msg.data)
-        structlog.contextvars.bind_contextvars(correlation_id=intent.correlation_id)
-        try:
+        """One message (the per-message handler `bus.jetstream.consume` expects)."""
+        await self.handle_batch([msg])
+
+    async def handle_batch(self, msgs: list[Msg]) -> None:
+        """Apply the messages to the engine in order and store every resulting event. Raises if
+        any publish failed; the caller must not ack then (they will be redelivered)."""
+        async with self._lock:
+            if self._broken:
+                await self._rebuild()
+            started = time.perf_counter()
+            events: list[Event] = []
+            for msg in msgs:
+                events.extend(self._apply(msg))
+            try:
+                await self._publish(events)
+            except Exception:
+                self._broken = True  # the engine moved on but the streams did not: rebuild before more
+                raise
+            finally:
+                metrics.exec_sim_open_orders.set(self.engine.open_count())
+            if msgs:
+                metrics.exec_sim_simulation_duration_seconds.observe((time.perf_counter() - started) / len(msgs))
+
+    async def tick(self) -> None:
+        async with self._lock:
+            if self._broken:
+                await self._rebuild()
+            events = self.engine.tick()
+            if events:
+                try:
+                    await self._publish(events)
+                except Exception:
+                    self._broken = True
+                    raise
+
+    def _apply(self, msg: Msg) -> list[Event]:
+        subject = msg.subject
+        if subject == Subject.ORDER_INTENT.value:
+            intent = OrderIntent.model_validate_json(msg.data)
             events = self.engine.submit(intent)
             if events:
                 metrics.exec_sim_orders_received_total.labels(intent.order_type).inc()
-            for event in events:
-                if isinstance(event, Fill):
-                    await publish(
+            else:
+                log.info("order already handled", client_order_id=intent.client_order_id)
+            return events
+        if subject == Subject.ORDER_CANCEL.value:
+            cancel = OrderCancel.model_validate_json(msg.data)
+            return self.engine.cancel(cancel.client_order_id, cancel.reason or f"canceled_by_{cancel.origin}")
+        if subject == Subject.SIGNALS_NORMALIZED.value:
+            return self.engine.on_bar(Bar.from_signal(NormalizedSignal.model_validate_json(msg.data)))
+        return []
+
+    async def _publish(self, events: list[Event]) -> None:
+        pending = []
+        for event in events:
+            if isinstance(event, Fill):
+                pending.append(
+                    publish(
                         self.js,
                         Subject.EXECUTION_FILL,
                         event,
                         msg_id=event.fill_id,
-                        correlation_id=intent.correlation_id,
+                        correlation_id=event.correlation_id,
                     )
-                    metrics.exec_sim_fills_generated_total.labels(event.side).inc()
-                    log.info(
-                        "fill",
-                        client_order_id=event.client_order_id,
-                        symbol=event.symbol,
-                        side=event.side,
-                        quantity=str(event.quantity),
-                        price=str(event.price),
-                    )
-                else:
-                    await publish(
+                )
+            else:
+                pending.append(
+                    publish(
                         self.js,
                         Subject.EXECUTION_REPORT,
                         event,
                         msg_id=event.event_id,
-                        correlation_id=intent.correlation_id,
+                        correlation_id=event.correlation_id,
                     )
-            if not events:
-                log.info("order already handled", client_order_id=intent.client_order_id)
-        finally:
-            metrics.exec_sim_simulation_duration_seconds.observe(time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("correlation_id")
+                )
+        if not pending:
+            return
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RuntimeError(f"{len(failures)} of {len(results)} publishes failed: {failures[0]!r}")
+        for event in events:
+            if isinstance(event, Fill):
+                metrics.exec_sim_fills_generated_total.labels(event.side).inc()
+                log.info(
+                    "fill",
+                    correlation_id=event.correlation_id,
+                    client_order_id=event.client_order_id,
+                    symbol=event.symbol,
+                    side=event.side,
+                    quantity=str(event.quantity),
+                    price=str(event.price),
+                )
+            else:
+                metrics.exec_sim_reports_total.labels(event.status).inc()
+
+    async def _rebuild(self) -> None:
+        fresh = Engine(self.engine.clock, self.engine.config)
+        known = await rebuild(self.js, fresh, self.market_durable)
+        self.engine = fresh
+        self._broken = False
+        metrics.exec_sim_rebuilds_total.inc()
+        log.warning("engine rebuilt from the streams after a failed publish", orders=known)
+
+
+async def consume_batches(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    durable: str,
+    subjects: list[str],
+    handler,  # type: ignore[no-untyped-def]
+    stop: asyncio.Event,
+    batch: int = 128,
+) -> None:
+    """A durable pull consumer that hands whole fetched batches to `handler`; ack after, nak on error."""
+    config = api.ConsumerConfig(
+        durable_name=durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        filter_subjects=subjects if len(subjects) > 1 else None,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+        ack_wait=30.0,
+        max_ack_pending=4096,
+    )
+    sub = None
+    delay = 0.2
+    while sub is None and not stop.is_set():
+        try:
+            sub = await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
+        except Exception as exc:
+            _stdlog.warning("cannot create consumer %s on %s (%r); retrying", durable, stream, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    if sub is None:
+        return
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=0.5)
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                _stdlog.warning("fetch from %s failed (%r); retrying", durable, exc)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await handler(msgs)
+            except Exception:
+                _stdlog.exception("a batch from %s failed; redelivering", durable)
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=1.0)
+                await asyncio.sleep(0.2)
+                continue
+            await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def _tick_loop(service: ExecSimService, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), TICK_SECONDS)
+        if service.engine.open_count():
+            try:
+                await service.tick()
+            except Exception as exc:
+                _stdlog.warning("tick failed (%r); the engine will be rebuilt", exc)
 
 
 async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> None:
     nc = await connect(settings.nats_url, "execsim")
     js = nc.jetstream()
     await ensure_streams(js)
-    engine = Engine(clock or LiveClock(), EngineConfig(settings.slippage_bps, settings.fee_bps))
-    known = await rebuild(js, engine)
-    log.info("execsim ready", orders_rebuilt=known, nats=settings.nats_url)
-    service = ExecSimService(js, engine)
+    engine = Engine(clock or LiveClock(), settings.engine_config())
+    known = await rebuild(js, engine, MARKET_DURABLE)
+    log.info("execsim ready", orders_rebuilt=known, open_orders=engine.open_count(), nats=settings.nats_url)
+    service = ExecSimService(js, engine, MARKET_DURABLE)
     stop = asyncio.Event()
 
     async def ready() -> dict[str, bool]:
         return {"nats": nc.is_connected}
 
-    watch_consumer_lag(js, [("DECISIONS", DURABLE)])
+    watch_consumer_lag(js, [("DECISIONS", DURABLE), ("SIGNALS", MARKET_DURABLE)])
     app = Starlette(routes=ops_routes(ready))
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off")
     )
-    consumer = asyncio.create_task(
-        consume(
-            js,
-            stream="DECISIONS",
-            durable=DURABLE,
-            subject=Subject.ORDER_INTENT.value,
-            handler=service.handle,
-            stop=stop,
-        )
-    )
-    consumer.add_done_callback(log_if_failed)
+    tasks = [
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream="DECISIONS",
+                durable=DURABLE,
+                subjects=[Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value],
+                handler=service.handle_batch,
+                stop=stop,
+                batch=settings.batch,
+            ),
+            name="orders",
+        ),
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream="SIGNALS",
+                durable=MARKET_DURABLE,
+                subjects=[Subject.SIGNALS_NORMALIZED.value],
+                handler=service.handle_batch,
+                stop=stop,
+                batch=settings.batch,
+            ),
+            name="market",
+        ),
+        asyncio.create_task(_tick_loop(service, stop), name="tick"),
+    ]
+    for task in tasks:
+        task.add_done_callback(log_if_failed)
     try:
         await server.serve()
     finally:
         stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer, 3)
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3)
         await nc.close()
 
 

@@ -23,6 +23,7 @@ from schemas.orders import OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.clock import Clock, LiveClock
+from tools.orders import check_order
 from tools.risk import RiskGate
 
 log = structlog.get_logger("bridge")
@@ -44,6 +45,10 @@ class Bridge:
     mode: Mode = "follow"
     default_quantity: Decimal = Decimal(1)
     clock: Clock = field(default_factory=LiveClock)
+
+    def __post_init__(self) -> None:
+        if self.state.gate is None:
+            self.state.gate = self.gate  # one gate per account: the MCP order tools use the same one
 
     async def run(self, stop: asyncio.Event) -> None:
         await consume(
@@ -87,11 +92,13 @@ class Bridge:
             log.info("no action", signal_id=signal.signal_id, action=signal.action)
             return
         coid = f"sig-{signal.signal_id}"
-        verdict = self.gate.check(
+        verdict = check_order(
+            self.gate,
+            self.state.account,
             symbol=signal.symbol,
             side=order.side,
             quantity=order.quantity,
-            projected_position=self.state.projected_position(signal.symbol),
+            price=signal.close or signal.price,
         )
         now = self.clock.now()
         if not verdict.approved:
@@ -130,12 +137,14 @@ class Bridge:
         )
         signed = order.quantity if order.side == "buy" else -order.quantity
         self.state.pending[coid] = (signal.symbol, signed)
+        self.state.orders.on_intent(intent)
         try:
             await publish(
                 self.state.js, Subject.ORDER_INTENT, intent, msg_id=coid, correlation_id=signal.correlation_id
             )
         except Exception:
             self.state.pending.pop(coid, None)
+            self.state.orders.forget(coid)
             raise
         self.state.decided_signals.add(signal.signal_id)
         metrics.mcp_decisions_generated_total.labels(self.mode, "order").inc()

@@ -1,4 +1,4 @@
-"""`trading-mcp`: up · serve · gateway · execsim · send-signal."""
+"""`trading-mcp`: up · serve · gateway · execsim · send-signal · risk."""
 
 from __future__ import annotations
 
@@ -60,7 +60,19 @@ def cmd_execsim(args: argparse.Namespace) -> int:
     from execsim.service import ExecSimSettings, main
 
     _configure_logging("execsim")
-    overrides = {"host": args.host, "port": args.port, "slippage_bps": args.slippage_bps, "fee_bps": args.fee_bps}
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "slippage_bps": args.slippage_bps,
+        "fee_bps": args.fee_bps,
+        "spread_bps": args.spread_bps,
+        "fee_per_share": args.fee_per_share,
+        "fee_min": args.fee_min,
+        "latency_ms": args.latency_ms,
+        "latency_jitter_ms": args.latency_jitter_ms,
+        "participation": args.participation,
+        "seed": args.seed,
+    }
     main(ExecSimSettings(**{k: v for k, v in overrides.items() if v is not None}))
     return 0
 
@@ -248,6 +260,77 @@ def cmd_send_signal(args: argparse.Namespace) -> int:
     return 0 if status < 400 else 1
 
 
+# ---------------------------------------------------------------- risk (operator)
+
+
+def cmd_risk(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bus.embedded import ensure_embedded
+    from bus.jetstream import connect
+    from mcp_server.risk_control import TOKEN_FILE, load_or_create_token, read_signed, write_signed
+    from tools.risk import RiskLimits, TradingState
+    from tools.risk_control import ControlRefused, next_control, patched_limits, sign, verify
+
+    patch: dict[str, object] = {}
+    for item in args.assignments:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in RiskLimits.model_fields:
+            print(
+                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(RiskLimits.model_fields)}",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            patch[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            patch[name] = raw
+    try:
+        patched_limits(RiskLimits(), patch)
+    except ValueError as e:
+        print(f"invalid limits: {e}", file=sys.stderr)
+        return 2
+    if args.action == "set" and not patch:
+        print("risk set needs at least one --set FIELD=VALUE", file=sys.stderr)
+        return 2
+    token = load_or_create_token(args.token_file or args.data_dir / TOKEN_FILE)
+    url = os.environ.get("NATS_URL") or ensure_embedded(args.data_dir).url
+
+    async def run() -> int:
+        nc = await connect(url, "risk-cli")
+        try:
+            js = nc.jetstream()
+            signed = await read_signed(js)
+            previous = None
+            if signed is not None:
+                try:
+                    previous = verify(signed, token)
+                except ControlRefused as refused:
+                    print(f"the stored record is not signed with this token ({refused.code})", file=sys.stderr)
+                    return 1
+            if args.action == "show":
+                print(json.dumps(previous.model_dump(mode="json") if previous else None, indent=2))
+                return 0
+            state = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE}.get(args.action)
+            from datetime import UTC, datetime
+
+            control = next_control(
+                previous,
+                datetime.now(UTC),
+                patch=patch,
+                state=state,
+                reason=args.reason or args.action,
+                operator=args.operator,
+            )
+            await write_signed(js, sign(control, token))
+            print(json.dumps(control.model_dump(mode="json"), indent=2))
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -292,7 +375,32 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--port", type=int, default=None)
     ex.add_argument("--slippage-bps", type=str, default=None)
     ex.add_argument("--fee-bps", type=str, default=None)
+    ex.add_argument("--spread-bps", type=str, default=None, help="full bid-ask spread around the last price")
+    ex.add_argument("--fee-per-share", type=str, default=None)
+    ex.add_argument("--fee-min", type=str, default=None, help="minimum per-share fee per fill")
+    ex.add_argument("--latency-ms", type=int, default=None)
+    ex.add_argument("--latency-jitter-ms", type=int, default=None)
+    ex.add_argument("--participation", type=str, default=None, help="max fraction of a bar's volume filled")
+    ex.add_argument("--seed", type=int, default=None)
     ex.set_defaults(func=cmd_execsim)
+
+    rk = sub.add_parser(
+        "risk", help="operator: show or change risk limits and the trading state (signed with the operator token)"
+    )
+    data_dir(rk)
+    rk.add_argument("action", choices=["show", "halt", "resume", "set"], help="halt is the kill switch")
+    rk.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a RiskLimits field, value as JSON (e.g. max_position=500, mcp_may_loosen=true)",
+    )
+    rk.add_argument("--reason", default="")
+    rk.add_argument("--operator", default=os.environ.get("USER", "operator"))
+    rk.add_argument("--token-file", type=Path, default=None, help="default <data-dir>/operator_token")
+    rk.set_defaults(func=cmd_risk)
 
     ss = sub.add_parser("send-signal", help="sign and send one generic JSON signal to the gateway")
     data_dir(ss)

@@ -16,6 +16,7 @@ from bus.embedded import EmbeddedNats, ensure_embedded
 from bus.jetstream import connect, ensure_streams, log_if_failed
 from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
+from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_token
 from mcp_server.server import build_server
 from mcp_server.settings import ServeSettings
 from mcp_server.state import AppState
@@ -55,8 +56,13 @@ async def run_serve(settings: ServeSettings) -> None:
     async with running_state(settings) as state:
         stop = asyncio.Event()
         bridge_task = None
+        state.gate = RiskGate(settings.risk_limits())  # the one gate: bridge and MCP order tools
+        token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
+        control = ControlFollower(state.js, state.gate, token, settings.risk_limits())
+        await control.refresh()  # a kill switch set before this start holds from the first order on
+        control_task = asyncio.create_task(control.run(stop), name="risk-control")
         if settings.bridge:
-            bridge = Bridge(state, RiskGate(settings.risk_limits()), settings.bridge_mode, settings.default_quantity)
+            bridge = Bridge(state, state.gate, settings.bridge_mode, settings.default_quantity)
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])
@@ -68,6 +74,8 @@ async def run_serve(settings: ServeSettings) -> None:
                 await _run_http(server, settings, state)
         finally:
             stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(control_task, 3)
             if bridge_task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(bridge_task, 3)

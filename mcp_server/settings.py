@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,16 @@ class ServeSettings(BaseSettings):
     bridge_mode: Literal["follow"] = "follow"
     default_quantity: Decimal = Field(default=Decimal(1), gt=0)
     max_position: Decimal = Field(default=Decimal(1000), gt=0)
+    risk_limits_file: Path | None = Field(
+        default=None, description="JSON file with every RiskLimits field (docs/RISK.md); max_position overrides it"
+    )
+
+    operator_token_file: Path | None = Field(
+        default=None, description="Operator token for risk changes (default <data_dir>/operator_token)"
+    )
 
     def risk_limits(self) -> RiskLimits:
-        return RiskLimits(max_position=self.max_position)
+        base = {} if self.risk_limits_file is None else json.loads(self.risk_limits_file.read_text())
+        if "max_position" not in base or "max_position" in self.model_fields_set:
+            base["max_position"] = self.max_position
+        return RiskLimits.model_validate(base)

@@ -21,7 +21,9 @@ from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.market import SignalLog
+from tools.orders import LocalAccount, OrderBook
 from tools.portfolio import Portfolio
+from tools.risk import RiskGate
 
 TERMINAL = {"filled", "rejected", "canceled", "expired"}
 
@@ -36,7 +38,13 @@ class AppState:
     # client_order_id -> (symbol, signed quantity sent but not yet filled or ended)
     pending: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # order state from the streams (all origins) and the one risk gate of this account
+    orders: OrderBook = field(default_factory=OrderBook)
+    gate: RiskGate | None = None
     _followers: list[Follower] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.account = LocalAccount(self.portfolio, self.orders, self.signals.last_price, self.pending)
 
     async def start(self, timeout: float = 30.0) -> None:
         self._followers = [
@@ -54,24 +62,35 @@ class AppState:
 
     def projected_position(self, symbol: str) -> Decimal:
         """The position once every order already sent is filled: what the risk gate must check."""
-        return self.portfolio.quantity(symbol) + sum(q for s, q in self.pending.values() if s == symbol)
+        return self.account.projected_position(symbol)
+
+    def _observe_equity(self) -> None:
+        if self.gate is not None:
+            self.gate.observe_equity(self.portfolio.equity())
 
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
 
     async def _on_signal(self, msg: Msg) -> None:
-        self.signals.add(NormalizedSignal.model_validate_json(msg.data))
+        signal = NormalizedSignal.model_validate_json(msg.data)
+        if self.signals.add(signal):
+            self.portfolio.mark(signal.symbol, signal.close or signal.price)
+            if signal.symbol in self.portfolio.positions:
+                self._observe_equity()
         await self._notify()
 
     async def _on_execution(self, msg: Msg) -> None:
         if msg.subject == Subject.EXECUTION_FILL.value:
             fill = Fill.model_validate_json(msg.data)
+            self.orders.on_fill(fill)
             if self.portfolio.apply(fill):
+                self._observe_equity()
                 self._settle(fill.client_order_id, fill.quantity if fill.side == "buy" else -fill.quantity)
                 metrics.mcp_active_positions.set(sum(1 for p in self.portfolio.positions.values() if p.quantity != 0))
         elif msg.subject == Subject.EXECUTION_REPORT.value:
             event = OrderEvent.model_validate_json(msg.data)
+            self.orders.on_event(event)
             if event.status in TERMINAL:
                 self.pending.pop(event.client_order_id, None)
         await self._notify()
@@ -90,6 +109,7 @@ class AppState:
     async def _on_decision(self, msg: Msg) -> None:
         if msg.subject == Subject.ORDER_INTENT.value:
             intent = OrderIntent.model_validate_json(msg.data)
+            self.orders.on_intent(intent)
             if intent.signal_id:
                 self.decided_signals.add(intent.signal_id)
         elif msg.subject == Subject.RISK_DENIED.value:

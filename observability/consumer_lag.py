@@ -1,7 +1,7 @@
 """Export the lag of durable JetStream consumers (`num_pending`, `num_ack_pending`) as gauges.
 
 A service starts one watcher for the durables it owns, in one line:
-`watch_consumer_lag(js, [("DECISIONS", "execsim")])`. The task runs until the event loop ends.
+`watch_consumer_lag(js, [("DECISIONS", "execsim-orders")])`. The task runs until the event loop ends.
 A consumer that does not exist yet (the service has not subscribed) is skipped, not an error.
 """
 

@@ -52,6 +52,8 @@ exec_sim_simulation_duration_seconds = Histogram(
     "exec_sim_simulation_duration_seconds", "Time to simulate one order", buckets=LATENCY_BUCKETS
 )
 exec_sim_open_orders = Gauge("exec_sim_open_orders", "Orders resting in the simulator (not yet ended)")
+exec_sim_reports_total = Counter("exec_sim_reports_total", "Order lifecycle events published", ["status"])
+exec_sim_rebuilds_total = Counter("exec_sim_rebuilds_total", "Times the simulator rebuilt its state from the streams")
 
 # bus (every service that publishes or consumes)
 jetstream_publish_duration_seconds = Histogram(

@@ -1,4 +1,7 @@
-"""Orders: the command (`OrderIntent`) and the events it causes (`OrderEvent`, `Fill`, `RiskDenied`)."""
+"""Orders: the commands (`OrderIntent`, `OrderCancel`) and the events they cause.
+
+Events: `OrderEvent` (lifecycle, on `executions.report`), `Fill`, `RiskDenied`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from schemas.common import Contract, Money, Price, Quantity, Side, UtcDatetime
 
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 TimeInForce = Literal["DAY", "GTC", "IOC", "FOK"]
-OrderStatus = Literal["accepted", "rejected", "partially_filled", "filled", "canceled", "expired"]
+OrderStatus = Literal["accepted", "rejected", "triggered", "partially_filled", "filled", "canceled", "expired"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "rejected", "canceled", "expired"})
 Origin = Literal["bridge", "mcp", "agent", "backtest"]
 
 CLIENT_ORDER_ID = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -28,12 +32,28 @@ class OrderIntent(Contract):
     limit_price: Price | None = None
     stop_price: Price | None = None
     time_in_force: TimeInForce = "DAY"
+    replaces: str | None = Field(
+        default=None,
+        pattern=CLIENT_ORDER_ID,
+        description="Cancel-and-replace: the open order this one replaces (canceled first; rejected if not open)",
+    )
     reference_price: Price = Field(description="The last price the decider saw; market orders fill near it")
     origin: Origin
     signal_id: str | None = None
     strategy: str | None = None
     confidence: float | None = Field(default=None, ge=0, le=1)
     rationale: dict[str, Any] = Field(default_factory=dict)
+    created_at: UtcDatetime
+    correlation_id: str
+
+
+class OrderCancel(Contract):
+    """A command to the execution simulator: cancel this open order. Published on `decisions.order_cancel`."""
+
+    schema_version: Literal[1] = 1
+    client_order_id: str = Field(pattern=CLIENT_ORDER_ID)
+    origin: Origin
+    reason: str | None = Field(default=None, max_length=200)
     created_at: UtcDatetime
     correlation_id: str
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
+from schemas.orders import Fill, OrderCancel, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 
 
@@ -17,6 +17,7 @@ class Subject(StrEnum):
     SIGNALS_NORMALIZED = "signals.normalized"
     ORDER_INTENT = "decisions.order_intent"
     RISK_DENIED = "decisions.risk_denied"
+    ORDER_CANCEL = "decisions.order_cancel"
     EXECUTION_REPORT = "executions.report"
     EXECUTION_FILL = "executions.fill"
 
@@ -45,6 +46,7 @@ REGISTRY: dict[Subject, Entry] = {
     Subject.SIGNALS_NORMALIZED: Entry(Subject.SIGNALS_NORMALIZED, NormalizedSignal, 1),
     Subject.ORDER_INTENT: Entry(Subject.ORDER_INTENT, OrderIntent, 1),
     Subject.RISK_DENIED: Entry(Subject.RISK_DENIED, RiskDenied, 1),
+    Subject.ORDER_CANCEL: Entry(Subject.ORDER_CANCEL, OrderCancel, 1),
     Subject.EXECUTION_REPORT: Entry(Subject.EXECUTION_REPORT, OrderEvent, 1),
     Subject.EXECUTION_FILL: Entry(Subject.EXECUTION_FILL, Fill, 1),
 }

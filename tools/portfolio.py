@@ -1,16 +1,24 @@
-"""Positions and PnL, built from fills alone (netting per symbol). Decimal throughout."""
+"""Positions, cash and PnL, built from fills alone (netting per symbol, average cost). Decimal throughout.
+
+Accounting identity (checked by property tests): cash + market value
+= starting cash + realized PnL + unrealized PnL − fees. Replaying the same fills in the same
+order gives the same portfolio, so it is rebuilt from the `executions` stream after a restart.
+A position is marked at the latest price known for its symbol: `mark(symbol, price)` or, failing
+that, the latest fill.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from schemas.common import Money
 from schemas.orders import Fill
 
 ZERO = Decimal(0)
+DEFAULT_STARTING_CASH = Decimal(100_000)
 
 
 @dataclass
@@ -21,22 +29,47 @@ class _Position:
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
 
+    def unrealized(self, mark: Decimal) -> Decimal:
+        return (mark - self.avg_price) * self.quantity
+
 
 class PositionView(BaseModel):
     symbol: str
-    quantity: Money
+    quantity: Money = Field(description="Signed: negative is short")
     avg_price: Money
     realized_pnl: Money
     fees_paid: Money
+    mark_price: Money | None = Field(default=None, description="Latest price the position is valued at")
+    market_value: Money = ZERO
+    unrealized_pnl: Money = ZERO
+
+
+class AccountView(BaseModel):
+    starting_cash: Money
+    cash: Money
+    market_value: Money
+    equity: Money = Field(description="cash + market value")
+    realized_pnl: Money
+    unrealized_pnl: Money
+    fees_paid: Money
+    gross_exposure: Money = Field(description="Sum of |quantity × mark| over positions")
+    net_exposure: Money = Field(description="Sum of quantity × mark over positions")
+    open_positions: int
 
 
 @dataclass
 class Portfolio:
     """Apply fills in stream order; a fill id seen before changes nothing."""
 
+    starting_cash: Decimal = DEFAULT_STARTING_CASH
     positions: dict[str, _Position] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
+    cash: Decimal = ZERO
+    marks: dict[str, Decimal] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.cash = self.starting_cash
 
     def apply(self, fill: Fill) -> bool:
         if fill.fill_id in self._seen:
@@ -46,6 +79,8 @@ class Portfolio:
         pos = self.positions.setdefault(fill.symbol, _Position(fill.symbol))
         signed = fill.quantity if fill.side == "buy" else -fill.quantity
         pos.fees += fill.fee
+        self.cash -= signed * fill.price + fill.fee
+        self.marks[fill.symbol] = fill.price
         if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
             # opening or adding: weighted average price
             new_qty = pos.quantity + signed
@@ -63,22 +98,74 @@ class Portfolio:
             pos.avg_price = fill.price  # reversed: the remainder opened at this fill's price
         return True
 
+    def mark(self, symbol: str, price: Decimal) -> None:
+        """Value `symbol` at `price` from now on (until a later mark or fill)."""
+        self.marks[symbol] = price
+
+    # ------------------------------------------------------------------ queries
+
     def quantity(self, symbol: str) -> Decimal:
         pos = self.positions.get(symbol)
         return pos.quantity if pos else ZERO
 
+    def mark_price(self, symbol: str) -> Decimal | None:
+        return self.marks.get(symbol)
+
+    def market_value(self) -> Decimal:
+        return sum((p.quantity * self.marks.get(p.symbol, p.avg_price) for p in self.positions.values()), ZERO)
+
+    def equity(self) -> Decimal:
+        return self.cash + self.market_value()
+
+    def gross_exposure(self) -> Decimal:
+        return sum((abs(p.quantity * self.marks.get(p.symbol, p.avg_price)) for p in self.positions.values()), ZERO)
+
+    def net_exposure(self) -> Decimal:
+        return self.market_value()
+
+    def realized_pnl(self) -> Decimal:
+        return sum((p.realized_pnl for p in self.positions.values()), ZERO)
+
+    def unrealized_pnl(self) -> Decimal:
+        return sum((p.unrealized(self.marks.get(p.symbol, p.avg_price)) for p in self.positions.values()), ZERO)
+
+    def fees_paid(self) -> Decimal:
+        return sum((p.fees for p in self.positions.values()), ZERO)
+
+    def account(self) -> AccountView:
+        return AccountView(
+            starting_cash=self.starting_cash,
+            cash=self.cash,
+            market_value=self.market_value(),
+            equity=self.equity(),
+            realized_pnl=self.realized_pnl(),
+            unrealized_pnl=self.unrealized_pnl(),
+            fees_paid=self.fees_paid(),
+            gross_exposure=self.gross_exposure(),
+            net_exposure=self.net_exposure(),
+            open_positions=sum(1 for p in self.positions.values() if p.quantity != 0),
+        )
+
     def open_positions(self) -> list[PositionView]:
-        return [
-            PositionView(
-                symbol=p.symbol,
-                quantity=p.quantity,
-                avg_price=p.avg_price,
-                realized_pnl=p.realized_pnl,
-                fees_paid=p.fees,
+        out = []
+        for p in sorted(self.positions.values(), key=lambda p: p.symbol):
+            if p.quantity == 0 and p.realized_pnl == 0:
+                continue
+            mark = self.marks.get(p.symbol)
+            value_at = mark if mark is not None else p.avg_price
+            out.append(
+                PositionView(
+                    symbol=p.symbol,
+                    quantity=p.quantity,
+                    avg_price=p.avg_price,
+                    realized_pnl=p.realized_pnl,
+                    fees_paid=p.fees,
+                    mark_price=mark,
+                    market_value=p.quantity * value_at,
+                    unrealized_pnl=p.unrealized(value_at),
+                )
             )
-            for p in sorted(self.positions.values(), key=lambda p: p.symbol)
-            if p.quantity != 0 or p.realized_pnl != 0
-        ]
+        return out
 
     def recent_fills(self, limit: int = 50, symbol: str | None = None) -> list[Fill]:
         chosen = [f for f in reversed(self.fills) if symbol is None or f.symbol == symbol]

@@ -1,0 +1,46 @@
+"""Execution simulator configuration (env prefix TRADING_MCP_EXECSIM_, `NATS_URL`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from execsim.engine import EngineConfig
+
+
+class ExecSimSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRADING_MCP_EXECSIM_", extra="ignore")
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
+    host: str = "127.0.0.1"
+    port: int = 8004
+    slippage_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    volatility_slippage: Decimal = Field(default=Decimal(0), ge=0, le=10)
+    spread_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    fee_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    fee_per_share: Decimal = Field(default=Decimal(0), ge=0)
+    fee_min: Decimal = Field(default=Decimal(0), ge=0)
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+    latency_jitter_ms: int = Field(default=0, ge=0, le=60_000)
+    participation: Decimal | None = Field(default=None, gt=0, le=1)
+    intrabar_path: Literal["adaptive", "ohlc"] = "adaptive"
+    seed: int = 0
+    batch: int = Field(default=128, ge=1, le=1024, description="Messages fetched and published per round")
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            slippage_bps=self.slippage_bps,
+            fee_bps=self.fee_bps,
+            spread_bps=self.spread_bps,
+            volatility_slippage=self.volatility_slippage,
+            fee_per_share=self.fee_per_share,
+            fee_min=self.fee_min,
+            latency_ms=self.latency_ms,
+            latency_jitter_ms=self.latency_jitter_ms,
+            participation=self.participation,
+            intrabar_path=self.intrabar_path,
+            seed=self.seed,
+        )
