@@ -1,9 +1,11 @@
 """Hybrid: the variance ratio picks between momentum and mean reversion.
 
-score = VR(regime_lag, regime_window) - 1 (see strategies/indicators/regime.py):
-- score > +neutral_band  -> "trending": weight 1 on momentum, 0 on mean reversion;
-- score < -neutral_band  -> "ranging":  weight 0 on momentum, 1 on mean reversion;
-- otherwise              -> "neutral":  weight ½ each.
+score = VR(regime_lag, regime_window) - 1 (see strategies/indicators/regime.py), and the regime:
+- score > +neutral_band        -> "trending": weight 1 on momentum, 0 on mean reversion;
+- score < -neutral_band        -> "ranging":  weight 0 on momentum, 1 on mean reversion;
+- |score| ≤ neutral_band / 2   -> "neutral":  weight ½ each;
+- otherwise the regime is kept (hysteresis: a score wobbling around a band edge does not flip the
+  regime, and with it the position, bar after bar). The regime starts neutral.
 target = w · momentum target + (1 - w) · mean-reversion target; both sub-strategies run on every bar.
 confidence = w · momentum confidence + (1 - w) · mean-reversion confidence.
 """
@@ -16,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies.base import Strategy, StrategyState, clean, side_for
-from strategies.batch_data import BatchData
+from strategies.batch_data import BatchData, forward_fill
 from strategies.indicators import VarianceRatio
 from strategies.mean_reversion import MeanReversion, MeanReversionParams
 from strategies.momentum import Momentum, MomentumParams
@@ -32,12 +34,14 @@ class HybridParams(BaseModel):
     neutral_band: float = Field(0.15, ge=0, lt=1, description="|VR - 1| at or below this is neutral")
 
 
-def _weight(score: float, band: float) -> float:
+def _weight(score: float, band: float, previous: float) -> float:
     if score > band:
         return 1.0
     if score < -band:
         return 0.0
-    return 0.5
+    if abs(score) <= band / 2:
+        return 0.5
+    return previous
 
 
 REGIME = {1.0: "trending", 0.0: "ranging", 0.5: "neutral"}
@@ -64,7 +68,7 @@ class HybridState(StrategyState):
         v = self._vr.update(close)
         if self.bars < self.warmup:
             return self.target
-        w = self.weight = _weight(v - 1.0, self._band)
+        w = self.weight = _weight(v - 1.0, self._band, self.weight)
         self.target = w * tm + (1.0 - w) * tr
         return self.target
 
@@ -125,7 +129,13 @@ class Hybrid(Strategy):
         tm = self.momentum.targets(data)
         tr = self.mean_reversion.targets(data)
         score = data.variance_ratio(p.regime_lag, p.regime_window) - 1.0
-        w = np.where(score > p.neutral_band, 1.0, np.where(score < -p.neutral_band, 0.0, 0.5))
+        band = p.neutral_band
+        warm = min(self.warmup - 1, len(data))
+        values = np.where(score > band, 1.0, np.where(score < -band, 0.0, 0.5))
+        valid = (score > band) | (score < -band) | (np.abs(score) <= band / 2)
+        valid[:warm] = True
+        values[:warm] = 0.5
+        w = forward_fill(values, valid) if len(data) else values
         out = w * tm + (1.0 - w) * tr
-        out[: min(self.warmup - 1, len(data))] = 0.0
+        out[:warm] = 0.0
         return out

@@ -20,6 +20,7 @@ from tools.risk import RiskGate, RiskLimits
 
 BPS = Decimal(10_000)
 NO_LIMIT = Decimal(10) ** 15
+MAX_ORDER_QUANTITY = Decimal(10) ** 10  # the wire format's limit (schemas.common.MAX_DIGITS - MAX_DECIMALS)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Broker:
             self.clock.advance(delta)
 
     def check(self, side: Side, quantity: Decimal, position: Decimal) -> RiskAnswer:
+        if quantity >= MAX_ORDER_QUANTITY:
+            return RiskAnswer(False, "quantity_out_of_range", f"{quantity} units is beyond what an order can carry")
         return risk_check(self.gate, self.symbol, side, quantity, position)
 
     def market(

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
-
 import numpy as np
 
 from execsim.backtest.broker import Broker
@@ -46,8 +44,8 @@ def run_backtest(
 ) -> BacktestResult:
     config = config or BacktestConfig()
     n = len(bars)
-    times = bars.times()
-    broker = Broker(bars.symbol, times[0], config.commission, config.slippage_bps, config.max_position, strategy.name)
+    time = bars.time
+    broker = Broker(bars.symbol, time(0), config.commission, config.slippage_bps, config.max_position, strategy.name)
     book = TradeBook()
     denials: list[Denial] = []
     cost = config.commission + config.slippage_bps / BPS
@@ -61,12 +59,12 @@ def run_backtest(
     update = state.update
     o, h, lo, c = bars.open.tolist(), bars.high.tolist(), bars.low.tolist(), bars.close.tolist()
     last = 0.0
-    pending: tuple[float, float, dict[str, Any]] | None = None
+    pending: tuple[float, float] | None = None
 
     for start in range(0, n, CHUNK):
         for i in range(start, min(n, start + CHUNK)):
             if pending is not None:
-                target, confidence, rationale = pending
+                target, confidence = pending
                 pending = None
                 price = to_decimal(o[i])
                 pos = book.position
@@ -75,23 +73,24 @@ def run_backtest(
                 if delta != 0:
                     side = "buy" if delta > 0 else "sell"
                     qty = abs(delta)
-                    broker.advance_to(times[i])
+                    now = time(i)
+                    broker.advance_to(now)
                     answer = broker.check(side, qty, pos)
                     if not answer.approved:
-                        denials.append(Denial(times[i], i, side, qty, answer.reason_code, answer.message))
+                        denials.append(Denial(now, i, side, qty, answer.reason_code, answer.message))
                     else:
-                        for fill in broker.market(side, qty, price, confidence, rationale):
+                        for fill in broker.market(side, qty, price, confidence, {"target": target}):
                             signed = fill.quantity if fill.side == "buy" else -fill.quantity
                             cash -= signed * fill.price + fill.fee
                             fees += fill.fee
-                            book.on_fill(signed, fill.price, fill.fee, times[i], i)
+                            book.on_fill(signed, fill.price, fill.fee, now, i)
                         fill_bars.append(i)
                         fill_pos.append(float(book.position))
                         fill_cash.append(float(cash))
             t = update(o[i], h[i], lo[i], c[i])
             if t != last:
                 last = t
-                pending = (t, min(1.0, max(0.0, state.confidence())), state.rationale())
+                pending = (t, min(1.0, max(0.0, state.confidence())))
         if progress is not None:
             progress(min(n, start + CHUNK), n)
 

@@ -172,9 +172,11 @@ def variance_ratio(x: F, q: int = 5, window: int = 120) -> F:
     out = _nan(len(x))
     if len(x) < q + window:
         return out
-    r1 = log_returns(x)
+    lx = np.log(x)
+    r1 = _nan(len(x))
+    r1[1:] = lx[1:] - lx[:-1]
     rq = _nan(len(x))
-    rq[q:] = np.log(x[q:] / x[:-q])
+    rq[q:] = lx[q:] - lx[:-q]
     _, s1 = rolling_mean_std(r1[1:], window)
     _, sq = rolling_mean_std(rq[q:], window)
     s1 = s1[q - 1 :]  # align: both end at the same bar

@@ -42,12 +42,13 @@ class VarianceRatio:
         return self.q + self.window
 
     def update(self, x: float) -> float:
-        closes = self._closes
-        if closes:
-            self._r1.update(math.log(x / closes[-1]))
-        closes.append(x)
-        if len(closes) > self.q:
-            var_q = self._rq.update(math.log(x / closes[0]))
+        lx = math.log(x)
+        logs = self._closes
+        if logs:
+            self._r1.update(lx - logs[-1])
+        logs.append(lx)
+        if len(logs) > self.q:
+            var_q = self._rq.update(lx - logs[0])
             if var_q == var_q:
                 var_1 = self._r1.std
                 self.value = (var_q * var_q) / (self.q * var_1 * var_1) if var_1 > 0.0 else 1.0
