@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from execsim.engine import Engine, EngineConfig
+from execsim.engine import FEE_QUANTUM, PRICE_QUANTUM, Engine, EngineConfig
 from schemas.common import Side
 from schemas.orders import Fill, OrderIntent
 from tools.clock import TestClock
@@ -28,6 +28,18 @@ class RiskAnswer:
     approved: bool
     reason_code: str
     message: str
+
+
+def expected_fill(
+    reference_price: Decimal, side: Side, quantity: Decimal, slippage_bps: Decimal, fee_bps: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(price, fee) of a market fill as the engine computes them: what the sweep's fast path uses."""
+    move = reference_price * slippage_bps / BPS
+    price = (reference_price + move if side == "buy" else reference_price - move).quantize(
+        PRICE_QUANTUM, ROUND_HALF_EVEN
+    )
+    fee = (price * quantity * fee_bps / BPS).quantize(FEE_QUANTUM, ROUND_HALF_EVEN)
+    return price, fee
 
 
 def risk_limits(max_position: Decimal | None) -> RiskLimits:

@@ -117,7 +117,7 @@ def run_backtest(
         final_equity=final_equity,
     )
     result.stats = compute_stats(
-        bars.ts, equity, close, position, trades, len(denials), float(fees), config.periods_per_year
+        bars.ts, equity, close, position, [float(t.pnl) for t in trades if not t.open], len(denials), float(fees), config.periods_per_year
     )
     return result
 

@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from execsim.backtest.trades import Trade
-
 DAY_NS = 86_400 * 10**9
 
 
@@ -46,7 +44,7 @@ def compute_stats(
     equity: np.ndarray,
     close: np.ndarray,
     position: np.ndarray,
-    trades: Sequence[Trade],
+    closed_pnls: Sequence[float],
     denials: int,
     fees: float,
     periods_per_year: float | None = None,
@@ -60,8 +58,7 @@ def compute_stats(
     mean = float(np.mean(returns)) if len(returns) else math.nan
     downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))) if len(returns) else math.nan
     peak = np.maximum.accumulate(equity)
-    closed = [t for t in trades if not t.open]
-    pnls = [float(t.pnl) for t in closed]
+    pnls = list(closed_pnls)
     wins = sum(p for p in pnls if p > 0)
     losses = -sum(p for p in pnls if p < 0)
     return {
@@ -74,7 +71,7 @@ def compute_stats(
         "sharpe": _num(mean / vol * math.sqrt(ppy)) if vol > 0 else None,
         "sortino": _num(mean / downside * math.sqrt(ppy)) if downside > 0 else None,
         "max_drawdown": float(np.min(equity / peak - 1.0)),
-        "trades": len(closed),
+        "trades": len(pnls),
         "win_rate": sum(p > 0 for p in pnls) / len(pnls) if pnls else None,
         "profit_factor": wins / losses if losses > 0 else None,
         "expectancy": sum(pnls) / len(pnls) if pnls else None,
