@@ -23,6 +23,7 @@ STAT_ROWS = (
     ("expectancy", "Expectancy per trade", "money"),
     ("exposure", "Exposure time", "pct"),
     ("fees", "Fees paid", "money"),
+    ("orders", "Orders filled", "int"),
     ("denied_orders", "Orders denied by risk", "int"),
     ("final_equity", "Final equity", "money"),
 )
@@ -163,7 +164,9 @@ def _print_report(result: Any, bars: Any) -> None:
     if trades:
         shown = trades[-10:]
         print(f"\n{'last ' + str(len(shown)) + ' of ' if len(trades) > len(shown) else ''}{len(trades)} trades:")
-        print(f"  {'entry':<10}  {'exit':<10}  {'side':<5}  {'qty':>10}  {'entry px':>10}  {'exit px':>10}  {'pnl':>12}")
+        print(
+            f"  {'entry':<10}  {'exit':<10}  {'side':<5}  {'qty':>10}  {'entry px':>10}  {'exit px':>10}  {'pnl':>12}"
+        )
         for t in shown:
             exit_at = f"{t.exit_time:%Y-%m-%d}" if t.exit_time else "open"
             print(
@@ -203,8 +206,7 @@ def _run_sweep(args: argparse.Namespace, config: Any) -> int:
     keys = [a.key for a in axes]
     print(
         f"sweep of {args.strategy} on {bars.symbol}: {len(result.rows)} parameter sets over {len(bars):,} bars, "
-        f"ranked by {args.rank_by}"
-        + (f" ({len(result.skipped)} invalid sets skipped)" if result.skipped else "")
+        f"ranked by {args.rank_by}" + (f" ({len(result.skipped)} invalid sets skipped)" if result.skipped else "")
     )
     cols = ["sharpe", "total_return", "max_drawdown", "trades", "win_rate"]
     if args.rank_by not in cols:

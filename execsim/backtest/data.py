@@ -76,7 +76,9 @@ def from_dataframe(df: pd.DataFrame, symbol: str | None = None) -> Bars:
         raise BacktestError("data_missing_columns", f"no time column: name one of {', '.join(TIME_COLUMNS)}")
     missing = [c for c in ("open", "high", "low", "close") if c not in frame.columns]
     if missing:
-        raise BacktestError("data_missing_columns", f"missing column(s) {', '.join(missing)}; need open, high, low, close")
+        raise BacktestError(
+            "data_missing_columns", f"missing column(s) {', '.join(missing)}; need open, high, low, close"
+        )
     try:
         times = pd.DatetimeIndex(pd.to_datetime(raw_times, utc=True))
     except (ValueError, TypeError) as e:

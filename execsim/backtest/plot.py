@@ -94,8 +94,13 @@ def plot_result(result: BacktestResult, path: str | Path) -> Path:
     ax_d.plot(times, drawdown * 100, color="#c62828", lw=0.7)
     worst = int(np.argmin(drawdown))
     ax_d.annotate(
-        f"{drawdown[worst]:.1%}", (times[worst], drawdown[worst] * 100), fontsize=8, color="#c62828",
-        xytext=(6, 6), textcoords="offset points", va="bottom",
+        f"{drawdown[worst]:.1%}",
+        (times[worst], drawdown[worst] * 100),
+        fontsize=8,
+        color="#c62828",
+        xytext=(6, 6),
+        textcoords="offset points",
+        va="bottom",
     )
     ax_d.set_ylabel("drawdown %")
     ax_d.grid(alpha=0.25)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+
 import numpy as np
 
 from execsim.backtest.broker import Broker
@@ -117,7 +118,15 @@ def run_backtest(
         final_equity=final_equity,
     )
     result.stats = compute_stats(
-        bars.ts, equity, close, position, [float(t.pnl) for t in trades if not t.open], len(denials), float(fees), config.periods_per_year
+        bars.ts,
+        equity,
+        close,
+        position,
+        [float(t.pnl) for t in trades if not t.open],
+        len(denials),
+        float(fees),
+        len(fill_bars),
+        config.periods_per_year,
     )
     return result
 

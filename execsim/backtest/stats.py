@@ -47,6 +47,7 @@ def compute_stats(
     closed_pnls: Sequence[float],
     denials: int,
     fees: float,
+    orders: int,
     periods_per_year: float | None = None,
 ) -> dict[str, Any]:
     ppy = periods_per_year or infer_periods_per_year(ts)
@@ -77,6 +78,7 @@ def compute_stats(
         "expectancy": sum(pnls) / len(pnls) if pnls else None,
         "exposure": float(np.mean(position != 0.0)),
         "fees": fees,
+        "orders": orders,
         "denied_orders": denials,
         "bars": len(equity),
         "periods_per_year": ppy,

@@ -72,7 +72,9 @@ def parse_axis(spec: str) -> SweepAxis:
     count = int(math.floor((b - a) / step + 1e-9)) + 1
     if count > 10_000:
         raise BacktestError("invalid_sweep", f"{spec!r} has {count} values; at most 10,000 per axis")
-    values = tuple(a + k * step for k in range(count)) if is_int else tuple(round(a + k * step, 12) for k in range(count))
+    values = (
+        tuple(a + k * step for k in range(count)) if is_int else tuple(round(a + k * step, 12) for k in range(count))
+    )
     return SweepAxis(key.strip(), values)
 
 
@@ -90,7 +92,7 @@ class LightTrade:
 @dataclass
 class Simulation:
     fill_bars: list[int] = field(default_factory=list)
-    fills: list[tuple[int, float, float, float]] = field(default_factory=list)  # bar, signed qty, price, fee
+    fills: list[tuple[int, float, float, float, float]] = field(default_factory=list)  # bar, qty, price, fee, pos after
     fill_pos: list[float] = field(default_factory=list)
     fill_cash: list[float] = field(default_factory=list)
     denials: int = 0
@@ -127,14 +129,14 @@ def simulate(targets: np.ndarray, bars: Bars, config: BacktestConfig, gate: Risk
         cash -= delta * fill + fee
         pos = want
         sim.fees += fee
-        sim.fills.append((i, delta, fill, fee))
+        sim.fills.append((i, delta, fill, fee, pos))
         sim.fill_bars.append(i)
         sim.fill_pos.append(pos)
         sim.fill_cash.append(cash)
     return sim
 
 
-def light_trades(fills: Sequence[tuple[int, float, float, float]], last_close: float) -> list[LightTrade]:
+def light_trades(fills: Sequence[tuple[int, float, float, float, float]], last_close: float) -> list[LightTrade]:
     """Round trips from fills, the same episode rules as `trades.TradeBook`, in floats."""
     out: list[LightTrade] = []
     pos = 0.0
@@ -147,31 +149,30 @@ def light_trades(fills: Sequence[tuple[int, float, float, float]], last_close: f
         pnl = (out_notional - inn) * d - fees
         out.append(LightTrade("long" if d > 0 else "short", eb, bar, mq, inn / iq, out_notional / iq, pnl))
 
-    for bar, q, price, fee in fills:
+    for bar, q, price, fee, new_pos in fills:  # positions come from the simulation: no float drift here
         if pos != 0.0 and (q > 0) != (pos > 0):
-            closing = min(abs(q), abs(pos))
-            fee_close = fee * closing / abs(q)
+            crossed = new_pos != 0.0 and (new_pos > 0) != (pos > 0)
+            closing = abs(pos) if new_pos == 0.0 or crossed else abs(q)
+            rest = abs(new_pos) if crossed else 0.0
+            fee_close = fee * closing / abs(q) if crossed else fee
             assert ep is not None
             ep[5] += closing * price
             ep[6] += fee_close
-            rest = abs(q) - closing
-            new_pos = pos + q
-            if new_pos == 0.0 or rest > 0:
-                pos = 0.0
+            if new_pos == 0.0 or crossed:
                 close(bar)
                 ep = None
-            if rest > 0:
+            if crossed:
                 ep = [1 if q > 0 else -1, bar, rest, rest, rest * price, 0.0, fee - fee_close]
             pos = new_pos
             continue
         if ep is None:
-            ep = [1 if q > 0 else -1, bar, abs(q), abs(q), abs(q) * price, 0.0, fee]
+            ep = [1 if q > 0 else -1, bar, abs(new_pos), abs(new_pos), abs(q) * price, 0.0, fee]
         else:
             ep[3] += abs(q)
             ep[4] += abs(q) * price
             ep[6] += fee
-            ep[2] = max(ep[2], abs(pos + q))
-        pos += q
+            ep[2] = max(ep[2], abs(new_pos))
+        pos = new_pos
     if ep is not None:
         close(None, last_close)
     return out
@@ -209,7 +210,7 @@ def evaluate(strategy: Strategy, data: BatchData, bars: Bars, config: BacktestCo
     trades = light_trades(sim.fills, float(bars.close[-1]))
     closed = [t.pnl for t in trades if t.exit_bar is not None]
     stats = compute_stats(
-        bars.ts, equity, bars.close, position, closed, sim.denials, sim.fees, config.periods_per_year
+        bars.ts, equity, bars.close, position, closed, sim.denials, sim.fees, len(sim.fills), config.periods_per_year
     )
     return stats, trades
 

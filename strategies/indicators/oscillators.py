@@ -61,7 +61,21 @@ class RSI:
 class ADX:
     """Wilder's average directional index over high/low/close; ready after 2n bars."""
 
-    __slots__ = ("n", "_ph", "_pl", "_pc", "_count", "_tr", "_pdm", "_mdm", "_dx_count", "_dx_seed", "plus_di", "minus_di", "value")
+    __slots__ = (
+        "n",
+        "_ph",
+        "_pl",
+        "_pc",
+        "_count",
+        "_tr",
+        "_pdm",
+        "_mdm",
+        "_dx_count",
+        "_dx_seed",
+        "plus_di",
+        "minus_di",
+        "value",
+    )
 
     def __init__(self, n: int = 14) -> None:
         self.n = _check_window(n)
