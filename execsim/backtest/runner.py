@@ -32,9 +32,16 @@ CHUNK = 1 << 15
 BPS = Decimal(10_000)
 
 
+TEN_PLACES = Decimal("1e-10")
+
+
 def to_decimal(x: float) -> Decimal:
-    d = Decimal(repr(x))
-    return d.quantize(Decimal("1e-10")) if d.as_tuple().exponent < -10 else d  # type: ignore[operator]
+    """The shortest decimal that reads back as `x`, cut to the 10 places the wire format carries."""
+    s = repr(x)
+    dot = s.find(".")
+    if "e" in s or (dot >= 0 and len(s) - dot > 11):
+        return Decimal(s).quantize(TEN_PLACES)
+    return Decimal(s)
 
 
 def run_backtest(

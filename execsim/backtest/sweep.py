@@ -121,10 +121,11 @@ def simulate(targets: np.ndarray, bars: Bars, config: BacktestConfig, gate: Risk
         if qty >= float(MAX_ORDER_QUANTITY):
             sim.denials += 1
             continue
-        if not risk_check(gate, bars.symbol, side, to_decimal(qty), to_decimal(pos)).approved:
+        qty_d = to_decimal(qty)
+        if not risk_check(gate, bars.symbol, side, qty_d, to_decimal(pos)).approved:
             sim.denials += 1
             continue
-        fill_d, fee_d = expected_fill(to_decimal(price), side, to_decimal(qty), slip_bps, fee_bps)
+        fill_d, fee_d = expected_fill(to_decimal(price), side, qty_d, slip_bps, fee_bps)
         fill, fee = float(fill_d), float(fee_d)
         cash -= delta * fill + fee
         pos = want

@@ -18,8 +18,8 @@ def _as_array(x: F) -> F:
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def linear_filter(x: F, alpha: float, start: int, seed: float) -> F:
-    """y[start] = seed, y[t] = y[t-1] + alpha · (x[t] - y[t-1]) after; NaN before `start`.
+def linear_filter(x: F, alpha: float, start: int, seed: float, decay: float | None = None) -> F:
+    """y[start] = seed, y[t] = decay · y[t-1] + alpha · x[t] after (decay = 1 - alpha unless given); NaN before.
 
     Solved in blocks with the closed form y[s+j] = b^j · (y[s] + alpha · Σ_{i<=j} b^-i · x[s+i]),
     b = 1 - alpha; the block length keeps b^-j far from overflow, so the error stays a few ulps per bar.
@@ -29,9 +29,15 @@ def linear_filter(x: F, alpha: float, start: int, seed: float) -> F:
     if start >= len(x):
         return y
     y[start] = seed
-    b = 1.0 - alpha
+    b = 1.0 - alpha if decay is None else decay
     if b <= 0.0:
         y[start + 1 :] = x[start + 1 :]
+        return y
+    if b < 1e-100:  # b^-1 would overflow the closed form; such a fast decay is cheap to run directly
+        prev = seed
+        for t in range(start + 1, len(x)):
+            prev = b * prev + alpha * x[t]
+            y[t] = prev
         return y
     block = max(1, min(4096, int(300.0 / -np.log(b)) if b < 1.0 else 4096))
     powers = b ** -np.arange(1, block + 1, dtype=np.float64)
@@ -119,7 +125,7 @@ def ewma_vol(x: F, lam: float = 60 / 61, min_periods: int = 20, periods_per_year
     if len(x) <= min_periods:
         return _nan(len(x))
     seed = float(np.sum(r2[1 : min_periods + 1])) / min_periods
-    var = linear_filter(r2, 1.0 - lam, min_periods, seed)
+    var = linear_filter(r2, 1.0 - lam, min_periods, seed, decay=lam)
     return np.sqrt(var * periods_per_year)
 
 

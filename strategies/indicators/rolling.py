@@ -2,7 +2,8 @@
 
 Numerical stability: the running sum (SMA) and the Welford add/remove update (mean, M2) drift by a few
 ulps per bar; every `n` bars they are recomputed exactly from the window (math.fsum), so the drift is
-bounded by one window's worth of updates and the cost stays O(1) amortized. A run of `n` equal values is
+bounded by one window's worth of updates and the cost stays O(1) amortized. M2 is also recomputed at once
+when a value far from the mean leaves the window (a price gap rolling out), where the update cancels. A run of `n` equal values is
 tracked, so a constant window gives std exactly 0 (and a z-score of exactly 0).
 """
 
@@ -80,6 +81,8 @@ class RollingStats:
             m_new = m_old + (x - old) / n
             self._m2 += (x - old) * (x - m_new + old - m_old)
             self._mean = m_new
+            if self._m2 < 1e-9 * (old - m_old) * (old - m_old):
+                self._since = n  # a far value left the window: M2 lost its digits, recompute it below
         else:
             d = x - self._mean
             self._mean += d / (len(buf) + 1)
