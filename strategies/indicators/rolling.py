@@ -54,11 +54,12 @@ class SMA:
 class RollingStats:
     """Mean and population standard deviation over the last `n` values."""
 
-    __slots__ = ("n", "_buf", "_mean", "_m2", "_since", "_run", "_last", "mean", "std")
+    __slots__ = ("n", "_buf", "_full", "_mean", "_m2", "_since", "_run", "_last", "mean", "std")
 
     def __init__(self, n: int) -> None:
         self.n = _check_window(n)
         self._buf: deque[float] = deque(maxlen=n)
+        self._full = False
         self._mean = 0.0
         self._m2 = 0.0
         self._since = 0
@@ -69,44 +70,54 @@ class RollingStats:
 
     @property
     def ready(self) -> bool:
-        return len(self._buf) == self.n
+        return self._full
 
     def update(self, x: float) -> float:
         """Returns the standard deviation (NaN until `n` values); `mean` is set alongside."""
         buf = self._buf
         n = self.n
-        if len(buf) == n:
-            old = buf[0]
-            m_old = self._mean
-            m_new = m_old + (x - old) / n
-            self._m2 += (x - old) * (x - m_new + old - m_old)
-            self._mean = m_new
-            if self._m2 < 1e-9 * (old - m_old) * (old - m_old):
-                self._since = n  # a far value left the window: M2 lost its digits, recompute it below
-        else:
-            d = x - self._mean
-            self._mean += d / (len(buf) + 1)
-            self._m2 += d * (x - self._mean)
-        buf.append(x)
         if x == self._last:
             self._run += 1
         else:
             self._run = 1
             self._last = x
-        self._since += 1
-        if self._since >= n:
-            self._since = 0
-            m = math.fsum(buf) / len(buf)
+        if not self._full:
+            d = x - self._mean
+            self._mean += d / (len(buf) + 1)
+            self._m2 += d * (x - self._mean)
+            buf.append(x)
+            self._since += 1
+            if len(buf) < n:
+                return self.std
+            self._full = True
+            m, m2 = self._refresh(buf)
+        else:
+            old = buf[0]
+            buf.append(x)
+            m_old = self._mean
+            dx = x - old
+            m = m_old + dx / n
+            m2 = self._m2 + dx * (x - m + old - m_old)
+            self._since += 1
+            # every n bars, and when a far value left the window (M2 lost its digits): recompute exactly
+            if self._since >= n or m2 < 1e-9 * (old - m_old) * (old - m_old):
+                m, m2 = self._refresh(buf)
             self._mean = m
-            self._m2 = math.fsum([(v - m) * (v - m) for v in buf])
-        if len(buf) == n:
-            if self._run >= n:
-                self.mean = x
-                self.std = 0.0
-            else:
-                self.mean = self._mean
-                self.std = math.sqrt(self._m2 / n) if self._m2 > 0.0 else 0.0
+            self._m2 = m2
+        if self._run >= n:
+            self.mean = x
+            self.std = 0.0
+        else:
+            self.mean = m
+            self.std = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
         return self.std
+
+    def _refresh(self, buf: deque[float]) -> tuple[float, float]:
+        self._since = 0
+        m = math.fsum(buf) / len(buf)
+        m2 = math.fsum([(v - m) * (v - m) for v in buf])
+        self._mean, self._m2 = m, m2
+        return m, m2
 
 
 class ZScore:
