@@ -3,8 +3,8 @@
 Numerical stability: the running sum (SMA) and the Welford add/remove update (mean, M2) drift by a few
 ulps per bar; every `n` bars they are recomputed exactly from the window (math.fsum), so the drift is
 bounded by one window's worth of updates and the cost stays O(1) amortized. M2 is also recomputed at once
-when a value far from the mean leaves the window (a price gap rolling out), where the update cancels. A run of `n` equal values is
-tracked, so a constant window gives std exactly 0 (and a z-score of exactly 0).
+when a value far from the mean leaves the window (a price gap rolling out), where the update cancels.
+A run of `n` equal values is tracked, so a constant window gives std exactly 0 (and a z-score of 0).
 """
 
 from __future__ import annotations
