@@ -413,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--secret", default=None, help="default: TRADING_MCP_WEBHOOK_SECRET or <data-dir>/webhook_secret")
     ss.add_argument("--url", default="http://127.0.0.1:8001/webhook")
     ss.set_defaults(func=cmd_send_signal)
+
+    from mcp_server.cli_backtest import add_backtest_parser
+
+    add_backtest_parser(sub)
     return p
 
 

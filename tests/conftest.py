@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,6 +17,7 @@ import httpx
 import nats
 import pytest
 import uvicorn
+from hypothesis import settings
 
 from bus.embedded import EmbeddedNats, free_port, start_nats_server
 from bus.jetstream import connect, consume, ensure_streams
@@ -32,6 +34,11 @@ from tools.clock import LiveClock
 from tools.risk import RiskGate, RiskLimits
 
 SECRET = signing.new_secret()
+
+# CI replays the same examples every run (no flaky discoveries in a gate); locally Hypothesis explores.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture

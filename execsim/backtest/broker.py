@@ -1,0 +1,108 @@
+"""The one place where the backtester meets the live order path: the risk gate and the matching engine.
+
+Everything the backtester knows about `tools.risk` and `execsim.engine` is in this file, so a change of
+their API is adapted here alone. A decision made on bar t's close is sent as a market order whose
+`reference_price` is bar t+1's open, with the engine's clock at bar t+1's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from execsim.engine import Engine, EngineConfig
+from execsim.engine.config import PRICE_QUANTUM, FeeModel, PriceModel
+from schemas.common import Side
+from schemas.orders import Fill, OrderIntent
+from tools.clock import TestClock
+from tools.risk import RiskGate, RiskLimits
+
+BPS = Decimal(10_000)
+NO_LIMIT = Decimal(10) ** 15
+MAX_ORDER_QUANTITY = Decimal(10) ** 10  # the wire format's limit (schemas.common.MAX_DIGITS - MAX_DECIMALS)
+
+
+@dataclass(frozen=True)
+class RiskAnswer:
+    approved: bool
+    reason_code: str
+    message: str
+
+
+def market_price(price: Decimal) -> Decimal:
+    """Bar prices on the engine's tick (0.0001): adjusted data carries more digits than any market."""
+    return price.quantize(PRICE_QUANTUM, ROUND_HALF_EVEN)
+
+
+def expected_fill(
+    reference_price: Decimal, side: Side, quantity: Decimal, slippage_bps: Decimal, fee_bps: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(price, fee) of a market fill, computed by the engine's own price and fee models: the sweep's fast path."""
+    config = EngineConfig(slippage_bps=slippage_bps, fee_bps=fee_bps)
+    price = PriceModel(config).taker(side, market_price(reference_price))
+    return price, FeeModel(config).fee(quantity, price)
+
+
+def risk_limits(max_position: Decimal | None) -> RiskLimits:
+    return RiskLimits(max_position=max_position if max_position is not None else NO_LIMIT)
+
+
+def risk_check(
+    gate: RiskGate, symbol: str, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None
+) -> RiskAnswer:
+    v = gate.check(symbol=symbol, side=side, quantity=quantity, projected_position=position, price=price)
+    return RiskAnswer(v.approved, v.reason_code, v.message)
+
+
+class Broker:
+    def __init__(
+        self,
+        symbol: str,
+        start: datetime,
+        commission: Decimal,
+        slippage_bps: Decimal,
+        max_position: Decimal | None,
+        strategy: str,
+    ) -> None:
+        self.symbol = symbol
+        self.strategy = strategy
+        self.clock = TestClock(start)
+        self.engine = Engine(self.clock, EngineConfig(slippage_bps=slippage_bps, fee_bps=commission * BPS))
+        self.gate = RiskGate(risk_limits(max_position), clock=self.clock)
+        self._seq = 0
+        self._order_prefix = "bt-" + "".join(ch if ch.isalnum() or ch in "._:-" else "_" for ch in symbol)[:40]
+
+    def advance_to(self, ts: datetime) -> None:
+        delta = (ts - self.clock.now()).total_seconds()
+        if delta > 0:
+            self.clock.advance(delta)
+
+    def check(self, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None) -> RiskAnswer:
+        if quantity >= MAX_ORDER_QUANTITY:
+            return RiskAnswer(False, "quantity_out_of_range", f"{quantity} units is beyond what an order can carry")
+        return risk_check(self.gate, self.symbol, side, quantity, position, price)
+
+    def market(
+        self, side: Side, quantity: Decimal, reference_price: Decimal, confidence: float, rationale: dict[str, Any]
+    ) -> list[Fill]:
+        self._seq += 1
+        cid = f"{self._order_prefix}-{self._seq}"
+        intent = OrderIntent(
+            client_order_id=cid,
+            symbol=self.symbol,
+            side=side,
+            quantity=quantity,
+            reference_price=reference_price,
+            origin="backtest",
+            strategy=self.strategy,
+            confidence=confidence,
+            rationale=rationale,
+            created_at=self.clock.now(),
+            correlation_id=cid,
+        )
+        # the engine fills market orders at its last price: make that bar t+1's open
+        reference_price = market_price(reference_price)
+        self.engine.set_price(self.symbol, reference_price, self.clock.now())
+        return [e for e in self.engine.submit(intent) if isinstance(e, Fill)]

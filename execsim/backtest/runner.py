@@ -1,0 +1,152 @@
+"""The event-driven backtest: bars -> strategy state -> risk gate -> matching engine -> trades and stats.
+
+Semantics (also in the README):
+- the strategy sees each bar at its close; when its target changes, a market order is executed at the
+  next bar's open (a target change on the last bar is not executed);
+- the order brings the position to `sizing.wanted_position(target, equity at that open)`: one net
+  position per symbol, a reversal is one order that closes and reopens;
+- commission (a fraction of notional) is charged on every fill and slippage moves the fill price, both by
+  the matching engine; the risk gate sees every order first, and a denied order is recorded and not
+  retried until the target changes again;
+- equity is marked at every bar's close; positions still open at the end stay open (their trade is
+  reported with `open: true`, marked at the last close).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import numpy as np
+
+from execsim.backtest.broker import Broker
+from execsim.backtest.data import Bars
+from execsim.backtest.result import BacktestConfig, BacktestResult, Denial
+from execsim.backtest.sizing import wanted_position
+from execsim.backtest.stats import compute_stats
+from execsim.backtest.trades import TradeBook
+from strategies.base import Strategy
+
+Progress = Callable[[int, int], None]
+CHUNK = 1 << 15
+BPS = Decimal(10_000)
+
+
+TEN_PLACES = Decimal("1e-10")
+
+
+def to_decimal(x: float) -> Decimal:
+    """The shortest decimal that reads back as `x`, cut to the 10 places the wire format carries."""
+    s = repr(x)
+    dot = s.find(".")
+    if "e" in s or (dot >= 0 and len(s) - dot > 11):
+        return Decimal(s).quantize(TEN_PLACES)
+    return Decimal(s)
+
+
+def run_backtest(
+    strategy: Strategy,
+    bars: Bars,
+    config: BacktestConfig | None = None,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    config = config or BacktestConfig()
+    n = len(bars)
+    time = bars.time
+    broker = Broker(bars.symbol, time(0), config.commission, config.slippage_bps, config.max_position, strategy.name)
+    book = TradeBook()
+    denials: list[Denial] = []
+    cost = config.commission + config.slippage_bps / BPS
+    cash = config.cash
+    fees = Decimal(0)
+    fill_bars: list[int] = []
+    fill_pos: list[float] = []
+    fill_cash: list[float] = []
+
+    state = strategy.new_state(bars.symbol)
+    update = state.update
+    o, h, lo, c = bars.open.tolist(), bars.high.tolist(), bars.low.tolist(), bars.close.tolist()
+    last = 0.0
+    pending: tuple[float, float] | None = None
+
+    for start in range(0, n, CHUNK):
+        for i in range(start, min(n, start + CHUNK)):
+            if pending is not None:
+                target, confidence = pending
+                pending = None
+                price = to_decimal(o[i])
+                pos = book.position
+                want = wanted_position(to_decimal(target), cash + pos * price, price, cost, config.fractional)
+                delta = want - pos
+                if delta != 0:
+                    side = "buy" if delta > 0 else "sell"
+                    qty = abs(delta)
+                    now = time(i)
+                    broker.advance_to(now)
+                    answer = broker.check(side, qty, pos, price)
+                    if not answer.approved:
+                        denials.append(Denial(now, i, side, qty, answer.reason_code, answer.message))
+                    else:
+                        for fill in broker.market(side, qty, price, confidence, {"target": target}):
+                            signed = fill.quantity if fill.side == "buy" else -fill.quantity
+                            cash -= signed * fill.price + fill.fee
+                            fees += fill.fee
+                            book.on_fill(signed, fill.price, fill.fee, now, i)
+                        fill_bars.append(i)
+                        fill_pos.append(float(book.position))
+                        fill_cash.append(float(cash))
+            t = update(o[i], h[i], lo[i], c[i])
+            if t != last:
+                last = t
+                pending = (t, min(1.0, max(0.0, state.confidence())))
+        if progress is not None:
+            progress(min(n, start + CHUNK), n)
+
+    close = bars.close
+    position, cash_curve = step_curves(n, fill_bars, fill_pos, fill_cash, float(config.cash))
+    equity = cash_curve + position * close
+    last_close = to_decimal(c[-1])
+    trades = list(book.trades)
+    open_trade = book.open_trade(last_close)
+    if open_trade is not None:
+        trades.append(open_trade)
+    final_equity = cash + book.position * last_close
+    result = BacktestResult(
+        symbol=bars.symbol,
+        strategy=strategy.name,
+        params=strategy.params.model_dump(mode="json"),
+        config=config,
+        ts=bars.ts,
+        close=close,
+        equity=equity,
+        position=position,
+        trades=trades,
+        denials=denials,
+        final_equity=final_equity,
+    )
+    result.stats = compute_stats(
+        bars.ts,
+        equity,
+        close,
+        position,
+        [float(t.pnl) for t in trades if not t.open],
+        len(denials),
+        float(fees),
+        len(fill_bars),
+        config.periods_per_year,
+    )
+    return result
+
+
+def step_curves(
+    n: int, fill_bars: list[int], fill_pos: list[float], fill_cash: list[float], cash0: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Position and cash after each bar, from their values after each fill bar."""
+    position = np.zeros(n)
+    cash = np.full(n, cash0)
+    if fill_bars:
+        idx = np.searchsorted(np.asarray(fill_bars), np.arange(n), side="right") - 1
+        has = idx >= 0
+        position[has] = np.asarray(fill_pos)[idx[has]]
+        cash[has] = np.asarray(fill_cash)[idx[has]]
+    return position, cash

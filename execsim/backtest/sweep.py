@@ -1,0 +1,266 @@
+"""Parameter sweeps: the vectorized strategy twins plus a light float simulation of the same orders.
+
+Each parameter set's targets come from `strategy.targets(BatchData)` (indicators shared across sets);
+only the bars where the target changes are walked, with the same sizing (`sizing`), the same risk gate
+(`broker.risk_check`) and the engine's fill rules (slippage, then prices and fees rounded to 4 decimals)
+in floats. tests/backtest check that a sweep's trades equal the event-driven backtest's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from execsim.backtest.broker import MAX_ORDER_QUANTITY, expected_fill, risk_check, risk_limits
+from execsim.backtest.data import Bars
+from execsim.backtest.errors import BacktestError
+from execsim.backtest.result import BacktestConfig
+from execsim.backtest.runner import step_curves, to_decimal
+from execsim.backtest.sizing import wanted_position_float
+from execsim.backtest.stats import compute_stats
+from strategies.base import Strategy, StrategyError
+from strategies.batch_data import BatchData
+from strategies.registry import build_strategy, set_dotted
+from tools.risk import RiskGate
+
+LOWER_IS_BETTER = {"annualized_volatility"}
+RANKABLE = (
+    "sharpe",
+    "sortino",
+    "total_return",
+    "cagr",
+    "max_drawdown",
+    "annualized_volatility",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "trades",
+    "exposure",
+)
+
+
+@dataclass(frozen=True)
+class SweepAxis:
+    key: str
+    values: tuple[float | int, ...]
+
+
+def parse_axis(spec: str) -> SweepAxis:
+    """`key=a..b` or `key=a..b:step` (inclusive); integers stay integers."""
+    key, sep, rng = spec.partition("=")
+    lo, dots, rest = rng.partition("..")
+    hi, _, step_s = rest.partition(":")
+    if not sep or not dots or not key.strip() or not lo or not hi:
+        raise BacktestError("invalid_sweep", f"expected key=a..b[:step], got {spec!r}")
+    try:
+        nums = [int(s) for s in (lo, hi, step_s or "1")]
+        is_int = True
+    except ValueError:
+        try:
+            nums = [float(s) for s in (lo, hi, step_s or "1")]
+        except ValueError:
+            raise BacktestError("invalid_sweep", f"{spec!r}: a, b and step must be numbers") from None
+        is_int = False
+    a, b, step = nums
+    if step <= 0 or b < a:
+        raise BacktestError("invalid_sweep", f"{spec!r}: need a ≤ b and a positive step")
+    count = int(math.floor((b - a) / step + 1e-9)) + 1
+    if count > 10_000:
+        raise BacktestError("invalid_sweep", f"{spec!r} has {count} values; at most 10,000 per axis")
+    values = (
+        tuple(a + k * step for k in range(count)) if is_int else tuple(round(a + k * step, 12) for k in range(count))
+    )
+    return SweepAxis(key.strip(), values)
+
+
+@dataclass(frozen=True)
+class LightTrade:
+    side: str
+    entry_bar: int
+    exit_bar: int | None
+    quantity: float
+    entry_price: float
+    exit_price: float
+    pnl: float
+
+
+@dataclass
+class Simulation:
+    fill_bars: list[int] = field(default_factory=list)
+    fills: list[tuple[int, float, float, float, float]] = field(default_factory=list)  # bar, qty, price, fee, pos after
+    fill_pos: list[float] = field(default_factory=list)
+    fill_cash: list[float] = field(default_factory=list)
+    denials: int = 0
+    fees: float = 0.0
+
+
+def simulate(targets: np.ndarray, bars: Bars, config: BacktestConfig, gate: RiskGate) -> Simulation:
+    n = len(targets)
+    changed = np.flatnonzero(np.diff(targets, prepend=0.0) != 0.0)
+    o = bars.open
+    slip_bps, fee_bps = config.slippage_bps, config.commission * 10_000
+    cost = float(config.commission) + float(config.slippage_bps) / 10_000
+    cash, pos = float(config.cash), 0.0
+    sim = Simulation()
+    for k in changed.tolist():
+        i = k + 1
+        if i >= n:
+            break
+        price = float(o[i])
+        want = wanted_position_float(float(targets[k]), cash + pos * price, price, cost, config.fractional)
+        delta = want - pos
+        if delta == 0.0:
+            continue
+        side = "buy" if delta > 0 else "sell"
+        qty = abs(delta)
+        if qty >= float(MAX_ORDER_QUANTITY):
+            sim.denials += 1
+            continue
+        qty_d = to_decimal(qty)
+        if not risk_check(gate, bars.symbol, side, qty_d, to_decimal(pos), to_decimal(price)).approved:
+            sim.denials += 1
+            continue
+        fill_d, fee_d = expected_fill(to_decimal(price), side, qty_d, slip_bps, fee_bps)
+        fill, fee = float(fill_d), float(fee_d)
+        cash -= delta * fill + fee
+        pos = want
+        sim.fees += fee
+        sim.fills.append((i, delta, fill, fee, pos))
+        sim.fill_bars.append(i)
+        sim.fill_pos.append(pos)
+        sim.fill_cash.append(cash)
+    return sim
+
+
+def light_trades(fills: Sequence[tuple[int, float, float, float, float]], last_close: float) -> list[LightTrade]:
+    """Round trips from fills, the same episode rules as `trades.TradeBook`, in floats."""
+    out: list[LightTrade] = []
+    pos = 0.0
+    ep: list[Any] | None = None  # direction, entry bar, max qty, in qty, in notional, out notional, fees
+
+    def close(bar: int | None, mark: float | None = None) -> None:
+        assert ep is not None
+        d, eb, mq, iq, inn, outn, fees = ep
+        out_notional = outn if mark is None else outn + abs(pos) * mark  # an open trade is marked at `mark`
+        pnl = (out_notional - inn) * d - fees
+        out.append(LightTrade("long" if d > 0 else "short", eb, bar, mq, inn / iq, out_notional / iq, pnl))
+
+    for bar, q, price, fee, new_pos in fills:  # positions come from the simulation: no float drift here
+        if pos != 0.0 and (q > 0) != (pos > 0):
+            crossed = new_pos != 0.0 and (new_pos > 0) != (pos > 0)
+            closing = abs(pos) if new_pos == 0.0 or crossed else abs(q)
+            rest = abs(new_pos) if crossed else 0.0
+            fee_close = fee * closing / abs(q) if crossed else fee
+            assert ep is not None
+            ep[5] += closing * price
+            ep[6] += fee_close
+            if new_pos == 0.0 or crossed:
+                close(bar)
+                ep = None
+            if crossed:
+                ep = [1 if q > 0 else -1, bar, rest, rest, rest * price, 0.0, fee - fee_close]
+            pos = new_pos
+            continue
+        if ep is None:
+            ep = [1 if q > 0 else -1, bar, abs(new_pos), abs(new_pos), abs(q) * price, 0.0, fee]
+        else:
+            ep[3] += abs(q)
+            ep[4] += abs(q) * price
+            ep[6] += fee
+            ep[2] = max(ep[2], abs(new_pos))
+        pos = new_pos
+    if ep is not None:
+        close(None, last_close)
+    return out
+
+
+@dataclass
+class SweepRow:
+    params: dict[str, Any]
+    stats: dict[str, Any]
+
+
+@dataclass
+class SweepResult:
+    strategy: str
+    rank_by: str
+    axes: list[SweepAxis]
+    rows: list[SweepRow]
+    skipped: list[tuple[dict[str, Any], str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "rank_by": self.rank_by,
+            "axes": {a.key: list(a.values) for a in self.axes},
+            "results": [{"params": r.params, "stats": r.stats} for r in self.rows],
+            "skipped": [{"params": p, "reason": why} for p, why in self.skipped],
+        }
+
+
+def evaluate(strategy: Strategy, data: BatchData, bars: Bars, config: BacktestConfig, gate: RiskGate) -> tuple:
+    targets = strategy.targets(data)
+    sim = simulate(targets, bars, config, gate)
+    position, cash = step_curves(len(bars), sim.fill_bars, sim.fill_pos, sim.fill_cash, float(config.cash))
+    equity = cash + position * bars.close
+    trades = light_trades(sim.fills, float(bars.close[-1]))
+    closed = [t.pnl for t in trades if t.exit_bar is not None]
+    stats = compute_stats(
+        bars.ts, equity, bars.close, position, closed, sim.denials, sim.fees, len(sim.fills), config.periods_per_year
+    )
+    return stats, trades
+
+
+def run_sweep(
+    strategy_name: str,
+    base_params: dict[str, Any],
+    axes: Sequence[SweepAxis],
+    bars: Bars,
+    config: BacktestConfig | None = None,
+    rank_by: str = "sharpe",
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    config = config or BacktestConfig()
+    if not 1 <= len(axes) <= 2:
+        raise BacktestError("invalid_sweep", f"sweep one or two parameters, got {len(axes)}")
+    if len({a.key for a in axes}) != len(axes):
+        raise BacktestError("invalid_sweep", "each swept parameter may appear once")
+    if rank_by not in RANKABLE:
+        raise BacktestError("invalid_sweep", f"cannot rank by {rank_by!r}; choose one of {', '.join(RANKABLE)}")
+    build_strategy(strategy_name, base_params)  # bad base parameters fail before the sweep starts
+    data = BatchData(bars.open, bars.high, bars.low, bars.close)
+    combos = list(itertools.product(*(a.values for a in axes)))
+    rows: list[SweepRow] = []
+    skipped: list[tuple[dict[str, Any], str]] = []
+    for done, values in enumerate(combos, 1):
+        swept = {a.key: v for a, v in zip(axes, values, strict=True)}
+        params = _merge(base_params, swept)
+        try:
+            strategy = build_strategy(strategy_name, params)
+        except StrategyError as e:
+            skipped.append((swept, e.message))
+        else:
+            # a fresh gate per parameter set: the gate keeps state (order rate, trading state)
+            stats, _ = evaluate(strategy, data, bars, config, RiskGate(risk_limits(config.max_position)))
+            rows.append(SweepRow(swept, stats))
+        if progress is not None:
+            progress(done, len(combos))
+    sign = 1.0 if rank_by in LOWER_IS_BETTER else -1.0
+    rows.sort(key=lambda r: (r.stats[rank_by] is None, sign * (r.stats[rank_by] or 0.0)))
+    return SweepResult(strategy_name, rank_by, list(axes), rows, skipped)
+
+
+def _merge(base: dict[str, Any], swept: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = _deep_copy(base)
+    for key, value in swept.items():
+        set_dotted(out, key, value)
+    return out
+
+
+def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}

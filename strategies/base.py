@@ -1,0 +1,162 @@
+"""What every strategy shares: the per-symbol state protocol, decisions, and the per-symbol book.
+
+Two paths share one set of rules:
+- one bar at a time (live and the event-driven backtest): `state.update(open, high, low, close)` returns
+  the target as a plain float — no objects per bar — and `state.decision(ts)` builds the `Decision`
+  (with confidence and rationale) only when someone wants one;
+- whole arrays (parameter sweeps): `strategy.targets(BatchData)` returns the same targets, vectorized.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from schemas.decisions import Decision, DecisionSide
+from strategies.bar import Bar
+from strategies.batch_data import BatchData
+
+
+class StrategyError(ValueError):
+    """Bad strategy name or parameters; `code` is stable, the message says what to change."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def side_for(target: float, previous: float) -> DecisionSide:
+    if target == previous:
+        return "hold"
+    if target == 0.0:
+        return "flat"
+    return "buy" if target > previous else "sell"
+
+
+def clean(value: float, digits: int = 6) -> float | None:
+    """A float for a rationale: rounded, and None instead of NaN."""
+    return round(value, digits) if math.isfinite(value) else None
+
+
+class StrategyState(ABC):
+    """One strategy's state for one symbol."""
+
+    strategy_name: ClassVar[str]
+
+    def __init__(self, symbol: str, warmup: int) -> None:
+        self.symbol = symbol
+        self.warmup = warmup
+        self.bars = 0
+        self.target = 0.0
+        self.previous_target = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.bars >= self.warmup
+
+    @abstractmethod
+    def update(self, open: float, high: float, low: float, close: float) -> float:
+        """Consume one bar; return the target (signed fraction of equity, 0 until warmed up)."""
+
+    @abstractmethod
+    def confidence(self) -> float:
+        """In [0, 1]; each strategy documents its formula."""
+
+    @abstractmethod
+    def rationale(self) -> dict[str, Any]:
+        """The indicator values behind the current target."""
+
+    @abstractmethod
+    def summary(self) -> str:
+        """One readable sentence."""
+
+    def decision(self, ts: datetime) -> Decision:
+        if not self.ready:
+            return Decision(
+                strategy=self.strategy_name,
+                symbol=self.symbol,
+                ts=ts,
+                status="insufficient_data",
+                side="hold",
+                target=0.0,
+                previous_target=0.0,
+                confidence=0.0,
+                summary=f"insufficient data: {self.bars} of {self.warmup} bars needed for warm-up",
+                rationale={"bars_seen": self.bars, "bars_needed": self.warmup},
+            )
+        return Decision(
+            strategy=self.strategy_name,
+            symbol=self.symbol,
+            ts=ts,
+            status="ready",
+            side=side_for(self.target, self.previous_target),
+            target=self.target,
+            previous_target=self.previous_target,
+            confidence=min(1.0, max(0.0, self.confidence())),
+            summary=self.summary(),
+            rationale=self.rationale(),
+        )
+
+    def on_bar(self, bar: Bar) -> Decision:
+        self.update(bar.open, bar.high, bar.low, bar.close)
+        return self.decision(bar.ts)
+
+
+class Strategy(ABC):
+    """A strategy with validated parameters; makes per-symbol states and the vectorized twin."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
+        if params is None:
+            params = self.params_model()
+        elif not isinstance(params, self.params_model):
+            params = validate_params(self.params_model, params)
+        self.params = params
+
+    @property
+    @abstractmethod
+    def warmup(self) -> int:
+        """Bars needed before the first ready decision."""
+
+    @abstractmethod
+    def new_state(self, symbol: str) -> StrategyState: ...
+
+    @abstractmethod
+    def targets(self, data: BatchData) -> np.ndarray:
+        """The target after each bar, equal to feeding the bars one by one to `new_state`."""
+
+
+def validate_params(model: type[BaseModel], raw: Any) -> Any:
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in e.errors())
+        raise StrategyError("invalid_params", f"invalid parameters for {model.__name__}: {problems}") from None
+
+
+class StrategyBook:
+    """Per-symbol states of one strategy: what the live bridge calls one bar at a time."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self._states: dict[str, StrategyState] = {}
+
+    def state(self, symbol: str) -> StrategyState:
+        st = self._states.get(symbol)
+        if st is None:
+            st = self._states[symbol] = self.strategy.new_state(symbol)
+        return st
+
+    def on_bar(self, symbol: str, bar: Bar) -> Decision:
+        return self.state(symbol).on_bar(bar)

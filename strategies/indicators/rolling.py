@@ -1,0 +1,171 @@
+"""Rolling-window indicators: SMA, mean and standard deviation, z-score, Bollinger bands.
+
+Numerical stability: the running sum (SMA) and the Welford add/remove update (mean, M2) drift by a few
+ulps per bar; every `n` bars they are recomputed exactly from the window (math.fsum), so the drift is
+bounded by one window's worth of updates and the cost stays O(1) amortized. M2 is also recomputed at once
+when a value far from the mean leaves the window (a price gap rolling out), where the update cancels.
+A run of `n` equal values is tracked, so a constant window gives std exactly 0 (and a z-score of 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+NAN = math.nan
+
+
+def _check_window(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"window must be a positive integer, got {n!r}")
+    return n
+
+
+class SMA:
+    __slots__ = ("n", "_buf", "_sum", "_since", "value")
+
+    def __init__(self, n: int) -> None:
+        self.n = _check_window(n)
+        self._buf: deque[float] = deque(maxlen=n)
+        self._sum = 0.0
+        self._since = 0
+        self.value = NAN
+
+    @property
+    def ready(self) -> bool:
+        return len(self._buf) == self.n
+
+    def update(self, x: float) -> float:
+        buf = self._buf
+        if len(buf) == self.n:
+            self._sum += x - buf[0]
+        else:
+            self._sum += x
+        buf.append(x)
+        self._since += 1
+        if self._since >= self.n:
+            self._since = 0
+            self._sum = math.fsum(buf)
+        if len(buf) == self.n:
+            self.value = self._sum / self.n
+        return self.value
+
+
+class RollingStats:
+    """Mean and population standard deviation over the last `n` values."""
+
+    __slots__ = ("n", "_buf", "_full", "_mean", "_m2", "_since", "_run", "_last", "mean", "std")
+
+    def __init__(self, n: int) -> None:
+        self.n = _check_window(n)
+        self._buf: deque[float] = deque(maxlen=n)
+        self._full = False
+        self._mean = 0.0
+        self._m2 = 0.0
+        self._since = 0
+        self._run = 0
+        self._last = NAN
+        self.mean = NAN
+        self.std = NAN
+
+    @property
+    def ready(self) -> bool:
+        return self._full
+
+    def update(self, x: float) -> float:
+        """Returns the standard deviation (NaN until `n` values); `mean` is set alongside."""
+        buf = self._buf
+        n = self.n
+        if x == self._last:
+            self._run += 1
+        else:
+            self._run = 1
+            self._last = x
+        if not self._full:
+            d = x - self._mean
+            self._mean += d / (len(buf) + 1)
+            self._m2 += d * (x - self._mean)
+            buf.append(x)
+            self._since += 1
+            if len(buf) < n:
+                return self.std
+            self._full = True
+            m, m2 = self._refresh(buf)
+        else:
+            old = buf[0]
+            buf.append(x)
+            m_old = self._mean
+            dx = x - old
+            m = m_old + dx / n
+            m2 = self._m2 + dx * (x - m + old - m_old)
+            self._since += 1
+            # every n bars, and when a far value left the window (M2 lost its digits): recompute exactly
+            if self._since >= n or m2 < 1e-9 * (old - m_old) * (old - m_old):
+                m, m2 = self._refresh(buf)
+            self._mean = m
+            self._m2 = m2
+        if self._run >= n:
+            self.mean = x
+            self.std = 0.0
+        else:
+            self.mean = m
+            self.std = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
+        return self.std
+
+    def _refresh(self, buf: deque[float]) -> tuple[float, float]:
+        self._since = 0
+        m = math.fsum(buf) / len(buf)
+        m2 = math.fsum([(v - m) * (v - m) for v in buf])
+        self._mean, self._m2 = m, m2
+        return m, m2
+
+
+class ZScore:
+    """(x - rolling mean) / rolling std over `n` values; 0 when the window is constant."""
+
+    __slots__ = ("stats", "value")
+
+    def __init__(self, n: int) -> None:
+        self.stats = RollingStats(n)
+        self.value = NAN
+
+    @property
+    def ready(self) -> bool:
+        return self.stats.ready
+
+    def update(self, x: float) -> float:
+        s = self.stats
+        std = s.update(x)
+        if std > 0.0:
+            self.value = (x - s.mean) / std
+        elif std == 0.0:
+            self.value = 0.0
+        return self.value
+
+
+class Bollinger:
+    """Middle band = rolling mean, upper/lower = mean ± k·std; `percent_b` = where x sits (0 lower, 1 upper)."""
+
+    __slots__ = ("k", "stats", "middle", "upper", "lower", "percent_b")
+
+    def __init__(self, n: int = 20, k: float = 2.0) -> None:
+        if not k > 0:
+            raise ValueError(f"band width k must be positive, got {k!r}")
+        self.k = k
+        self.stats = RollingStats(n)
+        self.middle = self.upper = self.lower = self.percent_b = NAN
+
+    @property
+    def ready(self) -> bool:
+        return self.stats.ready
+
+    def update(self, x: float) -> float:
+        s = self.stats
+        std = s.update(x)
+        if std == std:
+            self.middle = s.mean
+            self.upper = s.mean + self.k * std
+            self.lower = s.mean - self.k * std
+            width = self.upper - self.lower
+            self.percent_b = (x - self.lower) / width if width > 0.0 else 0.5
+        return self.middle

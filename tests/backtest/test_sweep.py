@@ -1,0 +1,82 @@
+"""The vectorized sweep gives the same trades as the event-driven backtest, and ranks parameter sets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from execsim.backtest import BacktestConfig, BacktestError, load_bundled, run_backtest
+from execsim.backtest.broker import risk_limits
+from execsim.backtest.sweep import evaluate, parse_axis, run_sweep
+from strategies import BatchData, build_strategy
+from tools.risk import RiskGate
+
+CASES = [
+    ("momentum", {"lookback": 60}),
+    ("momentum", {"variant": "ma_cross", "fast": 10, "slow": 40}),
+    ("mean_reversion", {"window": 15, "entry_z": 1.5}),
+    ("mean_reversion", {"rsi_confirm": True}),
+    ("hybrid", {}),
+]
+CONFIGS = [
+    BacktestConfig(commission=Decimal("0.002")),
+    BacktestConfig(commission=Decimal("0.001"), slippage_bps=Decimal(5), fractional=True),
+    BacktestConfig(max_position=Decimal(1500)),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["commission", "slippage-fractional", "risk-limit"])
+@pytest.mark.parametrize(("name", "params"), CASES)
+def test_sweep_path_trades_equal_event_driven_trades(name: str, params: dict, config: BacktestConfig) -> None:
+    bars = load_bundled("AAPL")
+    strategy = build_strategy(name, params)
+    event = run_backtest(strategy, bars, config)
+    data = BatchData(bars.open, bars.high, bars.low, bars.close)
+    stats, fast = evaluate(strategy, data, bars, config, RiskGate(risk_limits(config.max_position)))
+    assert len(fast) == len(event.trades) > 3
+    for f, e in zip(fast, event.trades, strict=True):
+        assert (f.side, f.entry_bar, f.exit_bar) == (e.side, e.entry_bar, e.exit_bar)
+        assert f.quantity == pytest.approx(float(e.quantity), rel=1e-12)
+        assert f.entry_price == pytest.approx(float(e.entry_price), abs=1e-8)
+        assert f.exit_price == pytest.approx(float(e.exit_price), abs=1e-8)
+        assert f.pnl == pytest.approx(float(e.pnl), abs=1e-6)
+    assert stats["denied_orders"] == event.stats["denied_orders"]
+    assert stats["sharpe"] == pytest.approx(event.stats["sharpe"], rel=1e-9)
+    assert stats["final_equity"] == pytest.approx(float(event.final_equity), rel=1e-12)
+
+
+def test_axes_parse_integers_floats_and_steps() -> None:
+    assert parse_axis("window=5..8").values == (5, 6, 7, 8)
+    assert parse_axis("fast=5..20:5").values == (5, 10, 15, 20)
+    assert parse_axis("entry_z=1.0..1.5:0.25").values == (1.0, 1.25, 1.5)
+    assert parse_axis("momentum.lookback=20..40:20").key == "momentum.lookback"
+    for bad in ("window", "window=5", "window=9..5", "window=a..b", "window=1..5:0"):
+        with pytest.raises(BacktestError) as e:
+            parse_axis(bad)
+        assert e.value.code == "invalid_sweep"
+
+
+def test_a_two_parameter_sweep_ranks_by_the_chosen_stat_and_skips_invalid_sets() -> None:
+    bars = load_bundled("MSFT")
+    axes = [parse_axis("fast=10..50:10"), parse_axis("slow=30..60:10")]
+    seen: list[int] = []
+    result = run_sweep(
+        "momentum", {"variant": "ma_cross"}, axes, bars, rank_by="total_return", progress=lambda d, t: seen.append(d)
+    )
+    assert seen[-1] == 20 and len(seen) == 20
+    assert len(result.rows) + len(result.skipped) == 20
+    assert all(p["fast"] >= p["slow"] for p, _ in result.skipped) and len(result.skipped) == 6
+    returns = [r.stats["total_return"] for r in result.rows]
+    assert returns == sorted(returns, reverse=True)
+    best = result.rows[0].params
+    single = run_backtest(build_strategy("momentum", {"variant": "ma_cross", **best}), bars, BacktestConfig())
+    assert single.stats["total_return"] == pytest.approx(returns[0], rel=1e-9)
+
+
+def test_a_sweep_refuses_unknown_ranking_stats_and_three_axes() -> None:
+    bars = load_bundled("IBM")
+    with pytest.raises(BacktestError, match="cannot rank by"):
+        run_sweep("mean_reversion", {}, [parse_axis("window=5..6")], bars, rank_by="luck")
+    with pytest.raises(BacktestError, match="one or two"):
+        run_sweep("mean_reversion", {}, [parse_axis(f"{k}=1..2") for k in ("a", "b", "c")], bars)
