@@ -35,11 +35,11 @@ def _upper(value: Any) -> Any:
 
 
 _SYMBOL_DOC = "Ticker symbol, e.g. AAPL (upper case; letters, digits and . _ : / -)"
-SymbolArg = Annotated[str, BeforeValidator(_upper), Field(pattern=SYMBOL_PATTERN, description=_SYMBOL_DOC)]
+SymbolArg = Annotated[str, Field(pattern=SYMBOL_PATTERN, description=_SYMBOL_DOC), BeforeValidator(_upper)]
 SymbolFilter = Annotated[
     str | None,
-    BeforeValidator(_upper),
     Field(default=None, pattern=SYMBOL_PATTERN, description="Only this symbol, e.g. AAPL; omit for every symbol"),
+    BeforeValidator(_upper),
 ]
 Limit = Annotated[int, Field(default=50, ge=1, le=500, description="Most items to return (1-500)")]
 

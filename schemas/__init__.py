@@ -1,5 +1,6 @@
 """The wire contract: pydantic v2 models, subject names and their schema versions."""
 
+from schemas.agent import AgentDecision
 from schemas.common import Action, Money, Quantity, Side, now_utc
 from schemas.orders import Fill, OrderEvent, OrderIntent, OrderStatus, OrderType, RiskDenied, TimeInForce
 from schemas.signals import NormalizedSignal
@@ -7,6 +8,7 @@ from schemas.subjects import REGISTRY, Subject
 
 __all__ = [
     "Action",
+    "AgentDecision",
     "Fill",
     "Money",
     "NormalizedSignal",

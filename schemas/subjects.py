@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.agent import AgentDecision
 from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 
@@ -19,6 +20,7 @@ class Subject(StrEnum):
     RISK_DENIED = "decisions.risk_denied"
     EXECUTION_REPORT = "executions.report"
     EXECUTION_FILL = "executions.fill"
+    AGENT_DECISION = "decisions.agent"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ REGISTRY: dict[Subject, Entry] = {
     Subject.RISK_DENIED: Entry(Subject.RISK_DENIED, RiskDenied, 1),
     Subject.EXECUTION_REPORT: Entry(Subject.EXECUTION_REPORT, OrderEvent, 1),
     Subject.EXECUTION_FILL: Entry(Subject.EXECUTION_FILL, Fill, 1),
+    Subject.AGENT_DECISION: Entry(Subject.AGENT_DECISION, AgentDecision, 1),
 }
 
 JSON_DIR = Path(__file__).parent / "json"
