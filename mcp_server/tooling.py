@@ -7,10 +7,12 @@ The `anthropic` tool runner forwards only text content, so the text must carry w
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
@@ -42,6 +44,12 @@ SymbolFilter = Annotated[
     BeforeValidator(_upper),
 ]
 Limit = Annotated[int, Field(default=50, ge=1, le=500, description="Most items to return (1-500)")]
+
+
+def add_tools(server: MCPServer[AppState], *functions: Callable[..., Any], annotations: ToolAnnotations) -> None:
+    """Register tools; the docstring, dedented, is the description the model reads."""
+    for fn in functions:
+        server.add_tool(fn, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)
 
 
 def app(ctx: Context) -> AppState:

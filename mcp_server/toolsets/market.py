@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server.bars import Bar, bars_oldest_first
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, Limit, SymbolArg, SymbolFilter, ToolFailure, app, reply, untrusted
+from mcp_server.tooling import READ_ONLY, Limit, SymbolArg, SymbolFilter, ToolFailure, add_tools, app, reply, untrusted
 from mcp_server.toolsets import Toolset
 from schemas.common import Money
 from schemas.signals import SYMBOL_PATTERN, NormalizedSignal
@@ -105,8 +105,7 @@ async def get_market_snapshot(
 
 
 def _register(server: MCPServer[AppState], _state: AppState) -> None:
-    server.add_tool(list_signals, annotations=READ_ONLY)
-    server.add_tool(get_market_snapshot, annotations=READ_ONLY)
+    add_tools(server, list_signals, get_market_snapshot, annotations=READ_ONLY)
 
     @server.resource(
         "signals://{symbol}/latest",

@@ -11,7 +11,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, app, reply
+from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, add_tools, app, reply
 from mcp_server.toolsets import Toolset
 from schemas.common import Money
 from schemas.orders import Fill
@@ -105,8 +105,7 @@ async def list_fills(
 
 
 def _register(server: MCPServer[AppState], state: AppState) -> None:
-    server.add_tool(get_positions, annotations=READ_ONLY)
-    server.add_tool(list_fills, annotations=READ_ONLY)
+    add_tools(server, get_positions, list_fills, annotations=READ_ONLY)
     # static resources get no request context (SDK rule), so they read the state handed to the toolset
 
     @server.resource(
