@@ -217,3 +217,16 @@ def test_the_agent_refuses_to_start_without_an_api_key(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "the agent needs an Anthropic API key: set ANTHROPIC_API_KEY" in done.stderr
     assert not (tmp_path / "nats.json").exists()
+
+
+def test_dry_run_hands_the_model_only_tools_that_declare_themselves_read_only() -> None:
+    from mcp.types import Tool, ToolAnnotations
+
+    schema = {"type": "object", "properties": {}}
+    listed = [
+        Tool(name="get_positions", input_schema=schema, annotations=ToolAnnotations(read_only_hint=True)),
+        Tool(name="place_order", input_schema=schema, annotations=ToolAnnotations(destructive_hint=True)),
+        Tool(name="unannotated", input_schema=schema),
+    ]
+    assert [t.name for t in agent_tools(listed, dry_run=True)] == ["get_positions"]
+    assert [t.name for t in agent_tools(listed, dry_run=False)] == ["get_positions", "place_order", "unannotated"]
