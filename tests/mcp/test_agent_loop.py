@@ -230,3 +230,45 @@ def test_dry_run_hands_the_model_only_tools_that_declare_themselves_read_only() 
     ]
     assert [t.name for t in agent_tools(listed, dry_run=True)] == ["get_positions"]
     assert [t.name for t in agent_tools(listed, dry_run=False)] == ["get_positions", "place_order", "unannotated"]
+
+
+async def test_the_agent_command_takes_model_key_and_endpoint_from_configuration_and_publishes_its_decision(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    stub = MessagesStub([tool_use("list_signals", {"symbol": "AAPL"}), answer(DECISION)])
+    nc = await connect(nats_server.url, "agent-cli-test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    port = free_port()
+    env = {
+        **os.environ,
+        "NATS_URL": nats_server.url,
+        "ANTHROPIC_API_KEY": API_KEY,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "TRADING_MCP_AGENT_MODEL": "configured-model",
+    }
+    async with serve_uvicorn(stub.app(), port):
+        proc = subprocess.Popen([EXE, "agent", "--data-dir", str(tmp_path), "--dry-run"], env=env)
+        try:
+            s = add_signal(offline_state(), 7, action="sell", quantity=Decimal(2))
+            await publish(js, Subject.SIGNALS_NORMALIZED, s, msg_id=s.signal_id, correlation_id=s.correlation_id)
+
+            async def decided() -> bool:
+                assert proc.poll() is None, "the agent process exited"
+                return await stream_count(js, "DECISIONS", Subject.AGENT_DECISION.value) == 1
+
+            await wait_for(decided, 30, "the agent process's decision")
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    decision = AgentDecision.model_validate_json((await js.get_last_msg("DECISIONS", "decisions.agent")).data)
+    await nc.close()
+    assert (decision.signal_id, decision.model, decision.dry_run, decision.tools_used) == (
+        "sig_7",
+        "configured-model",
+        True,
+        ["list_signals"],
+    )
+    assert stub.requests[0]["model"] == "configured-model"
+    assert stub.headers[0]["authorization"] == f"Bearer {API_KEY}"
+    assert "sig_7" in stub.tool_results(1)[0]
