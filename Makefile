@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The MCP Inspector CLI, an independent MCP client the tests drive (pinned; 0.15.0 is the last for Node 20).
+INSPECTOR_VERSION := 0.15.0
+INSPECTOR := .tools/inspector/node_modules/.bin/mcp-inspector
 
 .PHONY: help run test lint fmt bench clean
 
@@ -18,7 +21,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)    ## create .venv, install, start the whole system (embedded NATS, gateway, execsim, MCP server)
 	$(BIN)/trading-mcp up
 
-test: $(STAMP)   ## create .venv, install the dev extras, check the layer contracts, lint, run every test
+$(INSPECTOR):
+	@command -v npm >/dev/null || { echo "npm is required for the MCP Inspector tests (install Node.js 20+)"; exit 1; }
+	npm install --prefix .tools/inspector --no-audit --no-fund @modelcontextprotocol/inspector@$(INSPECTOR_VERSION)
+
+test: $(STAMP) $(INSPECTOR)  ## create .venv, install the dev extras and the MCP Inspector, check layers, lint, run every test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
@@ -35,4 +42,4 @@ bench: $(STAMP)  ## run the benchmarks under bench/ (prints numbers, asserts not
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:           ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache *.egg-info

@@ -1,4 +1,4 @@
-"""`trading-mcp`: up · serve · gateway · execsim · send-signal · risk."""
+"""`trading-mcp`: up · serve · agent · gateway · execsim · send-signal · risk · backtest."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def cmd_execsim(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mcp_server.service import main
-    from mcp_server.settings import ServeSettings
+    from mcp_server.settings import ConfigError, ServeSettings
 
     _configure_logging("mcp_server")
     overrides = {
@@ -89,8 +89,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "bridge": args.bridge or None,
         "max_position": args.max_position,
+        "toolsets": args.toolsets,
+        "read_only": args.read_only or None,
+        "allowed_hosts": ",".join(args.allowed_host) if args.allowed_host else None,
+        "allowed_origins": ",".join(args.allowed_origin) if args.allowed_origin else None,
     }
-    main(ServeSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    try:
+        main(ServeSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    except ConfigError as exc:
+        print(f"trading-mcp serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from mcp_server.agent.service import main
+    from mcp_server.settings import AgentSettings, ConfigError
+
+    _configure_logging("agent")
+    overrides = {
+        "data_dir": args.data_dir,
+        "model": args.model,
+        "max_tool_calls": args.max_tool_calls,
+        "max_tokens": args.max_tokens,
+        "dry_run": args.dry_run or None,
+        "toolsets": args.toolsets,
+    }
+    try:
+        main(AgentSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    except ConfigError as exc:
+        print(f"trading-mcp agent: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -362,7 +391,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--bridge", action="store_true", help="also run the bridge (one per account)")
     serve.add_argument("--max-position", type=str, default=None, help="risk: max absolute units per symbol")
+    serve.add_argument(
+        "--toolsets", default=None, help="comma-separated tool groups, e.g. market,positions (default all)"
+    )
+    serve.add_argument("--read-only", action="store_true", help="never register tools that can change the account")
+    serve.add_argument("--allowed-host", action="append", help="extra Host header accepted over HTTP (repeatable)")
+    serve.add_argument("--allowed-origin", action="append", help="extra Origin accepted over HTTP (repeatable)")
     serve.set_defaults(func=cmd_serve)
+
+    agent = sub.add_parser(
+        "agent", help="an LLM decides on each signal through the MCP tools (needs ANTHROPIC_API_KEY)"
+    )
+    data_dir(agent)
+    agent.add_argument("--model", default=None, help="Messages API model (default TRADING_MCP_AGENT_MODEL)")
+    agent.add_argument("--max-tool-calls", type=int, default=None, help="tool calls per signal, at most")
+    agent.add_argument("--max-tokens", type=int, default=None, help="input + output tokens per signal, at most")
+    agent.add_argument("--dry-run", action="store_true", help="leave the order tools out: decide, never trade")
+    agent.add_argument("--toolsets", default=None, help="comma-separated tool groups (default all)")
+    agent.set_defaults(func=cmd_agent)
 
     gw = sub.add_parser("gateway", help="run the webhook gateway")
     data_dir(gw)

@@ -9,26 +9,26 @@ from collections.abc import AsyncIterator
 
 import structlog
 import uvicorn
-from starlette.requests import Request
-from starlette.responses import Response
 
 from bus.embedded import EmbeddedNats, ensure_embedded
 from bus.jetstream import connect, ensure_streams, log_if_failed
+from mcp_server import toolsets
 from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
+from mcp_server.rate_limit import TokenBucket
 from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_token
-from mcp_server.server import build_server
-from mcp_server.settings import ServeSettings
+from mcp_server.server import TradingServer, build_server
+from mcp_server.settings import AgentSettings, ConfigError, ServeSettings
 from mcp_server.state import AppState
+from mcp_server.transports import http_app
 from observability.consumer_lag import watch_consumer_lag
-from observability.http import ops_routes
 from tools.risk import RiskGate
 
 log = structlog.get_logger("mcp_server")
 
 
 @contextlib.asynccontextmanager
-async def running_state(settings: ServeSettings) -> AsyncIterator[AppState]:
+async def running_state(settings: ServeSettings | AgentSettings) -> AsyncIterator[AppState]:
     """NATS (embedded for the data dir unless NATS_URL is set), streams, and the rebuilt state."""
     embedded: EmbeddedNats | None = None
     url = settings.nats_url
@@ -52,7 +52,22 @@ async def running_state(settings: ServeSettings) -> AsyncIterator[AppState]:
             embedded.stop()
 
 
+def build_for(settings: ServeSettings, state: AppState) -> TradingServer:
+    limiter = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    return build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.read_only, limiter=limiter)
+
+
+def check(settings: ServeSettings) -> None:
+    """Refuse a bad configuration before anything starts (exposure without a token, unknown toolsets)."""
+    settings.check_exposure()
+    try:
+        toolsets.select(settings.toolset_names(), read_only=settings.read_only)
+    except toolsets.UnknownToolset as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 async def run_serve(settings: ServeSettings) -> None:
+    check(settings)
     async with running_state(settings) as state:
         stop = asyncio.Event()
         bridge_task = None
@@ -66,7 +81,7 @@ async def run_serve(settings: ServeSettings) -> None:
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])
-        server = build_server(state)
+        server = build_for(settings, state)
         try:
             if settings.transport == "stdio":
                 await _run_stdio(server)
@@ -81,7 +96,7 @@ async def run_serve(settings: ServeSettings) -> None:
                     await asyncio.wait_for(bridge_task, 3)
 
 
-async def _run_stdio(server) -> None:  # type: ignore[no-untyped-def]
+async def _run_stdio(server: TradingServer) -> None:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert task is not None
@@ -91,25 +106,13 @@ async def _run_stdio(server) -> None:  # type: ignore[no-untyped-def]
         await server.run_stdio_async()
 
 
-async def _run_http(server, settings: ServeSettings, state: AppState) -> None:  # type: ignore[no-untyped-def]
+async def _run_http(server: TradingServer, settings: ServeSettings, state: AppState) -> None:
     async def ready() -> dict[str, bool]:
         return {"nats": state.nc.is_connected}
 
-    for route in ops_routes(ready):
-        server.custom_route(route.path, methods=["GET"], include_in_schema=False)(_endpoint(route))
-    if settings.transport == "sse":
-        app = server.sse_app(host=settings.host)
-    else:
-        app = server.streamable_http_app(streamable_http_path="/mcp", host=settings.host)
+    app = http_app(server, settings, ready)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
     await uvicorn.Server(config).serve()
-
-
-def _endpoint(route):  # type: ignore[no-untyped-def]
-    async def call(request: Request) -> Response:
-        return await route.endpoint(request)
-
-    return call
 
 
 def main(settings: ServeSettings) -> None:

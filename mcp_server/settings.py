@@ -1,18 +1,39 @@
-"""MCP server / bridge configuration."""
+"""MCP server, bridge and agent loop configuration: one Settings per process, validated at start-up."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.risk import RiskLimits
 
 Transport = Literal["stdio", "streamable-http", "sse"]
+MIN_TOKEN_CHARS = 24
+LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+
+
+class ConfigError(ValueError):
+    """A configuration the process refuses to start with; the message says what to set."""
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ServeSettings(BaseSettings):
@@ -35,8 +56,72 @@ class ServeSettings(BaseSettings):
         default=None, description="Operator token for risk changes (default <data_dir>/operator_token)"
     )
 
+    toolsets: str | None = Field(
+        default=None, description="Comma-separated groups, e.g. market,positions; all if unset"
+    )
+    read_only: bool = Field(default=False, description="Never register tools that can change the account")
+    auth_token: SecretStr | None = Field(default=None, description="Bearer token for HTTP; required beyond loopback")
+    allowed_hosts: str = Field(default="", description="Extra Host header values for HTTP, e.g. mcp.example.org:*")
+    allowed_origins: str = Field(default="", description="Extra Origin values for HTTP, e.g. https://app.example.org")
+    rate_limit_per_minute: float = Field(default=600, gt=0, description="Tool calls a minute (all clients)")
+    rate_limit_burst: int = Field(default=60, ge=1)
+
     def risk_limits(self) -> RiskLimits:
         base = {} if self.risk_limits_file is None else json.loads(self.risk_limits_file.read_text())
         if "max_position" not in base or "max_position" in self.model_fields_set:
             base["max_position"] = self.max_position
         return RiskLimits.model_validate(base)
+
+    def toolset_names(self) -> list[str] | None:
+        return _csv(self.toolsets)
+
+    def host_patterns(self) -> list[str]:
+        extra = [] if is_loopback(self.host) or self.host in ("0.0.0.0", "::") else [f"{self.host}:*"]
+        return [*LOOPBACK_HOSTS, *extra, *(_csv(self.allowed_hosts) or [])]
+
+    def origin_patterns(self) -> list[str]:
+        return [*LOOPBACK_ORIGINS, *(_csv(self.allowed_origins) or [])]
+
+    def check_exposure(self) -> None:
+        """HTTP beyond loopback needs a bearer token; refuse to start otherwise."""
+        if self.transport == "stdio" or is_loopback(self.host):
+            if self.auth_token is not None:
+                self._check_token(self.auth_token)
+            return
+        if self.auth_token is None:
+            raise ConfigError(
+                f"refusing to serve MCP over HTTP on {self.host} (beyond loopback) without a bearer token: "
+                f"set TRADING_MCP_AUTH_TOKEN to a random secret of at least {MIN_TOKEN_CHARS} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or bind --host 127.0.0.1"
+            )
+        self._check_token(self.auth_token)
+
+    @staticmethod
+    def _check_token(token: SecretStr) -> None:
+        if len(token.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"TRADING_MCP_AUTH_TOKEN is shorter than {MIN_TOKEN_CHARS} characters; use a random one")
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRADING_MCP_AGENT_", extra="ignore")
+
+    nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
+    data_dir: Path
+    api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    model: str = "claude-sonnet-4-5"
+    max_tool_calls: int = Field(default=8, ge=1, le=100, description="Tool calls per signal, at most")
+    max_tokens: int = Field(default=20_000, ge=256, description="Input + output tokens per signal, at most")
+    max_tokens_per_turn: int = Field(default=1024, ge=64, description="max_tokens of each Messages API call")
+    dry_run: bool = Field(default=False, description="Leave the order tools out: the agent only decides")
+    toolsets: str | None = None
+
+    def toolset_names(self) -> list[str] | None:
+        return _csv(self.toolsets)
+
+    def check(self) -> None:
+        if self.api_key is None or not self.api_key.get_secret_value().strip():
+            raise ConfigError(
+                "the agent needs an Anthropic API key: set ANTHROPIC_API_KEY "
+                "(and TRADING_MCP_AGENT_MODEL to choose the model, default claude-sonnet-4-5)"
+            )

@@ -80,5 +80,16 @@ jetstream_consumer_lag_errors_total = Counter(
 )
 
 
+# mcp_server (MCP tools and the agent loop)
+mcp_tool_calls_total = Counter("mcp_tool_calls_total", "MCP tool calls, by tool and outcome", ["tool", "outcome"])
+mcp_tool_duration_seconds = Histogram(
+    "mcp_tool_duration_seconds", "MCP tool call time in the server", ["tool"], buckets=LATENCY_BUCKETS
+)
+mcp_agent_decisions_total = Counter(
+    "mcp_agent_decisions_total", "Agent loop decisions, by action and outcome", ["action", "outcome"]
+)
+mcp_agent_tokens_total = Counter("mcp_agent_tokens_total", "Tokens used by the agent loop", ["kind"])
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.agent import AgentDecision
 from schemas.orders import Fill, OrderCancel, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 
@@ -20,6 +21,7 @@ class Subject(StrEnum):
     ORDER_CANCEL = "decisions.order_cancel"
     EXECUTION_REPORT = "executions.report"
     EXECUTION_FILL = "executions.fill"
+    AGENT_DECISION = "decisions.agent"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ REGISTRY: dict[Subject, Entry] = {
     Subject.ORDER_CANCEL: Entry(Subject.ORDER_CANCEL, OrderCancel, 1),
     Subject.EXECUTION_REPORT: Entry(Subject.EXECUTION_REPORT, OrderEvent, 1),
     Subject.EXECUTION_FILL: Entry(Subject.EXECUTION_FILL, Fill, 1),
+    Subject.AGENT_DECISION: Entry(Subject.AGENT_DECISION, AgentDecision, 1),
 }
 
 JSON_DIR = Path(__file__).parent / "json"

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mcp-url", default=env("MCP_URL", "http://127.0.0.1:8002/mcp"))
     p.add_argument("--nats-url", default=env("NATS_URL", "nats://127.0.0.1:4222"))
     p.add_argument("--secret", default=env("TRADING_MCP_WEBHOOK_SECRET"))
-    p.add_argument("--mcp-token", default=env("TRADING_MCP_MCP_TOKEN"))
+    p.add_argument("--mcp-token", default=env("TRADING_MCP_AUTH_TOKEN"))
     data_dir = env("TRADING_MCP_DATA_DIR")
     p.add_argument("--data-dir", type=Path, default=Path(data_dir) if data_dir else None)
     p.add_argument("--symbol", default=env("FLOW_SYMBOL", "FLOWTEST"))

@@ -8,7 +8,7 @@
 #   MCP_URL       default http://127.0.0.1:8002/mcp
 #   NATS_URL      default nats://127.0.0.1:4222 (the script reads the streams to see each hop)
 #   TRADING_MCP_WEBHOOK_SECRET  the whsec_ secret, or TRADING_MCP_DATA_DIR holding webhook_secret
-#   TRADING_MCP_MCP_TOKEN       bearer token of the MCP server, when it requires one
+#   TRADING_MCP_AUTH_TOKEN       bearer token of the MCP server, when it requires one
 #   FLOW_SYMBOL (FLOWTEST), FLOW_PRICE (100.00), FLOW_QUANTITY (1): the paper order it places
 #   PYTHON        the interpreter that has trading-mcp installed (default: the one beside trading-mcp)
 #

@@ -125,7 +125,7 @@ def test_secrets_come_from_the_environment_and_are_required() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     env = {name: s["environment"] for name, s in services().items() if "environment" in s}
     assert env["gateway"]["TRADING_MCP_WEBHOOK_SECRET"].startswith("${TRADING_MCP_WEBHOOK_SECRET:?")  # type: ignore[index]
-    assert env["mcp_server"]["TRADING_MCP_MCP_TOKEN"].startswith("${TRADING_MCP_MCP_TOKEN:?")  # type: ignore[index]
+    assert env["mcp_server"]["TRADING_MCP_AUTH_TOKEN"].startswith("${TRADING_MCP_AUTH_TOKEN:?")  # type: ignore[index]
     assert env["grafana"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")  # type: ignore[index]
     assert not re.search(r"whsec_[A-Za-z0-9+/=]{8,}", text), "a literal secret is in docker-compose.yml"
 

@@ -1,0 +1,1 @@
+"""`trading-mcp agent`: an LLM decides on each signal through this server's MCP tools."""

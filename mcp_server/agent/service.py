@@ -1,0 +1,135 @@
+"""The agent process: its own durable consumer of `signals.normalized`, one decision per signal on `decisions.agent`.
+
+The MCP tools are this server's, built over the process's rebuilt state and reached through an
+in-memory MCP client session; `--dry-run` builds the server read-only, so order tools do not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal as signals
+from dataclasses import dataclass, field
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from bus.jetstream import Follower, consume, publish
+from mcp_server.agent.loop import AgentLoop, Budget, agent_tools
+from mcp_server.prompts_loader import load
+from mcp_server.settings import AgentSettings
+from observability import metrics
+from schemas.agent import AgentDecision
+from schemas.signals import NormalizedSignal
+from schemas.subjects import Subject
+
+log = structlog.get_logger("agent")
+
+DURABLE = "agent"
+ACK_WAIT_S = 600.0  # one conversation may take minutes; the signal must not be redelivered meanwhile
+
+
+@dataclass
+class AgentWorker:
+    js: JetStreamContext
+    loop: AgentLoop
+    decided: set[str] = field(default_factory=set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        follower = Follower(self.js, stream="DECISIONS", subject=Subject.AGENT_DECISION.value, handler=self._remember)
+        await follower.start()
+        await follower.caught_up.wait()
+        try:
+            await consume(
+                self.js,
+                stream="SIGNALS",
+                durable=DURABLE,
+                subject=Subject.SIGNALS_NORMALIZED.value,
+                handler=self.handle,
+                stop=stop,
+                batch=1,
+                ack_wait=ACK_WAIT_S,
+            )
+        finally:
+            await follower.stop()
+
+    def _remember(self, msg: Msg) -> None:
+        self.decided.add(AgentDecision.model_validate_json(msg.data).signal_id)
+
+    async def handle(self, msg: Msg) -> None:
+        signal = NormalizedSignal.model_validate_json(msg.data)
+        structlog.contextvars.bind_contextvars(correlation_id=signal.correlation_id)
+        try:
+            if signal.signal_id in self.decided:
+                log.info("signal already decided by the agent", signal_id=signal.signal_id)
+                return
+            if signal.action is None:
+                log.info("market update without an action: no conversation", signal_id=signal.signal_id)
+                return
+            decision = await self.loop.decide(signal)
+            await publish(
+                self.js,
+                Subject.AGENT_DECISION,
+                decision,
+                msg_id=f"agent-{signal.signal_id}",
+                correlation_id=signal.correlation_id,
+            )
+            self.decided.add(signal.signal_id)
+            metrics.mcp_agent_decisions_total.labels(decision.action, decision.outcome).inc()
+            metrics.mcp_agent_tokens_total.labels("input").inc(decision.input_tokens)
+            metrics.mcp_agent_tokens_total.labels("output").inc(decision.output_tokens)
+            log.info(
+                "agent decision",
+                signal_id=signal.signal_id,
+                action=decision.action,
+                outcome=decision.outcome,
+                tool_calls=decision.tool_calls,
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("correlation_id")
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
+    from anthropic import AsyncAnthropic
+    from mcp import Client
+
+    from mcp_server.server import build_server
+    from mcp_server.service import running_state
+
+    settings.check()
+    assert settings.api_key is not None
+    stop = stop or asyncio.Event()
+    async with running_state(settings) as state:
+        server = build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run)
+        async with (
+            Client(server) as mcp,
+            AsyncAnthropic(api_key=settings.api_key.get_secret_value(), base_url=settings.base_url) as client,
+        ):
+            tools = agent_tools(list((await mcp.list_tools()).tools), dry_run=settings.dry_run)
+            loop = AgentLoop(
+                client=client,
+                session=mcp.session,
+                tools=tools,
+                model=settings.model,
+                budget=Budget(settings.max_tool_calls, settings.max_tokens, settings.max_tokens_per_turn),
+                system_prompt=load("agent_system").render(),
+                signal_prompt=load("agent_signal"),
+                dry_run=settings.dry_run,
+            )
+            log.info("agent ready", model=settings.model, tools=[t.name for t in tools], dry_run=settings.dry_run)
+            await AgentWorker(state.js, loop).run(stop)
+
+
+def main(settings: AgentSettings) -> None:
+    settings.check()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_agent(settings, stop)
+
+    asyncio.run(run())

@@ -1,0 +1,50 @@
+"""The toolset registry: each group of tools (and the resources over the same data) is one module.
+
+Configuration picks groups by name (`market,positions,...`); read-only mode leaves out every group
+that can change the account, so those tools are never registered at all. Adding a group is one
+module with a `TOOLSET` and one line in `_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from mcp.server.mcpserver import MCPServer
+
+from mcp_server.state import AppState
+
+
+@dataclass(frozen=True)
+class Toolset:
+    name: str
+    description: str
+    register: Callable[[MCPServer[AppState], AppState], None]
+    read_only: bool = True  # False: the group can change the account (orders); read-only mode skips it
+
+
+class UnknownToolset(ValueError):
+    pass
+
+
+# Order matters only for tools/list. strategies, risk and orders join here as their modules land.
+_MODULES = ("market", "positions")
+
+
+def available() -> dict[str, Toolset]:
+    out = {}
+    for module in _MODULES:
+        toolset: Toolset = importlib.import_module(f"mcp_server.toolsets.{module}").TOOLSET
+        out[toolset.name] = toolset
+    return out
+
+
+def select(names: Iterable[str] | None, *, read_only: bool) -> list[Toolset]:
+    """The toolsets to register: the named ones (all when None), minus the writing ones in read-only mode."""
+    known = available()
+    chosen = list(known) if names is None else [n.strip() for n in names if n.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise UnknownToolset(f"unknown toolset(s) {', '.join(unknown)}; available: {', '.join(known)}")
+    return [known[n] for n in dict.fromkeys(chosen) if not (read_only and not known[n].read_only)]

@@ -1,0 +1,132 @@
+"""positions: what the paper account holds and the fills that made it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from mcp_server.state import AppState
+from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, add_tools, app, reply
+from mcp_server.toolsets import Toolset
+from schemas.common import Money
+from schemas.orders import Fill
+from tools.portfolio import Portfolio, PositionView
+
+
+class PositionsResult(BaseModel):
+    positions: list[PositionView]
+
+
+class FillView(BaseModel):
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: Money
+    price: Money
+    fee: Money
+    time: datetime
+
+
+class FillsResult(BaseModel):
+    fills: list[FillView]
+
+
+class PortfolioSummary(BaseModel):
+    """What the account holds now and what its fills add up to (no cash or equity yet: no price marks)."""
+
+    positions: list[PositionView]
+    open_positions: int
+    fills: int
+    realized_pnl: Money = Field(description="Sum over symbols, before fees")
+    fees_paid: Money
+    last_fill_at: datetime | None
+
+
+def fill_view(f: Fill) -> FillView:
+    return FillView(
+        fill_id=f.fill_id,
+        client_order_id=f.client_order_id,
+        symbol=f.symbol,
+        side=f.side,
+        quantity=f.quantity,
+        price=f.price,
+        fee=f.fee,
+        time=f.ts,
+    )
+
+
+def summary(portfolio: Portfolio) -> PortfolioSummary:
+    positions = portfolio.open_positions()
+    return PortfolioSummary(
+        positions=positions,
+        open_positions=sum(1 for p in positions if p.quantity != 0),
+        fills=len(portfolio.fills),
+        realized_pnl=sum((p.realized_pnl for p in positions), Decimal(0)),
+        fees_paid=sum((f.fee for f in portfolio.fills), Decimal(0)),
+        last_fill_at=portfolio.fills[-1].ts if portfolio.fills else None,
+    )
+
+
+def _position_line(p: PositionView) -> str:
+    if p.quantity == 0:
+        return f"{p.symbol} flat, realized PnL {p.realized_pnl}, fees {p.fees_paid}"
+    side = "long" if p.quantity > 0 else "short"
+    return f"{p.symbol} {side} {abs(p.quantity)} @ {p.avg_price} avg, realized PnL {p.realized_pnl}, fees {p.fees_paid}"
+
+
+async def get_positions(ctx: Context) -> Annotated[CallToolResult, PositionsResult]:
+    """Current paper positions per symbol: signed quantity (negative = short), average entry
+    price, realized PnL and fees paid. Built from simulated fills only; symbols closed flat
+    with realized PnL are listed too."""
+    result = PositionsResult(positions=app(ctx).portfolio.open_positions())
+    if not result.positions:
+        return reply(result, "No positions: the paper account is flat and has no fills.")
+    return reply(result, "\n".join(["Positions:", *map(_position_line, result.positions)]))
+
+
+async def list_fills(
+    ctx: Context, symbol: SymbolFilter = None, limit: Limit = 50
+) -> Annotated[CallToolResult, FillsResult]:
+    """Simulated executions, newest first: symbol, side, quantity, price, fee and time."""
+    result = FillsResult(fills=[fill_view(f) for f in app(ctx).portfolio.recent_fills(limit, symbol)])
+    if not result.fills:
+        return reply(result, f"No fills{f' for {symbol}' if symbol else ''} yet.")
+    lines = [
+        f"{f.time:%Y-%m-%d %H:%M:%S}Z {f.side} {f.quantity} {f.symbol} @ {f.price} fee {f.fee} ({f.client_order_id})"
+        for f in result.fills
+    ]
+    return reply(result, "\n".join([f"{len(result.fills)} fill(s), newest first:", *lines]))
+
+
+def _register(server: MCPServer[AppState], state: AppState) -> None:
+    add_tools(server, get_positions, list_fills, annotations=READ_ONLY)
+    # static resources get no request context (SDK rule), so they read the state handed to the toolset
+
+    @server.resource(
+        "portfolio://positions",
+        name="positions",
+        title="Positions",
+        description="Current paper positions per symbol, as JSON",
+        mime_type="application/json",
+    )
+    async def positions_resource() -> str:
+        return PositionsResult(positions=state.portfolio.open_positions()).model_dump_json()
+
+    @server.resource(
+        "portfolio://summary",
+        name="portfolio_summary",
+        title="Portfolio summary",
+        description="Positions plus a summary of the fills (count, realized PnL, fees), as JSON",
+        mime_type="application/json",
+    )
+    async def summary_resource() -> str:
+        return summary(state.portfolio).model_dump_json()
+
+
+TOOLSET = Toolset("positions", "Positions and fills of the paper account", _register)
