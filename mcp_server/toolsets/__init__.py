@@ -29,7 +29,7 @@ class UnknownToolset(ValueError):
 
 
 # Order matters only for tools/list. strategies, risk and orders join here as their modules land.
-_MODULES = ("market", "positions")
+_MODULES = ("market", "strategies", "positions")
 
 
 def available() -> dict[str, Toolset]:
