@@ -10,14 +10,15 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from bus.jetstream import connect, consume, ensure_streams, publish
+from bus.jetstream import connect, ensure_streams, publish
 from execsim.engine import Engine, EngineConfig
 from execsim.service import DURABLE as EXECSIM_DURABLE
-from execsim.service import ExecSimService
+from execsim.service import MARKET_DURABLE, ExecSimService, consume_batches
 from mcp_server.state import AppState
 from schemas.orders import Fill
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
+from tests.conftest import wait_for
 from tools.clock import LiveClock, TestClock
 from tools.risk import RiskGate, RiskLimits
 
@@ -94,16 +95,29 @@ async def live_account(url: str, limits: RiskLimits | None = None) -> AsyncItera
     engine = Engine(LiveClock(), EngineConfig(slippage_bps=Decimal(0)))
     service = ExecSimService(js, engine)
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        consume(
-            js,
-            stream="DECISIONS",
-            durable=EXECSIM_DURABLE,
-            subject=Subject.ORDER_INTENT.value,
-            handler=service.handle,
-            stop=stop,
-        )
-    )
+    service = ExecSimService(js, engine, MARKET_DURABLE)
+    tasks = [
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream="DECISIONS",
+                durable=EXECSIM_DURABLE,
+                subjects=[Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value],
+                handler=service.handle_batch,
+                stop=stop,
+            )
+        ),
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream="SIGNALS",
+                durable=MARKET_DURABLE,
+                subjects=[Subject.SIGNALS_NORMALIZED.value],
+                handler=service.handle_batch,
+                stop=stop,
+            )
+        ),
+    ]
     clock = TestClock()
     state = AppState(nc, js, clock=clock)
     state.gate = RiskGate(limits or RiskLimits(max_position=Decimal(100)), clock=clock)
@@ -112,13 +126,15 @@ async def live_account(url: str, limits: RiskLimits | None = None) -> AsyncItera
         yield LiveAccount(state, engine, clock)
     finally:
         stop.set()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await state.stop()
         await nc.close()
 
 
-async def publish_signal(state: AppState, n: int, symbol: str = "AAPL", price: str = "190.25", **extra: Any) -> None:
-    """A signal through the stream, as the gateway sends it; returns once the state has it."""
+async def publish_signal(
+    state: AppState, n: int, symbol: str = "AAPL", price: str = "190.25", engine: Engine | None = None, **extra: Any
+) -> None:
+    """A signal through the stream, as the gateway sends it; returns once the state (and the engine) have it."""
     signal = add_signal(offline_state(), n, symbol=symbol, price=price, **extra)
     await publish(state.js, Subject.SIGNALS_NORMALIZED, signal, msg_id=signal.signal_id, correlation_id=f"corr_{n}")
     deadline = asyncio.get_running_loop().time() + 10
@@ -127,3 +143,5 @@ async def publish_signal(state: AppState, n: int, symbol: str = "AAPL", price: s
         async with state.changed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.changed.wait(), 1)
+    if engine is not None:
+        await wait_for(lambda: engine.last_price(symbol) == Decimal(price), 10, "the simulator to see the price")

@@ -202,9 +202,9 @@ async def test_get_risk_status_reports_state_drawdown_daily_pnl_and_headroom_per
     assert (Decimal(rows["max_position:AAPL"]["used"]), Decimal(rows["max_position:AAPL"]["headroom"])) == (10, 10)
     assert (Decimal(rows["daily_loss_limit"]["used"]), Decimal(rows["daily_loss_limit"]["headroom"])) == (300, 200)
     assert rows["daily_loss_limit"]["used_fraction"] == 0.6
-    assert "Trading state HALTED (operator test)" in _text(result) and "daily_loss_limit: used 300.00 of 500, headroom 200.00 (60% used)" in _text(
+    assert "Trading state HALTED (operator test)" in _text(
         result
-    )
+    ) and "daily_loss_limit: used 300.00 of 500, headroom 200.00 (60% used)" in _text(result)
 
 
 async def test_check_order_is_a_dry_run_of_the_gate_that_never_counts_toward_the_order_rate() -> None:
