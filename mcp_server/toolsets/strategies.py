@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -11,10 +11,6 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from execsim.backtest.data import Bars, from_dataframe, load_bundled
-from execsim.backtest.errors import BacktestError
-from execsim.backtest.result import BacktestConfig
-from execsim.backtest.runner import run_backtest as run
 from mcp_server.bars import bars_oldest_first
 from mcp_server.state import AppState
 from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, reply
@@ -24,6 +20,9 @@ from schemas.common import Money
 from schemas.decisions import Decision
 from strategies.base import Strategy, StrategyError
 from strategies.registry import STRATEGIES, build_strategy
+
+if TYPE_CHECKING:
+    from execsim.backtest.data import Bars
 
 HISTORY = 10_000  # signals read per symbol: the signal log holds at most this many in all
 StrategyName = Annotated[
@@ -137,6 +136,8 @@ MaxTrades = Annotated[int, Field(default=20, ge=0, le=200, description="Most tra
 
 
 def _bars(ctx: Context, symbol: str, data: str) -> Bars:
+    from execsim.backtest.data import from_dataframe, load_bundled
+
     if data == "bundled":
         return load_bundled(symbol)
     signals = app(ctx).signals.recent(HISTORY, symbol)
@@ -177,6 +178,11 @@ async def run_backtest(
     the next bar's open, commission is charged on every fill. Runs on the symbol's stored signal
     history, or on real bundled daily data (`data="bundled"` or symbol `bundled:AAPL`). Reports
     progress while it runs; returns the statistics and the latest trades. Simulation only."""
+    # the backtester pulls in pandas: imported on first use, so the server starts faster
+    from execsim.backtest.errors import BacktestError
+    from execsim.backtest.result import BacktestConfig
+    from execsim.backtest.runner import run_backtest as run
+
     if symbol.lower().startswith("bundled:"):
         symbol, data = symbol.split(":", 1)[1], "bundled"
     symbol = symbol.upper()
