@@ -20,6 +20,7 @@ from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import AgentSettings, ConfigError, ServeSettings
 from mcp_server.state import AppState
+from mcp_server.tooling import ToolOptions
 from mcp_server.transports import http_app
 from observability.consumer_lag import watch_consumer_lag
 from tools.risk import RiskGate
@@ -54,7 +55,14 @@ async def running_state(settings: ServeSettings | AgentSettings) -> AsyncIterato
 
 def build_for(settings: ServeSettings, state: AppState) -> TradingServer:
     limiter = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    return build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.read_only, limiter=limiter)
+    options = ToolOptions(settings.require_confirmation, settings.confirmation_ttl_seconds)
+    return build_server(
+        state,
+        toolsets_enabled=settings.toolset_names(),
+        read_only=settings.read_only,
+        limiter=limiter,
+        options=options,
+    )
 
 
 def check(settings: ServeSettings) -> None:
@@ -66,8 +74,17 @@ def check(settings: ServeSettings) -> None:
         raise ConfigError(str(exc)) from exc
 
 
+def agent_settings(settings: ServeSettings) -> AgentSettings:
+    """The agent decision mode's settings: TRADING_MCP_AGENT_* and ANTHROPIC_API_KEY, checked before anything starts."""
+    agent = AgentSettings(data_dir=settings.data_dir)
+    agent.check()
+    return agent
+
+
 async def run_serve(settings: ServeSettings) -> None:
     check(settings)
+    if settings.bridge and settings.bridge_mode == "agent":
+        agent_settings(settings)
     async with running_state(settings) as state:
         stop = asyncio.Event()
         bridge_task = None
@@ -76,7 +93,14 @@ async def run_serve(settings: ServeSettings) -> None:
         control = ControlFollower(state.js, state.gate, token, settings.risk_limits())
         await control.refresh()  # a kill switch set before this start holds from the first order on
         control_task = asyncio.create_task(control.run(stop), name="risk-control")
-        if settings.bridge:
+        if settings.bridge and settings.bridge_mode == "agent":
+            from mcp_server.agent.service import DURABLE as AGENT_DURABLE
+            from mcp_server.agent.service import run_agent_worker
+
+            bridge_task = asyncio.create_task(run_agent_worker(state, agent_settings(settings), stop), name="agent")
+            bridge_task.add_done_callback(log_if_failed)
+            watch_consumer_lag(state.js, [("SIGNALS", AGENT_DURABLE)])
+        elif settings.bridge:
             bridge = Bridge(state, state.gate, settings.bridge_mode, settings.default_quantity)
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)

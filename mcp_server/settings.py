@@ -45,7 +45,7 @@ class ServeSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8002
     bridge: bool = Field(default=False, description="Run the bridge (signals -> risk gate -> order intents)")
-    bridge_mode: Literal["follow"] = "follow"
+    bridge_mode: Literal["follow", "agent"] = "follow"
     default_quantity: Decimal = Field(default=Decimal(1), gt=0)
     max_position: Decimal = Field(default=Decimal(1000), gt=0)
     risk_limits_file: Path | None = Field(
@@ -65,6 +65,8 @@ class ServeSettings(BaseSettings):
     allowed_origins: str = Field(default="", description="Extra Origin values for HTTP, e.g. https://app.example.org")
     rate_limit_per_minute: float = Field(default=600, gt=0, description="Tool calls a minute (all clients)")
     rate_limit_burst: int = Field(default=60, ge=1)
+    require_confirmation: bool = Field(default=True, description="place_order needs preview_order's token")
+    confirmation_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400, description="How long a token lasts")
 
     def risk_limits(self) -> RiskLimits:
         base = {} if self.risk_limits_file is None else json.loads(self.risk_limits_file.read_text())
@@ -115,6 +117,10 @@ class AgentSettings(BaseSettings):
     max_tokens_per_turn: int = Field(default=1024, ge=64, description="max_tokens of each Messages API call")
     dry_run: bool = Field(default=False, description="Leave the order tools out: the agent only decides")
     toolsets: str | None = None
+    require_confirmation: bool = Field(default=True, validation_alias="TRADING_MCP_REQUIRE_CONFIRMATION")
+    confirmation_ttl_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, validation_alias="TRADING_MCP_CONFIRMATION_TTL_SECONDS"
+    )
 
     def toolset_names(self) -> list[str] | None:
         return _csv(self.toolsets)

@@ -20,6 +20,7 @@ from observability import metrics
 from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
+from tools.clock import Clock, LiveClock
 from tools.market import SignalLog
 from tools.orders import LocalAccount, OrderBook
 from tools.portfolio import Portfolio
@@ -41,6 +42,7 @@ class AppState:
     # order state from the streams (all origins) and the one risk gate of this account
     orders: OrderBook = field(default_factory=OrderBook)
     gate: RiskGate | None = None
+    clock: Clock = field(default_factory=LiveClock)  # order tools: confirmation token expiry, order times
     _followers: list[Follower] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -211,6 +211,23 @@ class RiskGate:
             self._recent.append(now)
         return Verdict(True)
 
+    # ------------------------------------------------------------------ read-only views
+
+    @property
+    def peak_equity(self) -> Decimal | None:
+        """The equity peak drawdown is measured from (None before the first observation)."""
+        return self._peak
+
+    @property
+    def day_start_equity(self) -> Decimal | None:
+        """The first equity seen this UTC day: the daily loss is measured from it."""
+        return self._day_start
+
+    def orders_in_window(self) -> int:
+        """Approved orders counted in the current order-rate window (reads only; prunes nothing)."""
+        horizon = self.clock.now() - timedelta(seconds=self.limits.order_window_seconds)
+        return sum(1 for t in self._recent if t > horizon)
+
     # ------------------------------------------------------------------ trading state
 
     def observe_equity(self, equity: Decimal) -> TradingState:

@@ -2,6 +2,8 @@
 
 The MCP tools are this server's, built over the process's rebuilt state and reached through an
 in-memory MCP client session; `--dry-run` builds the server read-only, so order tools do not exist.
+Orders the model places go through the order tools, so through the process's one risk gate (in
+`serve --bridge` with `TRADING_MCP_BRIDGE_MODE=agent`, the gate the MCP server uses too).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from bus.jetstream import Follower, consume, publish
 from mcp_server.agent.loop import AgentLoop, Budget, agent_tools
 from mcp_server.prompts_loader import load
 from mcp_server.settings import AgentSettings
+from mcp_server.state import AppState
+from mcp_server.tooling import ToolOptions
 from observability import metrics
 from schemas.agent import AgentDecision
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
+from tools.risk import RiskGate
 
 log = structlog.get_logger("agent")
 
@@ -90,35 +95,57 @@ class AgentWorker:
             structlog.contextvars.unbind_contextvars("correlation_id")
 
 
-async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
+async def run_agent_worker(state: AppState, settings: AgentSettings, stop: asyncio.Event) -> None:
+    """The agent over `state`, whose risk gate every order the model places must pass."""
     from anthropic import AsyncAnthropic
     from mcp import Client
 
     from mcp_server.server import build_server
+
+    assert settings.api_key is not None
+    options = ToolOptions(settings.require_confirmation, settings.confirmation_ttl_seconds, origin="agent")
+    server = build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run, options=options)
+    async with (
+        Client(server) as mcp,
+        AsyncAnthropic(api_key=settings.api_key.get_secret_value(), base_url=settings.base_url) as client,
+    ):
+        tools = agent_tools(list((await mcp.list_tools()).tools), dry_run=settings.dry_run)
+        loop = AgentLoop(
+            client=client,
+            session=mcp.session,
+            tools=tools,
+            model=settings.model,
+            budget=Budget(settings.max_tool_calls, settings.max_tokens, settings.max_tokens_per_turn),
+            system_prompt=load("agent_system").render(),
+            signal_prompt=load("agent_signal"),
+            dry_run=settings.dry_run,
+        )
+        log.info("agent ready", model=settings.model, tools=[t.name for t in tools], dry_run=settings.dry_run)
+        await AgentWorker(state.js, loop).run(stop)
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
+    """`trading-mcp agent`: its own state and risk gate (limits from the same TRADING_MCP_* settings as
+    `serve`, the operator's kill switch and limit changes from the control record)."""
+    from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_token
     from mcp_server.service import running_state
+    from mcp_server.settings import ServeSettings
 
     settings.check()
-    assert settings.api_key is not None
     stop = stop or asyncio.Event()
+    limits = ServeSettings(data_dir=settings.data_dir).risk_limits()
     async with running_state(settings) as state:
-        server = build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run)
-        async with (
-            Client(server) as mcp,
-            AsyncAnthropic(api_key=settings.api_key.get_secret_value(), base_url=settings.base_url) as client,
-        ):
-            tools = agent_tools(list((await mcp.list_tools()).tools), dry_run=settings.dry_run)
-            loop = AgentLoop(
-                client=client,
-                session=mcp.session,
-                tools=tools,
-                model=settings.model,
-                budget=Budget(settings.max_tool_calls, settings.max_tokens, settings.max_tokens_per_turn),
-                system_prompt=load("agent_system").render(),
-                signal_prompt=load("agent_signal"),
-                dry_run=settings.dry_run,
-            )
-            log.info("agent ready", model=settings.model, tools=[t.name for t in tools], dry_run=settings.dry_run)
-            await AgentWorker(state.js, loop).run(stop)
+        state.gate = RiskGate(limits)
+        token = load_or_create_token(settings.data_dir / TOKEN_FILE)
+        control = ControlFollower(state.js, state.gate, token, limits)
+        await control.refresh()
+        control_task = asyncio.create_task(control.run(stop), name="risk-control")
+        try:
+            await run_agent_worker(state, settings, stop)
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(control_task, 3)
 
 
 def main(settings: AgentSettings) -> None:

@@ -28,8 +28,8 @@ class UnknownToolset(ValueError):
     pass
 
 
-# Order matters only for tools/list. strategies, risk and orders join here as their modules land.
-_MODULES = ("market", "positions")
+# Order matters only for tools/list.
+_MODULES = ("market", "strategies", "positions", "risk", "orders")
 
 
 def available() -> dict[str, Toolset]:

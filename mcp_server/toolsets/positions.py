@@ -15,7 +15,7 @@ from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, add_tools, app, r
 from mcp_server.toolsets import Toolset
 from schemas.common import Money
 from schemas.orders import Fill
-from tools.portfolio import Portfolio, PositionView
+from tools.portfolio import AccountView, Portfolio, PositionView
 
 
 class PositionsResult(BaseModel):
@@ -37,9 +37,21 @@ class FillsResult(BaseModel):
     fills: list[FillView]
 
 
-class PortfolioSummary(BaseModel):
-    """What the account holds now and what its fills add up to (no cash or equity yet: no price marks)."""
+class PortfolioResult(BaseModel):
+    """The account: cash, equity, PnL, fees and exposure, positions valued at their latest marks."""
 
+    account: AccountView
+    positions: list[PositionView]
+
+
+class PortfolioSummary(BaseModel):
+    """What the account holds now and what its fills add up to."""
+
+    cash: Money
+    equity: Money = Field(description="cash + market value of the positions at their latest marks")
+    unrealized_pnl: Money
+    gross_exposure: Money
+    net_exposure: Money
     positions: list[PositionView]
     open_positions: int
     fills: int
@@ -64,6 +76,11 @@ def fill_view(f: Fill) -> FillView:
 def summary(portfolio: Portfolio) -> PortfolioSummary:
     positions = portfolio.open_positions()
     return PortfolioSummary(
+        cash=portfolio.cash,
+        equity=portfolio.equity(),
+        unrealized_pnl=portfolio.unrealized_pnl(),
+        gross_exposure=portfolio.gross_exposure(),
+        net_exposure=portfolio.net_exposure(),
         positions=positions,
         open_positions=sum(1 for p in positions if p.quantity != 0),
         fills=len(portfolio.fills),
@@ -90,6 +107,23 @@ async def get_positions(ctx: Context) -> Annotated[CallToolResult, PositionsResu
     return reply(result, "\n".join(["Positions:", *map(_position_line, result.positions)]))
 
 
+async def get_portfolio(ctx: Context) -> Annotated[CallToolResult, PortfolioResult]:
+    """The paper account as a whole: cash, equity (cash + positions at their latest prices),
+    realized and unrealized PnL, fees paid, gross and net exposure, and the positions. Read this
+    before sizing an order."""
+    portfolio = app(ctx).portfolio
+    a = portfolio.account()
+    result = PortfolioResult(account=a, positions=portfolio.open_positions())
+    text = (
+        f"Equity {a.equity} = cash {a.cash} + market value {a.market_value} (started with {a.starting_cash}).\n"
+        f"PnL: realized {a.realized_pnl}, unrealized {a.unrealized_pnl}; fees paid {a.fees_paid}.\n"
+        f"Exposure: gross {a.gross_exposure}, net {a.net_exposure}; {a.open_positions} open position(s)."
+    )
+    if result.positions:
+        text += "\n" + "\n".join(map(_position_line, result.positions))
+    return reply(result, text)
+
+
 async def list_fills(
     ctx: Context, symbol: SymbolFilter = None, limit: Limit = 50
 ) -> Annotated[CallToolResult, FillsResult]:
@@ -105,7 +139,7 @@ async def list_fills(
 
 
 def _register(server: MCPServer[AppState], state: AppState) -> None:
-    add_tools(server, get_positions, list_fills, annotations=READ_ONLY)
+    add_tools(server, get_positions, get_portfolio, list_fills, annotations=READ_ONLY)
     # static resources get no request context (SDK rule), so they read the state handed to the toolset
 
     @server.resource(
@@ -122,7 +156,7 @@ def _register(server: MCPServer[AppState], state: AppState) -> None:
         "portfolio://summary",
         name="portfolio_summary",
         title="Portfolio summary",
-        description="Positions plus a summary of the fills (count, realized PnL, fees), as JSON",
+        description="Cash, equity, PnL, exposure, positions and a summary of the fills, as JSON",
         mime_type="application/json",
     )
     async def summary_resource() -> str:

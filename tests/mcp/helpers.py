@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from bus.jetstream import connect, ensure_streams, publish
+from execsim.engine import Engine, EngineConfig
+from execsim.service import DURABLE as EXECSIM_DURABLE
+from execsim.service import MARKET_DURABLE, ExecSimService, consume_batches
 from mcp_server.state import AppState
 from schemas.orders import Fill
 from schemas.signals import NormalizedSignal
-from tools.clock import TestClock
+from schemas.subjects import Subject
+from tests.conftest import wait_for
+from tools.clock import LiveClock, TestClock
+from tools.risk import RiskGate, RiskLimits
 
 CLOCK = TestClock()
 
@@ -47,3 +58,90 @@ def add_fill(state: AppState, n: int, side: str, quantity: str, price: str, symb
     )
     assert state.portfolio.apply(fill)
     return fill
+
+
+READ_ONLY_TOOLS = {
+    "list_signals",
+    "get_market_snapshot",
+    "list_strategies",
+    "evaluate_strategy",
+    "run_backtest",
+    "get_positions",
+    "get_portfolio",
+    "list_fills",
+    "get_risk_limits",
+    "get_risk_status",
+    "check_order",
+}
+ORDER_TOOLS = {"preview_order", "place_order", "cancel_order", "list_orders", "get_order"}
+ALL_TOOLS = READ_ONLY_TOOLS | ORDER_TOOLS
+
+
+@dataclass
+class LiveAccount:
+    """A real account on the fixture nats-server: the rebuilt state, its risk gate, and the execution
+    simulator's order consumer running in this process."""
+
+    state: AppState
+    engine: Engine
+    clock: TestClock
+
+
+@contextlib.asynccontextmanager
+async def live_account(url: str, limits: RiskLimits | None = None) -> AsyncIterator[LiveAccount]:
+    nc = await connect(url, "mcp-orders-test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    engine = Engine(LiveClock(), EngineConfig(slippage_bps=Decimal(0)))
+    service = ExecSimService(js, engine)
+    stop = asyncio.Event()
+    service = ExecSimService(js, engine, MARKET_DURABLE)
+    tasks = [
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream="DECISIONS",
+                durable=EXECSIM_DURABLE,
+                subjects=[Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value],
+                handler=service.handle_batch,
+                stop=stop,
+            )
+        ),
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream="SIGNALS",
+                durable=MARKET_DURABLE,
+                subjects=[Subject.SIGNALS_NORMALIZED.value],
+                handler=service.handle_batch,
+                stop=stop,
+            )
+        ),
+    ]
+    clock = TestClock()
+    state = AppState(nc, js, clock=clock)
+    state.gate = RiskGate(limits or RiskLimits(max_position=Decimal(100)), clock=clock)
+    await state.start()
+    try:
+        yield LiveAccount(state, engine, clock)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await state.stop()
+        await nc.close()
+
+
+async def publish_signal(
+    state: AppState, n: int, symbol: str = "AAPL", price: str = "190.25", engine: Engine | None = None, **extra: Any
+) -> None:
+    """A signal through the stream, as the gateway sends it; returns once the state (and the engine) have it."""
+    signal = add_signal(offline_state(), n, symbol=symbol, price=price, **extra)
+    await publish(state.js, Subject.SIGNALS_NORMALIZED, signal, msg_id=signal.signal_id, correlation_id=f"corr_{n}")
+    deadline = asyncio.get_running_loop().time() + 10
+    while signal.signal_id not in {s.signal_id for s in state.signals.recent(10_000, symbol)}:
+        assert asyncio.get_running_loop().time() < deadline, "the state never saw the signal"
+        async with state.changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.changed.wait(), 1)
+    if engine is not None:
+        await wait_for(lambda: engine.last_price(symbol) == Decimal(price), 10, "the simulator to see the price")

@@ -23,13 +23,22 @@ async def test_position_and_summary_resources_hold_what_the_fills_made() -> None
         listed = {str(r.uri): r for r in (await client.list_resources()).resources}
         positions = await client.read_resource("portfolio://positions")
         summary = await client.read_resource("portfolio://summary")
-    assert listed.keys() == {"portfolio://positions", "portfolio://summary"}
+    assert listed.keys() == {
+        "portfolio://positions",
+        "portfolio://summary",
+        "risk://limits",
+        "risk://status",
+        "strategies://catalog",
+    }
     assert all(r.mime_type == "application/json" for r in listed.values())
     (aapl,) = json.loads(positions.contents[0].text)["positions"]
     assert Decimal(aapl["quantity"]) == 6 and Decimal(aapl["realized_pnl"]) == 40
     body = json.loads(summary.contents[0].text)
     assert (body["open_positions"], body["fills"]) == (1, 2)
     assert Decimal(body["realized_pnl"]) == 40 and Decimal(body["fees_paid"]) == Decimal("0.20")
+    # cash: 100000 - 1000 - 0.10 + 440 - 0.10; the 6 left are marked at the last fill, 110
+    assert Decimal(body["cash"]) == Decimal("99439.80") and Decimal(body["equity"]) == Decimal("100099.80")
+    assert Decimal(body["unrealized_pnl"]) == 60 and Decimal(body["gross_exposure"]) == 660
     assert body["last_fill_at"].startswith("2026-01-02T14:32")
 
 
@@ -53,14 +62,16 @@ async def test_the_latest_signal_template_returns_the_newest_signal_of_that_symb
 async def test_prompts_are_offered_only_when_their_tools_are_registered() -> None:
     async with Client(build_server(offline_state())) as client:
         offered = {p.name: p for p in (await client.list_prompts()).prompts}
-    # daily_risk_review and compare_strategies need the risk and strategies tools, which are not built yet
-    assert offered.keys() == {"review_signal", "explain_position"}
+    assert offered.keys() == {"review_signal", "explain_position", "daily_risk_review", "compare_strategies"}
     assert [(a.name, a.required) for a in offered["review_signal"].arguments] == [
         ("signal_id", True),
         ("symbol", True),
     ]
     async with Client(build_server(offline_state(), toolsets_enabled=["positions"])) as client:
         assert {p.name for p in (await client.list_prompts()).prompts} == {"explain_position"}
+    async with Client(build_server(offline_state(), toolsets_enabled=["positions", "market"])) as client:
+        offered = {p.name for p in (await client.list_prompts()).prompts}
+    assert offered == {"explain_position", "review_signal"}, "daily_risk_review needs the risk tools"
 
 
 async def test_get_prompt_renders_the_markdown_template_with_its_arguments() -> None:
@@ -73,7 +84,7 @@ async def test_get_prompt_renders_the_markdown_template_with_its_arguments() -> 
 
 
 async def test_get_prompt_with_missing_or_bad_arguments_is_an_error_that_says_what_to_pass() -> None:
-    async with Client(build_server(offline_state())) as client:
+    async with Client(build_server(offline_state(), toolsets_enabled=["market", "positions"])) as client:
         with pytest.raises(MCPError, match=r"prompt explain_position needs: symbol \(The symbol, e.g. AAPL\)"):
             await client.get_prompt("explain_position", {})
         with pytest.raises(MCPError, match="symbol 'NOT A SYMBOL' is not a symbol"):

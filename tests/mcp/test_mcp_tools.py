@@ -11,10 +11,8 @@ from mcp.server.mcpserver import Context
 from mcp_server.rate_limit import TokenBucket
 from mcp_server.server import build_server
 from mcp_server.toolsets import UnknownToolset
-from tests.mcp.helpers import add_fill, add_signal, offline_state
+from tests.mcp.helpers import READ_ONLY_TOOLS, add_fill, add_signal, offline_state
 from tools.clock import TestClock
-
-PHASE_ONE_TOOLS = {"list_signals", "get_market_snapshot", "get_positions", "list_fills"}
 
 
 def _text(result) -> str:  # type: ignore[no-untyped-def]
@@ -23,9 +21,9 @@ def _text(result) -> str:  # type: ignore[no-untyped-def]
 
 
 async def test_tools_list_shows_each_tool_with_a_description_read_only_annotations_and_an_output_schema() -> None:
-    async with Client(build_server(offline_state())) as client:
+    async with Client(build_server(offline_state(), read_only=True)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert tools.keys() == PHASE_ONE_TOOLS
+    assert tools.keys() == READ_ONLY_TOOLS
     for tool in tools.values():
         assert tool.description and len(tool.description) > 40
         assert tool.annotations.read_only_hint is True
@@ -137,9 +135,9 @@ async def test_arguments_that_fail_validation_come_back_as_an_invalid_arguments_
 
 async def test_an_unknown_tool_is_a_tool_error_listing_the_tools_that_exist() -> None:
     async with Client(build_server(offline_state())) as client:
-        result = await client.call_tool("place_order", {"symbol": "AAPL"})
+        result = await client.call_tool("buy_everything", {"symbol": "AAPL"})
     assert result.is_error
-    assert _text(result).startswith("unknown_tool: there is no tool 'place_order'; the tools are: list_signals")
+    assert _text(result).startswith("unknown_tool: there is no tool 'buy_everything'; the tools are: list_signals")
 
 
 async def test_a_crashing_tool_reports_an_internal_error_with_an_id_and_not_its_exception_text() -> None:
@@ -192,9 +190,9 @@ async def test_toolsets_choose_which_groups_are_registered() -> None:
         names = {t.name for t in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         templates = (await client.list_resource_templates()).resource_templates
-    assert names == {"get_positions", "list_fills"}
+    assert names == {"get_positions", "get_portfolio", "list_fills"}
     assert resources == {"portfolio://positions", "portfolio://summary"} and templates == []
-    with pytest.raises(UnknownToolset, match=r"unknown toolset\(s\) orderz; available: market, positions"):
+    with pytest.raises(UnknownToolset, match=r"unknown toolset\(s\) orderz; available: market, strategies, positions"):
         build_server(offline_state(), toolsets_enabled=["market", "orderz"])
 
 
