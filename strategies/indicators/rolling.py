@@ -3,7 +3,8 @@
 Numerical stability: the running sum (SMA) and the Welford add/remove update (mean, M2) drift by a few
 ulps per bar; every `n` bars they are recomputed exactly from the window (math.fsum), so the drift is
 bounded by one window's worth of updates and the cost stays O(1) amortized. M2 is also recomputed at once
-when a value far from the mean leaves the window (a price gap rolling out), where the update cancels.
+when a value far from the mean leaves the window (a price gap rolling out), where the update cancels, and
+when the window's spread is below ~3e-4 of its mean, where the update's rounding would show in the std.
 A run of `n` equal values is tracked, so a constant window gives std exactly 0 (and a z-score of 0).
 """
 
@@ -99,8 +100,9 @@ class RollingStats:
             m = m_old + dx / n
             m2 = self._m2 + dx * (x - m + old - m_old)
             self._since += 1
-            # every n bars, and when a far value left the window (M2 lost its digits): recompute exactly
-            if self._since >= n or m2 < 1e-9 * (old - m_old) * (old - m_old):
+            # every n bars, when a far value left the window (M2 lost its digits), and when the window is so
+            # narrow that the update's rounding (~ n * eps * mean^2) is no longer tiny next to M2: recompute
+            if self._since >= n or m2 < 1e-9 * (old - m_old) * (old - m_old) or m2 < 1e-7 * n * m * m:
                 m, m2 = self._refresh(buf)
             self._mean = m
             self._m2 = m2
