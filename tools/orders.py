@@ -333,9 +333,13 @@ class OrderOperations:
         coid = request.client_order_id or f"{self.origin}-{uuid.uuid4().hex[:20]}"
         correlation_id = correlation_id or coid
         price = self._price(request)
-        if price is None:
+        # the simulator falls back to `reference_price` when it has no market price of its own, so it must
+        # be the market's last price, never the order's limit or stop (a buy limit far below the market
+        # would otherwise fill at once)
+        market = self.account.last_price(request.symbol)
+        if price is None or market is None:
             raise OrderInputError(
-                "no_price", f"no price is known for {request.symbol} yet: wait for a signal or use a limit order"
+                "no_price", f"no market price is known for {request.symbol} yet: wait for a signal, then retry"
             )
         now = self.clock.now()
         intent = OrderIntent(
@@ -348,7 +352,7 @@ class OrderOperations:
             stop_price=request.stop_price,
             time_in_force=request.time_in_force,
             replaces=request.replaces,
-            reference_price=price,
+            reference_price=market,
             origin=self.origin,
             rationale=request.rationale,
             created_at=now,
