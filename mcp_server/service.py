@@ -20,6 +20,7 @@ from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import AgentSettings, ConfigError, ServeSettings
 from mcp_server.state import AppState
+from mcp_server.strategy_mode import StrategyConfigError, StrategyMode, parse_choices
 from mcp_server.transports import http_app
 from observability.consumer_lag import watch_consumer_lag
 from tools.risk import RiskGate
@@ -64,6 +65,22 @@ def check(settings: ServeSettings) -> None:
         toolsets.select(settings.toolset_names(), read_only=settings.read_only)
     except toolsets.UnknownToolset as exc:
         raise ConfigError(str(exc)) from exc
+    strategy_mode(settings)
+
+
+def strategy_mode(settings: ServeSettings) -> StrategyMode | None:
+    """The bridge's strategies when it runs in strategy mode (a bad choice is a ConfigError)."""
+    if settings.bridge_mode != "strategy":
+        return None
+    try:
+        return StrategyMode(
+            parse_choices(settings.strategies, settings.strategies_file),
+            commission=settings.strategy_commission,
+            slippage_bps=settings.strategy_slippage_bps,
+            fractional=settings.strategy_fractional,
+        )
+    except (StrategyConfigError, OSError) as exc:
+        raise ConfigError(f"bridge strategy mode: {exc}") from exc
 
 
 async def run_serve(settings: ServeSettings) -> None:
@@ -77,7 +94,9 @@ async def run_serve(settings: ServeSettings) -> None:
         await control.refresh()  # a kill switch set before this start holds from the first order on
         control_task = asyncio.create_task(control.run(stop), name="risk-control")
         if settings.bridge:
-            bridge = Bridge(state, state.gate, settings.bridge_mode, settings.default_quantity)
+            bridge = Bridge(
+                state, state.gate, settings.bridge_mode, settings.default_quantity, strategies=strategy_mode(settings)
+            )
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])
