@@ -223,10 +223,11 @@ def service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
 
 def _mode(args: argparse.Namespace) -> list[str]:
     """strategy mode also sizes for the simulator's costs, as the backtester does."""
+    out = [] if getattr(args, "max_position", None) is None else ["--max-position", str(args.max_position)]
     mode = getattr(args, "mode", None)
     if mode is None:
-        return []
-    out = ["--bridge-mode", mode]
+        return out
+    out += ["--bridge-mode", mode]
     if mode == "strategy":
         if args.fee_bps is not None:
             out += ["--strategy-commission", str(Decimal(args.fee_bps) / 10_000)]
@@ -409,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--execsim-port", type=int, default=8004)
     up.add_argument("--slippage-bps", type=str, default=None)
     up.add_argument("--fee-bps", type=str, default=None)
+    up.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
     up.add_argument(
         "--mode",
         choices=["follow", "strategy"],

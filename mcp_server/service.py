@@ -92,6 +92,7 @@ async def run_serve(settings: ServeSettings) -> None:
         token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
         control = ControlFollower(state.js, state.gate, token, settings.risk_limits())
         await control.refresh()  # a kill switch set before this start holds from the first order on
+        state.observe_gauges()
         control_task = asyncio.create_task(control.run(stop), name="risk-control")
         if settings.bridge:
             bridge = Bridge(

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bus.jetstream import Follower
-from observability import metrics
+from mcp_server.gauges import AccountGauges, observe_risk
 from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -42,6 +42,7 @@ class AppState:
     orders: OrderBook = field(default_factory=OrderBook)
     gate: RiskGate | None = None
     _followers: list[Follower] = field(default_factory=list)
+    _gauges: AccountGauges = field(default_factory=AccountGauges)
 
     def __post_init__(self) -> None:
         self.account = LocalAccount(self.portfolio, self.orders, self.signals.last_price, self.pending)
@@ -55,6 +56,7 @@ class AppState:
         for f in self._followers:
             await f.start()
         await asyncio.wait_for(asyncio.gather(*(f.caught_up.wait() for f in self._followers)), timeout)
+        self.observe_gauges()
 
     async def stop(self) -> None:
         for f in self._followers:
@@ -67,6 +69,13 @@ class AppState:
     def _observe_equity(self) -> None:
         if self.gate is not None:
             self.gate.observe_equity(self.portfolio.equity())
+        self.observe_gauges()
+
+    def observe_gauges(self) -> None:
+        """Set the account and risk gauges (/metrics) from the current portfolio and gate."""
+        self._gauges.observe(self.portfolio)
+        if self.gate is not None:
+            observe_risk(self.gate)
 
     async def _notify(self) -> None:
         async with self.changed:
@@ -87,7 +96,6 @@ class AppState:
             if self.portfolio.apply(fill):
                 self._observe_equity()
                 self._settle(fill.client_order_id, fill.quantity if fill.side == "buy" else -fill.quantity)
-                metrics.mcp_active_positions.set(sum(1 for p in self.portfolio.positions.values() if p.quantity != 0))
         elif msg.subject == Subject.EXECUTION_REPORT.value:
             event = OrderEvent.model_validate_json(msg.data)
             self.orders.on_event(event)
