@@ -140,3 +140,20 @@ async def _js(nats_server: EmbeddedNats):  # type: ignore[no-untyped-def]
 
     nc = await nats.connect(nats_server.url)
     return nc.jetstream()
+
+
+async def test_serve_in_strategy_mode_with_an_unknown_strategy_exits_2_naming_the_choices(tmp_path: Path) -> None:
+    env = {**os.environ, "TRADING_MCP_NATS_PORT": str(free_port())}
+    env["TRADING_MCP_STRATEGIES"] = json.dumps({"AAPL": {"strategy": "astrology"}})
+    serve = ["serve", "--data-dir", str(tmp_path), "--bridge", "--bridge-mode", "strategy"]
+    code, _, err = await run(*serve, env=env)
+    assert code == 2
+    assert "strategy for AAPL: unknown strategy 'astrology'; choose one of momentum, mean_reversion, hybrid" in err
+
+
+async def test_the_demo_without_a_secret_exits_2_and_says_to_start_up_first(tmp_path: Path) -> None:
+    code, out, err = await run(
+        "demo", "--data-dir", str(tmp_path), "--url", "http://127.0.0.1:9/webhook", env={**os.environ}
+    )
+    assert code == 2 and out == ""
+    assert "run `trading-mcp up --mode strategy` first" in err
