@@ -87,6 +87,8 @@ class AppState:
             self.portfolio.mark(signal.symbol, signal.close or signal.price)
             if signal.symbol in self.portfolio.positions:
                 self._observe_equity()
+            else:
+                self.observe_gauges()  # equity unchanged; the risk state may have moved (an MCP tool)
         await self._notify()
 
     async def _on_execution(self, msg: Msg) -> None:
