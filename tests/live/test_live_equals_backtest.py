@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from bus.embedded import EmbeddedNats
 from mcp_server.cli_demo import bar_payloads, replay
 from mcp_server.strategy_mode import StrategyChoice
@@ -22,24 +24,32 @@ def comparable(trades):  # type: ignore[no-untyped-def]
     ]
 
 
+@pytest.mark.parametrize(
+    ("configured", "at_least"),
+    [
+        ({"AAPL": StrategyChoice(strategy="mean_reversion", params={"window": 15, "entry_z": 1.5})}, 10),
+        ({}, 4),  # nothing configured: hybrid with its defaults (253 bars of warm-up)
+    ],
+    ids=["mean_reversion_configured", "hybrid_by_default"],
+)
 async def test_300_real_daily_bars_through_the_gateway_trade_exactly_as_the_backtest(
-    nats_server: EmbeddedNats, gateway: Webhook
+    nats_server: EmbeddedNats, gateway: Webhook, configured: dict[str, StrategyChoice], at_least: int
 ) -> None:
-    choice = StrategyChoice(strategy="mean_reversion", params={"window": 15, "entry_z": 1.5})
+    choice = configured.get("AAPL", StrategyChoice())
     expected = backtest_trades("AAPL", BARS, choice, COMMISSION)
-    assert len(expected) >= 10  # the comparison is about something
-    orders_before = metrics.mcp_decisions_generated_total.labels("mean_reversion", "order")._value.get()
+    assert len(expected) >= at_least  # the comparison is about something
+    orders_before = metrics.mcp_decisions_generated_total.labels(choice.strategy, "order")._value.get()
     payloads = bar_payloads("AAPL", BARS)
-    async with strategy_pipeline(nats_server.url, {"AAPL": choice}, COMMISSION) as live:
+    async with strategy_pipeline(nats_server.url, configured, COMMISSION) as live:
         answers = await replay(gateway.url, gateway.secret, payloads)
         assert [r.status_code for r in answers] == [202] * BARS
         await wait_for(lambda: bridge_done(live, BARS), 20, "the bridge to decide every bar and its orders to fill")
         got = live_trades(live, "AAPL", Decimal(payloads[-1]["close"]))
     assert comparable(got) == comparable(expected)
     intents = list(live.state.orders.intents.values())
-    assert {i.strategy for i in intents} == {"mean_reversion"}
+    assert {i.strategy for i in intents} == {choice.strategy}
     assert all(0 <= (i.confidence or 0) <= 1 and "summary" in i.rationale for i in intents)
-    orders_after = metrics.mcp_decisions_generated_total.labels("mean_reversion", "order")._value.get()
+    orders_after = metrics.mcp_decisions_generated_total.labels(choice.strategy, "order")._value.get()
     assert orders_after - orders_before == len(intents)
 
 

@@ -46,3 +46,17 @@ def test_sizing_is_the_backtesters_whole_units_after_costs_and_fractional_on_req
     assert whole.size(-0.5, Decimal(10_000), Decimal(99)) == Decimal(-50)
     fractional = StrategyMode(fractional=True)
     assert fractional.size(1.0, Decimal(10_000), Decimal(3)) == Decimal("3333.3333")
+
+
+def test_up_in_strategy_mode_starts_serve_in_strategy_mode_sizing_for_the_simulators_fee() -> None:
+    from mcp_server.cli import build_parser, service_commands
+
+    parser = build_parser()
+    args = parser.parse_args(["up", "--mode", "strategy", "--fee-bps", "10", "--max-position", "50000"])
+    commands = service_commands(args)
+    serve = vars(parser.parse_args(commands["mcp_server"]))
+    assert (serve["bridge"], serve["bridge_mode"], serve["max_position"]) == (True, "strategy", "50000")
+    assert Decimal(serve["strategy_commission"]) == Decimal("0.001")
+    assert "--fee-bps" in commands["execsim"] and "10" in commands["execsim"]
+    plain = vars(parser.parse_args(service_commands(parser.parse_args(["up"]))["mcp_server"]))
+    assert plain["bridge_mode"] is None and plain["strategy_commission"] is None
