@@ -87,6 +87,7 @@ class ExecSimService:
             if self._broken:
                 await self._rebuild()
             events = self.engine.tick()
+            metrics.exec_sim_open_orders.set(self.engine.open_count())
             if events:
                 try:
                     await self._publish(events)

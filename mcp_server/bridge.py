@@ -1,7 +1,8 @@
 """The bridge: signals in, decisions out, through the risk gate. Never skips the gate.
 
-Mode `follow` executes the sender's explicit action (buy / sell / close). The `strategy` and
-`agent` modes plug in at `decide` and are built in their own issues.
+Mode `follow` executes the sender's explicit action (buy / sell / close). Mode `strategy` runs the
+configured strategy of the signal's symbol on its bars (`mcp_server.strategy_mode`): a target decided
+on bar t is sized at bar t+1's open and sent as a market order at that open, as in the backtester.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from nats.aio.msg import Msg
 
 from bus.jetstream import consume, publish
 from mcp_server.state import AppState
+from mcp_server.strategy_mode import Plan, StrategyMode, replay_acked_signals
 from observability import metrics
 from schemas.common import Side
+from schemas.market import Bar
 from schemas.orders import OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -29,7 +33,9 @@ from tools.risk import RiskGate
 log = structlog.get_logger("bridge")
 
 DURABLE = "bridge"
-Mode = Literal["follow"]
+Mode = Literal["follow", "strategy"]
+STRATEGY_PREFIX = "strat-"
+SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,18 @@ class Bridge:
     mode: Mode = "follow"
     default_quantity: Decimal = Decimal(1)
     clock: Clock = field(default_factory=LiveClock)
+    strategies: StrategyMode | None = None
 
     def __post_init__(self) -> None:
         if self.state.gate is None:
             self.state.gate = self.gate  # one gate per account: the MCP order tools use the same one
+        if self.mode == "strategy" and self.strategies is None:
+            self.strategies = StrategyMode()
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.strategies is not None:
+            warmed = await replay_acked_signals(self.state.js, DURABLE, self.strategies.warm)
+            log.info("strategy bar history rebuilt", signals=warmed)
         await consume(
             self.state.js,
             stream="SIGNALS",
@@ -77,6 +89,9 @@ class Bridge:
         structlog.contextvars.bind_contextvars(correlation_id=signal.correlation_id)
         try:
             metrics.mcp_signals_received_total.labels(signal.symbol).inc()
+            if self.strategies is not None:
+                await self._strategy_step(signal, self.strategies)
+                return
             if signal.signal_id in self.state.decided_signals:
                 log.info("signal already decided", signal_id=signal.signal_id)
                 return
@@ -91,14 +106,110 @@ class Bridge:
             metrics.mcp_decisions_generated_total.labels(self.mode, "no_action").inc()
             log.info("no action", signal_id=signal.signal_id, action=signal.action)
             return
-        coid = f"sig-{signal.signal_id}"
+        await self._gate_and_publish(
+            signal,
+            order,
+            coid=f"sig-{signal.signal_id}",
+            price=signal.close or signal.price,
+            strategy=self.mode,
+            confidence=1.0,
+            rationale={"mode": "follow", "action": signal.action},
+        )
+
+    async def _strategy_step(self, signal: NormalizedSignal, strategies: StrategyMode) -> None:
+        """Execute the plan the previous bar left at this bar's open, then show the strategy this bar."""
+        bar = Bar.from_signal(signal)
+        runner = strategies.for_symbol(signal.symbol)
+        plan = runner.take_plan()
+        if plan is not None:
+            if signal.signal_id in self.state.decided_signals:
+                log.info("signal already decided", signal_id=signal.signal_id)
+            else:
+                await self._execute_plan(signal, bar, runner.name, plan, strategies)
+        decision = runner.on_bar(bar)
+        if runner.plan is not None:
+            metrics.mcp_strategy_confidence.labels(runner.name).observe(decision.confidence)
+            log.info("target changed", symbol=signal.symbol, target=decision.target, summary=decision.summary)
+        else:
+            outcome = "hold" if decision.status == "ready" else "insufficient_data"
+            metrics.mcp_decisions_generated_total.labels(runner.name, outcome).inc()
+
+    async def _execute_plan(
+        self, signal: NormalizedSignal, bar: Bar, strategy: str, plan: Plan, strategies: StrategyMode
+    ) -> None:
+        await self._settled(signal.symbol)
+        price = bar.open
+        position = self.state.projected_position(signal.symbol)
+        want = strategies.size(plan.target, self._equity_at(signal.symbol, price), price)
+        delta = want - position
+        if delta == 0:
+            metrics.mcp_decisions_generated_total.labels(strategy, "no_action").inc()
+            log.info("target already held", symbol=signal.symbol, target=plan.target, position=str(position))
+            return
+        rationale = {
+            "mode": "strategy",
+            "target": plan.target,
+            "decided_on_bar": plan.decision.ts.isoformat(),
+            "summary": plan.decision.summary,
+            "indicators": plan.decision.rationale,
+        }
+        await self._gate_and_publish(
+            signal,
+            Order("buy" if delta > 0 else "sell", abs(delta)),
+            coid=f"{STRATEGY_PREFIX}{signal.signal_id}",
+            price=price,
+            strategy=strategy,
+            confidence=plan.confidence,
+            rationale=rationale,
+            at_open_of=bar.ts,
+        )
+
+    def _equity_at(self, symbol: str, price: Decimal) -> Decimal:
+        """Cash plus positions at their marks, `symbol` at `price` (the open the order fills at)."""
+        p = self.state.portfolio
+        return p.cash + sum(
+            (
+                pos.quantity * (price if sym == symbol else p.marks.get(sym, pos.avg_price))
+                for sym, pos in p.positions.items()
+            ),
+            Decimal(0),
+        )
+
+    async def _settled(self, symbol: str) -> None:
+        """Wait (bounded) until this mode's earlier orders for `symbol` are filled or ended: sizing needs the cash."""
+
+        def settled() -> bool:
+            return not any(
+                coid.startswith(STRATEGY_PREFIX) and sym == symbol for coid, (sym, _) in self.state.pending.items()
+            )
+
+        if settled():
+            return
+        async with self.state.changed:
+            try:
+                await asyncio.wait_for(self.state.changed.wait_for(settled), SETTLE_SECONDS)
+            except TimeoutError:
+                log.warning("earlier strategy order not settled; sizing with the projected position", symbol=symbol)
+
+    async def _gate_and_publish(
+        self,
+        signal: NormalizedSignal,
+        order: Order,
+        *,
+        coid: str,
+        price: Decimal,
+        strategy: str,
+        confidence: float,
+        rationale: dict[str, Any],
+        at_open_of: datetime | None = None,
+    ) -> None:
         verdict = check_order(
             self.gate,
             self.state.account,
             symbol=signal.symbol,
             side=order.side,
             quantity=order.quantity,
-            price=signal.close or signal.price,
+            price=price,
         )
         now = self.clock.now()
         if not verdict.approved:
@@ -118,7 +229,7 @@ class Bridge:
                 self.state.js, Subject.RISK_DENIED, denied, msg_id=f"deny-{coid}", correlation_id=signal.correlation_id
             )
             self.state.decided_signals.add(signal.signal_id)
-            metrics.mcp_decisions_generated_total.labels(self.mode, "risk_denied").inc()
+            metrics.mcp_decisions_generated_total.labels(strategy, "risk_denied").inc()
             log.info("risk denied", reason=verdict.reason_code, detail=verdict.message)
             return
         intent = OrderIntent(
@@ -126,12 +237,13 @@ class Bridge:
             symbol=signal.symbol,
             side=order.side,
             quantity=order.quantity,
-            reference_price=signal.close or signal.price,
+            reference_price=price,
+            at_open_of=at_open_of,
             origin="bridge",
             signal_id=signal.signal_id,
-            strategy=self.mode,
-            confidence=1.0,
-            rationale={"mode": "follow", "action": signal.action},
+            strategy=strategy,
+            confidence=confidence,
+            rationale=rationale,
             created_at=now,
             correlation_id=signal.correlation_id,
         )
@@ -147,8 +259,9 @@ class Bridge:
             self.state.orders.forget(coid)
             raise
         self.state.decided_signals.add(signal.signal_id)
-        metrics.mcp_decisions_generated_total.labels(self.mode, "order").inc()
-        metrics.mcp_strategy_confidence.labels(self.mode).observe(1.0)
+        metrics.mcp_decisions_generated_total.labels(strategy, "order").inc()
+        if self.mode == "follow":
+            metrics.mcp_strategy_confidence.labels(self.mode).observe(1.0)
         log.info(
             "order intent", client_order_id=coid, side=order.side, quantity=str(order.quantity), symbol=signal.symbol
         )

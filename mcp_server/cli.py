@@ -1,4 +1,4 @@
-"""`trading-mcp`: up · serve · agent · gateway · execsim · send-signal · risk · backtest."""
+"""`trading-mcp`: up · serve · agent · gateway · execsim · send-signal · risk · backtest · demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 from gateway import signing
@@ -88,7 +89,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "bridge": args.bridge or None,
+        "bridge_mode": args.bridge_mode,
         "max_position": args.max_position,
+        "strategy_commission": args.strategy_commission,
+        "strategy_slippage_bps": args.strategy_slippage_bps,
         "toolsets": args.toolsets,
         "read_only": args.read_only or None,
         "allowed_hosts": ",".join(args.allowed_host) if args.allowed_host else None,
@@ -203,9 +207,33 @@ def service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     d = ["--data-dir", str(args.data_dir)]
     return {
         "execsim": ["execsim", "--port", str(args.execsim_port), *_bps(args)],
-        "mcp_server": ["serve", *d, "--transport", "streamable-http", "--port", str(args.mcp_port), "--bridge"],
+        "mcp_server": [
+            "serve",
+            *d,
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(args.mcp_port),
+            "--bridge",
+            *_mode(args),
+        ],
         "gateway": ["gateway", *d, "--port", str(args.gateway_port)],
     }
+
+
+def _mode(args: argparse.Namespace) -> list[str]:
+    """strategy mode also sizes for the simulator's costs, as the backtester does."""
+    out = [] if getattr(args, "max_position", None) is None else ["--max-position", str(args.max_position)]
+    mode = getattr(args, "mode", None)
+    if mode is None:
+        return out
+    out += ["--bridge-mode", mode]
+    if mode == "strategy":
+        if args.fee_bps is not None:
+            out += ["--strategy-commission", str(Decimal(args.fee_bps) / 10_000)]
+        if args.slippage_bps is not None:
+            out += ["--strategy-slippage-bps", str(args.slippage_bps)]
+    return out
 
 
 def _bps(args: argparse.Namespace) -> list[str]:
@@ -382,6 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--execsim-port", type=int, default=8004)
     up.add_argument("--slippage-bps", type=str, default=None)
     up.add_argument("--fee-bps", type=str, default=None)
+    up.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
+    up.add_argument(
+        "--mode",
+        choices=["follow", "strategy", "agent"],
+        default=None,
+        help="the bridge's mode (default follow); "
+        "strategy runs TRADING_MCP_STRATEGIES (hybrid by default) and sizes with --fee-bps / --slippage-bps; "
+        "agent lets an LLM decide through the MCP tools (needs ANTHROPIC_API_KEY)",
+    )
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run the MCP server")
@@ -390,6 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--bridge", action="store_true", help="also run the bridge (one per account)")
+    serve.add_argument(
+        "--bridge-mode",
+        choices=["follow", "strategy", "agent"],
+        default=None,
+        help="follow the signal's action (default), run the configured strategy per symbol (TRADING_MCP_STRATEGIES), "
+        "or let an LLM decide through the MCP tools (agent; needs ANTHROPIC_API_KEY)",
+    )
+    serve.add_argument("--strategy-commission", default=None, help="strategy mode: commission the sizing reserves")
+    serve.add_argument("--strategy-slippage-bps", default=None, help="strategy mode: slippage the sizing reserves")
     serve.add_argument("--max-position", type=str, default=None, help="risk: max absolute units per symbol")
     serve.add_argument(
         "--toolsets", default=None, help="comma-separated tool groups, e.g. market,positions (default all)"
@@ -463,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcp_server.cli_backtest import add_backtest_parser
 
     add_backtest_parser(sub)
+    from mcp_server.cli_demo import add_demo_parser
+
+    add_demo_parser(sub)
     return p
 
 

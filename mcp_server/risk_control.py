@@ -16,6 +16,7 @@ import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
+from mcp_server.gauges import observe_risk
 from tools.risk import RiskGate, RiskLimits
 from tools.risk_control import ControlRefused, RiskControl, SignedControl, apply, new_token, verify
 
@@ -82,6 +83,7 @@ class ControlFollower:
             return control
         changed = apply(self.gate, control, self.configured)
         self.revision = control.revision
+        observe_risk(self.gate)
         log.warning(
             "risk control applied",
             revision=control.revision,

@@ -20,6 +20,7 @@ from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import AgentSettings, ConfigError, ServeSettings
 from mcp_server.state import AppState
+from mcp_server.strategy_mode import StrategyConfigError, StrategyMode, parse_choices
 from mcp_server.tooling import ToolOptions
 from mcp_server.transports import http_app
 from observability.consumer_lag import watch_consumer_lag
@@ -72,6 +73,22 @@ def check(settings: ServeSettings) -> None:
         toolsets.select(settings.toolset_names(), read_only=settings.read_only)
     except toolsets.UnknownToolset as exc:
         raise ConfigError(str(exc)) from exc
+    strategy_mode(settings)
+
+
+def strategy_mode(settings: ServeSettings) -> StrategyMode | None:
+    """The bridge's strategies when it runs in strategy mode (a bad choice is a ConfigError)."""
+    if settings.bridge_mode != "strategy":
+        return None
+    try:
+        return StrategyMode(
+            parse_choices(settings.strategies, settings.strategies_file),
+            commission=settings.strategy_commission,
+            slippage_bps=settings.strategy_slippage_bps,
+            fractional=settings.strategy_fractional,
+        )
+    except (StrategyConfigError, OSError) as exc:
+        raise ConfigError(f"bridge strategy mode: {exc}") from exc
 
 
 def agent_settings(settings: ServeSettings) -> AgentSettings:
@@ -92,6 +109,7 @@ async def run_serve(settings: ServeSettings) -> None:
         token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
         control = ControlFollower(state.js, state.gate, token, settings.risk_limits())
         await control.refresh()  # a kill switch set before this start holds from the first order on
+        state.observe_gauges()
         control_task = asyncio.create_task(control.run(stop), name="risk-control")
         if settings.bridge and settings.bridge_mode == "agent":
             from mcp_server.agent.service import DURABLE as AGENT_DURABLE
@@ -101,7 +119,9 @@ async def run_serve(settings: ServeSettings) -> None:
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", AGENT_DURABLE)])
         elif settings.bridge:
-            bridge = Bridge(state, state.gate, settings.bridge_mode, settings.default_quantity)
+            bridge = Bridge(
+                state, state.gate, settings.bridge_mode, settings.default_quantity, strategies=strategy_mode(settings)
+            )
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])

@@ -45,12 +45,26 @@ class ServeSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8002
     bridge: bool = Field(default=False, description="Run the bridge (signals -> risk gate -> order intents)")
-    bridge_mode: Literal["follow", "agent"] = "follow"
+    bridge_mode: Literal["follow", "strategy", "agent"] = "follow"
     default_quantity: Decimal = Field(default=Decimal(1), gt=0)
     max_position: Decimal = Field(default=Decimal(1000), gt=0)
     risk_limits_file: Path | None = Field(
         default=None, description="JSON file with every RiskLimits field (docs/RISK.md); max_position overrides it"
     )
+
+    strategies: str | None = Field(
+        default=None,
+        description='strategy mode, per symbol as JSON: {"AAPL": {"strategy": "momentum", "params": {...}}}; '
+        '"*" for every other symbol (default hybrid)',
+    )
+    strategies_file: Path | None = Field(
+        default=None, description="The same JSON in a file (TRADING_MCP_STRATEGIES wins)"
+    )
+    strategy_commission: Decimal = Field(
+        default=Decimal(0), ge=0, lt=Decimal("0.1"), description="Costs the sizing reserves, as the backtester's"
+    )
+    strategy_slippage_bps: Decimal = Field(default=Decimal(0), ge=0, lt=1000)
+    strategy_fractional: bool = Field(default=False, description="Size in fractional units (4 decimals)")
 
     operator_token_file: Path | None = Field(
         default=None, description="Operator token for risk changes (default <data_dir>/operator_token)"

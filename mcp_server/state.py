@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bus.jetstream import Follower
-from observability import metrics
+from mcp_server.gauges import AccountGauges, observe_risk
 from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -44,6 +44,7 @@ class AppState:
     gate: RiskGate | None = None
     clock: Clock = field(default_factory=LiveClock)  # order tools: confirmation token expiry, order times
     _followers: list[Follower] = field(default_factory=list)
+    _gauges: AccountGauges = field(default_factory=AccountGauges)
 
     def __post_init__(self) -> None:
         self.account = LocalAccount(self.portfolio, self.orders, self.signals.last_price, self.pending)
@@ -57,6 +58,7 @@ class AppState:
         for f in self._followers:
             await f.start()
         await asyncio.wait_for(asyncio.gather(*(f.caught_up.wait() for f in self._followers)), timeout)
+        self.observe_gauges()
 
     async def stop(self) -> None:
         for f in self._followers:
@@ -69,6 +71,13 @@ class AppState:
     def _observe_equity(self) -> None:
         if self.gate is not None:
             self.gate.observe_equity(self.portfolio.equity())
+        self.observe_gauges()
+
+    def observe_gauges(self) -> None:
+        """Set the account and risk gauges (/metrics) from the current portfolio and gate."""
+        self._gauges.observe(self.portfolio)
+        if self.gate is not None:
+            observe_risk(self.gate)
 
     async def _notify(self) -> None:
         async with self.changed:
@@ -80,6 +89,8 @@ class AppState:
             self.portfolio.mark(signal.symbol, signal.close or signal.price)
             if signal.symbol in self.portfolio.positions:
                 self._observe_equity()
+            else:
+                self.observe_gauges()  # equity unchanged; the risk state may have moved (an MCP tool)
         await self._notify()
 
     async def _on_execution(self, msg: Msg) -> None:
@@ -89,7 +100,6 @@ class AppState:
             if self.portfolio.apply(fill):
                 self._observe_equity()
                 self._settle(fill.client_order_id, fill.quantity if fill.side == "buy" else -fill.quantity)
-                metrics.mcp_active_positions.set(sum(1 for p in self.portfolio.positions.values() if p.quantity != 0))
         elif msg.subject == Subject.EXECUTION_REPORT.value:
             event = OrderEvent.model_validate_json(msg.data)
             self.orders.on_event(event)

@@ -38,6 +38,14 @@ class OrderIntent(Contract):
         description="Cancel-and-replace: the open order this one replaces (canceled first; rejected if not open)",
     )
     reference_price: Price = Field(description="The last price the decider saw; market orders fill near it")
+    at_open_of: UtcDatetime | None = Field(
+        default=None,
+        description=(
+            "Market orders only: fill at the open of this symbol's bar with this time (or of the first bar after "
+            "it), taken from the simulator's own market data: the strategy mode's 'decided at bar t's close, "
+            "filled at bar t+1's open'"
+        ),
+    )
     origin: Origin
     signal_id: str | None = None
     strategy: str | None = None

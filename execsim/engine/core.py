@@ -11,6 +11,9 @@ When orders are worked:
   of its symbol (from `set_price` / `on_bar`; `intent.reference_price` when none is known);
 - later, when its latency has passed: at the next `set_price`, `on_bar` or `tick`;
 - every resting order, against each new bar along the intrabar path (`execsim.engine.intrabar`).
+A market order `at_open_of` a bar time fills at the open of that bar of its symbol (or of the first
+later bar), from the engine's own bars: at submit when that bar is already known, else at the bar's
+arrival; prices on the engine's tick. Latency does not apply (the order was placed before the open).
 IOC and FOK are worked once, at their first opportunity (a price, or a bar's open); what does not
 fill then is canceled (FOK: all of it unless all of it fills).
 A DAY order lives for the UTC date of the first bar it is worked against; the first bar of a later
@@ -20,18 +23,20 @@ date expires it (so an order placed after the close is good for the next session
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from execsim.engine.config import ZERO, EngineConfig, FeeModel, LatencyModel, PriceModel
+from execsim.engine.config import PRICE_QUANTUM, ZERO, EngineConfig, FeeModel, LatencyModel, PriceModel
 from execsim.engine.intrabar import Touch, bar_path, walk
 from schemas.market import Bar
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderEvent, OrderIntent
 from tools.clock import Clock
 
 Event = OrderEvent | Fill
+OPENS_KEPT = 512  # bar opens remembered per symbol, for orders `at_open_of` a bar already seen
 
 
 @dataclass(slots=True)
@@ -85,6 +90,7 @@ class Engine:
     _open: dict[str, dict[str, WorkingOrder]] = field(default_factory=dict)
     _market: dict[str, MarketState] = field(default_factory=dict)
     _canceled_early: set[str] = field(default_factory=set)
+    _opens: dict[str, OrderedDict[datetime, Decimal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._prices = PriceModel(self.config)
@@ -196,7 +202,11 @@ class Engine:
             return [self._event(intent, "rejected", ZERO, now, reason)]
         events.append(self._event(intent, "accepted", ZERO, now))
         self._open.setdefault(intent.symbol, {})[coid] = order
-        if order.active_at <= now:
+        if intent.at_open_of is not None:
+            opened = self._open_at(intent.symbol, intent.at_open_of)
+            if opened is not None:
+                self._work_once(order, opened, now, events)
+        elif order.active_at <= now:
             st = self._market.get(intent.symbol)
             self._work_once(order, st.price if st else intent.reference_price, now, events)
         return events
@@ -223,7 +233,7 @@ class Engine:
         st.budget = self._budget(st.bar)
         events: list[Event] = []
         for order in list(self._open.get(symbol, {}).values()):
-            if not order.worked and order.active_at <= ts:
+            if not order.worked and order.active_at <= ts and order.intent.at_open_of is None:
                 self._work_once(order, price, ts, events)
         return events
 
@@ -237,7 +247,7 @@ class Engine:
             for order in list(book.values()):
                 if order.day is not None and order.intent.time_in_force == "DAY" and now.date() > order.day:
                     events.extend(self._close(order, "expired", now, "end_of_day"))
-                elif not order.worked and order.active_at <= now:
+                elif not order.worked and order.active_at <= now and order.intent.at_open_of is None:
                     self._work_once(order, st.price if st else order.intent.reference_price, now, events)
         return events
 
@@ -251,6 +261,11 @@ class Engine:
         points = bar_path(bar, self.config.intrabar_path)
         bar_range = (bar.high - bar.low) / bar.close
         for order in list(self._open.get(bar.symbol, {}).values()):
+            at_open = order.intent.at_open_of
+            if at_open is not None:
+                if not order.worked and bar.ts >= at_open:
+                    self._work_once(order, bar.open.quantize(PRICE_QUANTUM), now, events)
+                continue
             if order.active_at > bar.ts:
                 continue
             tif = order.intent.time_in_force
@@ -276,7 +291,18 @@ class Engine:
             return None
         return bar.volume * p
 
+    def _open_at(self, symbol: str, ts: datetime) -> Decimal | None:
+        """The open (on the engine's tick) of the first remembered bar at or after `ts`."""
+        for bar_ts, opened in self._opens.get(symbol, {}).items():
+            if bar_ts >= ts:
+                return opened.quantize(PRICE_QUANTUM)
+        return None
+
     def _set_market_from_bar(self, bar: Bar) -> None:
+        opens = self._opens.setdefault(bar.symbol, OrderedDict())
+        opens[bar.ts] = bar.open
+        if len(opens) > OPENS_KEPT:
+            opens.popitem(last=False)
         st = self._market.get(bar.symbol)
         if st is None:
             self._market[bar.symbol] = MarketState(bar.close, bar.ts, bar, self._budget(bar))
@@ -421,4 +447,6 @@ def _invalid(intent: OrderIntent) -> str | None:
         return "limit_price_not_allowed"
     if t in ("market", "limit") and intent.stop_price is not None:
         return "stop_price_not_allowed"
+    if t != "market" and intent.at_open_of is not None:
+        return "at_open_of_market_only"
     return None
