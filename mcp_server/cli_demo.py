@@ -135,7 +135,7 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     demo = sub.add_parser("demo", help="replay real daily bars (bundled data) through the gateway as signed signals")
     demo.add_argument("--symbol", default="AAPL", help="bundled: AAPL, GOOG, IBM, MSFT, FB (default AAPL)")
-    demo.add_argument("--bars", type=int, default=300, help="how many daily bars (default 300)")
+    demo.add_argument("--bars", type=int, default=500, help="daily bars to send (default 500)")
     demo.add_argument("--start", type=int, default=0, help="index of the first bar (default 0)")
     demo.add_argument("--speed", type=float, default=20, help="bars per second (default 20; 0 = as fast as possible)")
     demo.add_argument("--url", default=DEFAULT_URL)

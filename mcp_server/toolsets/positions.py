@@ -90,11 +90,23 @@ def summary(portfolio: Portfolio) -> PortfolioSummary:
     )
 
 
+def money(value: Decimal) -> str:
+    """For the text rendering only: an average cost rarely terminates, so show 4 decimals (the structured
+    result keeps the exact value)."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -4:
+        value = value.quantize(Decimal("0.0001"))
+    return format(value, "f")
+
+
 def _position_line(p: PositionView) -> str:
     if p.quantity == 0:
-        return f"{p.symbol} flat, realized PnL {p.realized_pnl}, fees {p.fees_paid}"
+        return f"{p.symbol} flat, realized PnL {money(p.realized_pnl)}, fees {money(p.fees_paid)}"
     side = "long" if p.quantity > 0 else "short"
-    return f"{p.symbol} {side} {abs(p.quantity)} @ {p.avg_price} avg, realized PnL {p.realized_pnl}, fees {p.fees_paid}"
+    return (
+        f"{p.symbol} {side} {abs(p.quantity)} @ {money(p.avg_price)} avg, "
+        f"realized PnL {money(p.realized_pnl)}, fees {money(p.fees_paid)}"
+    )
 
 
 async def get_positions(ctx: Context) -> Annotated[CallToolResult, PositionsResult]:
@@ -115,9 +127,11 @@ async def get_portfolio(ctx: Context) -> Annotated[CallToolResult, PortfolioResu
     a = portfolio.account()
     result = PortfolioResult(account=a, positions=portfolio.open_positions())
     text = (
-        f"Equity {a.equity} = cash {a.cash} + market value {a.market_value} (started with {a.starting_cash}).\n"
-        f"PnL: realized {a.realized_pnl}, unrealized {a.unrealized_pnl}; fees paid {a.fees_paid}.\n"
-        f"Exposure: gross {a.gross_exposure}, net {a.net_exposure}; {a.open_positions} open position(s)."
+        f"Equity {money(a.equity)} = cash {money(a.cash)} + market value {money(a.market_value)} "
+        f"(started with {a.starting_cash}).\n"
+        f"PnL: realized {money(a.realized_pnl)}, unrealized {money(a.unrealized_pnl)}; "
+        f"fees paid {money(a.fees_paid)}.\n"
+        f"Exposure: gross {money(a.gross_exposure)}, net {money(a.net_exposure)}; {a.open_positions} open position(s)."
     )
     if result.positions:
         text += "\n" + "\n".join(map(_position_line, result.positions))
