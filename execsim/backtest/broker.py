@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Any
 
 from execsim.engine import Engine, EngineConfig
@@ -40,9 +41,15 @@ def expected_fill(
     reference_price: Decimal, side: Side, quantity: Decimal, slippage_bps: Decimal, fee_bps: Decimal
 ) -> tuple[Decimal, Decimal]:
     """(price, fee) of a market fill, computed by the engine's own price and fee models: the sweep's fast path."""
+    prices, fees = _models(slippage_bps, fee_bps)
+    price = prices.taker(side, market_price(reference_price))
+    return price, fees.fee(quantity, price)
+
+
+@lru_cache(maxsize=16)
+def _models(slippage_bps: Decimal, fee_bps: Decimal) -> tuple[PriceModel, FeeModel]:
     config = EngineConfig(slippage_bps=slippage_bps, fee_bps=fee_bps)
-    price = PriceModel(config).taker(side, market_price(reference_price))
-    return price, FeeModel(config).fee(quantity, price)
+    return PriceModel(config), FeeModel(config)
 
 
 def risk_limits(max_position: Decimal | None) -> RiskLimits:
