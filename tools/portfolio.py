@@ -67,6 +67,7 @@ class Portfolio:
     cash: Decimal = ZERO
     marks: dict[str, Decimal] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
+    _market_marked: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.cash = self.starting_cash
@@ -80,7 +81,10 @@ class Portfolio:
         signed = fill.quantity if fill.side == "buy" else -fill.quantity
         pos.fees += fill.fee
         self.cash -= signed * fill.price + fill.fee
-        self.marks[fill.symbol] = fill.price
+        # a fill marks the symbol only while no market price is known: a fill can be processed after later
+        # bars (an order filled at a bar's open arrives after that bar's close) and must not roll it back
+        if fill.symbol not in self._market_marked:
+            self.marks[fill.symbol] = fill.price
         if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
             # opening or adding: weighted average price
             new_qty = pos.quantity + signed
@@ -99,8 +103,9 @@ class Portfolio:
         return True
 
     def mark(self, symbol: str, price: Decimal) -> None:
-        """Value `symbol` at `price` from now on (until a later mark or fill)."""
+        """Value `symbol` at `price`, the market's latest price, from now on (until a later mark)."""
         self.marks[symbol] = price
+        self._market_marked.add(symbol)
 
     # ------------------------------------------------------------------ queries
 
