@@ -9,6 +9,9 @@
 
 Open orders come back open with what is left of them, so nothing is lost and nothing fills twice:
 a fill id is `<client order id>.f<n>` and `n` continues from the fills already published.
+
+Part of the service's NATS adapter (like service.py), not of the pure engine: it reads the streams
+and hands the engine plain values through `Engine.restore` / `restore_market`.
 """
 
 from __future__ import annotations

@@ -292,6 +292,34 @@ def check_order(
     )
 
 
+def order_price(account: LocalAccount, request: OrderRequest) -> Decimal | None:
+    """The price an order is judged at: its limit, else its stop, else the market's last price."""
+    if request.limit_price is not None:
+        return request.limit_price
+    if request.stop_price is not None:
+        return request.stop_price
+    return account.last_price(request.symbol)
+
+
+def dry_run(gate: RiskGate, account: LocalAccount, request: OrderRequest) -> tuple[Verdict, Decimal | None]:
+    """The gate's verdict on an order without placing it or counting it toward the order rate,
+    and the price it was judged at (None when nothing is known)."""
+    price = order_price(account, request)
+    verdict = check_order(
+        gate,
+        account,
+        symbol=request.symbol,
+        side=request.side,
+        quantity=request.quantity,
+        order_type=request.order_type,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+        price=account.last_price(request.symbol) if request.order_type == "market" else price,
+        record=False,
+    )
+    return verdict, price
+
+
 # ---------------------------------------------------------------------- operations
 
 
@@ -311,8 +339,7 @@ class OrderOperations:
 
     def preview(self, request: OrderRequest) -> OrderPreview:
         """Estimate price, notional and fee, and ask the risk gate (without counting it)."""
-        price = self._price(request)
-        verdict = self._check(request, price, record=False)
+        verdict, price = dry_run(self.gate, self.account, request)
         return OrderPreview(
             symbol=request.symbol,
             side=request.side,
@@ -444,11 +471,7 @@ class OrderOperations:
         return order
 
     def _price(self, request: OrderRequest) -> Decimal | None:
-        if request.limit_price is not None:
-            return request.limit_price
-        if request.stop_price is not None:
-            return request.stop_price
-        return self.account.last_price(request.symbol)
+        return order_price(self.account, request)
 
     def _check(self, request: OrderRequest, price: Decimal | None, *, record: bool) -> Verdict:
         return check_order(

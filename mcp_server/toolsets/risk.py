@@ -24,7 +24,7 @@ from mcp_server.toolsets.order_args import (
     order_request,
 )
 from schemas.common import Money
-from tools.orders import check_order as gate_check
+from tools.orders import dry_run
 from tools.risk import RiskLimits
 
 ZERO = Decimal(0)
@@ -176,22 +176,9 @@ async def check_order(
         client_order_id=client_order_id,
     )
     gate = gate_of(state)
-    last = state.account.last_price(symbol)
-    price = last if order_type == "market" else (limit_price or stop_price)
+    verdict, price = dry_run(gate, state.account, request)
     if price is None and order_type == "market":
         raise ToolFailure("no_price", f"no price is known for {symbol} yet: wait for a signal or use a limit order")
-    verdict = gate_check(
-        gate,
-        state.account,
-        symbol=request.symbol,
-        side=request.side,
-        quantity=request.quantity,
-        order_type=request.order_type,
-        limit_price=request.limit_price,
-        stop_price=request.stop_price,
-        price=price,
-        record=False,
-    )
     now = state.account.projected_position(symbol)
     after = now + (quantity if side == "buy" else -quantity)
     result = CheckResult(
