@@ -28,3 +28,8 @@ class TestClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+    def advance_to(self, ts: datetime) -> None:
+        """Move to `ts`; a time not after now leaves the clock where it is (it never goes back)."""
+        if ts > self._now:
+            self._now = ts

@@ -39,6 +39,7 @@ from schemas.common import Side
 from tools.clock import Clock, LiveClock
 
 ZERO = Decimal(0)
+RATE_HISTORY = timedelta(days=1)
 
 
 class TradingState(StrEnum):
@@ -66,7 +67,7 @@ class RiskLimits(BaseModel, frozen=True):
     )
     max_open_orders: int | None = Field(default=None, ge=0)
     max_orders_per_window: int | None = Field(default=None, ge=0)
-    order_window_seconds: float = Field(default=60.0, gt=0)
+    order_window_seconds: float = Field(default=60.0, gt=0, le=86_400, description="The order-rate window (up to a day)")
     daily_loss_limit: Decimal | None = Field(default=None, gt=0, description="Currency lost since the day's start")
     daily_loss_action: Literal["REDUCING", "HALTED"] = "REDUCING"
     max_drawdown: Decimal | None = Field(default=None, gt=0, le=1, description="Fraction below the equity peak")
@@ -208,7 +209,13 @@ class RiskGate:
                     f"the limit is {lim.max_orders_per_window}",
                 )
         if record:
-            self._recent.append(now)
+            recent = self._recent
+            recent.append(now)
+            # a day of history (the longest window), not every order ever: a rate limit set or widened later
+            # still counts the orders already in its window
+            horizon = now - RATE_HISTORY
+            while recent[0] <= horizon:
+                recent.popleft()
         return Verdict(True)
 
     # ------------------------------------------------------------------ read-only views

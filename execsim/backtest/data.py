@@ -13,8 +13,8 @@ is False — AAPL's raw series has two 2:1 splits that would read as 50 % crashe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from execsim.backtest.errors import BacktestError
 TIME_COLUMNS = ("time", "timestamp", "datetime", "date")
 SYMBOL_COLUMNS = ("symbol", "ticker")
 BUNDLED_PREFIX = "bundled:"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,17 @@ class Bars:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    _micros: np.ndarray = field(init=False, repr=False, compare=False)  # ts as int64 µs since the epoch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_micros", self.ts.astype("datetime64[us]").astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.close)
 
     def time(self, i: int) -> datetime:
-        return datetime.fromtimestamp(int(self.ts[i].astype("datetime64[us]").astype(np.int64)) / 1e6, tz=UTC)
+        """Bar i's time, exact to the microsecond."""
+        return EPOCH + timedelta(microseconds=int(self._micros[i]))
 
     def times(self) -> list[datetime]:
         return [t.to_pydatetime() for t in pd.DatetimeIndex(self.ts, tz="UTC")]

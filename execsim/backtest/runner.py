@@ -65,18 +65,24 @@ def run_backtest(
 
     state = strategy.new_state(bars.symbol)
     update = state.update
-    o, h, lo, c = bars.open.tolist(), bars.high.tolist(), bars.low.tolist(), bars.close.tolist()
+    targets: dict[float, Decimal] = {}  # a strategy's targets take few distinct values: convert each once
     last = 0.0
     pending: tuple[float, float] | None = None
 
     for start in range(0, n, CHUNK):
-        for i in range(start, min(n, start + CHUNK)):
+        # one chunk of Python floats at a time: a million-element list would be walked by every full GC pass
+        end = min(n, start + CHUNK)
+        chunk = zip(*(a[start:end].tolist() for a in (bars.open, bars.high, bars.low, bars.close)), strict=True)
+        for i, (op, hi, lo, cl) in enumerate(chunk, start):
             if pending is not None:
                 target, confidence = pending
                 pending = None
-                price = to_decimal(o[i])
+                price = to_decimal(op)
                 pos = book.position
-                want = wanted_position(to_decimal(target), cash + pos * price, price, cost, config.fractional)
+                target_d = targets.get(target)
+                if target_d is None:
+                    target_d = targets[target] = to_decimal(target)
+                want = wanted_position(target_d, cash + pos * price, price, cost, config.fractional)
                 delta = want - pos
                 if delta != 0:
                     side = "buy" if delta > 0 else "sell"
@@ -95,17 +101,17 @@ def run_backtest(
                         fill_bars.append(i)
                         fill_pos.append(float(book.position))
                         fill_cash.append(float(cash))
-            t = update(o[i], h[i], lo[i], c[i])
+            t = update(op, hi, lo, cl)
             if t != last:
                 last = t
                 pending = (t, min(1.0, max(0.0, state.confidence())))
         if progress is not None:
-            progress(min(n, start + CHUNK), n)
+            progress(end, n)
 
     close = bars.close
     position, cash_curve = step_curves(n, fill_bars, fill_pos, fill_cash, float(config.cash))
     equity = cash_curve + position * close
-    last_close = to_decimal(c[-1])
+    last_close = to_decimal(float(close[-1]))
     trades = list(book.trades)
     open_trade = book.open_trade(last_close)
     if open_trade is not None:

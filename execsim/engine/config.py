@@ -62,10 +62,11 @@ class PriceModel:
     def __init__(self, config: EngineConfig) -> None:
         self._half_spread = config.spread_bps / 2 / BPS
         self._slip = config.slippage_bps / BPS
+        self._fixed = self._half_spread + self._slip
         self._vol = config.volatility_slippage
 
     def taker(self, side: str, last: Decimal, bar_range: Decimal = ZERO) -> Decimal:
-        move = self._half_spread + self._slip + self._vol * bar_range
+        move = self._fixed + self._vol * bar_range if self._vol else self._fixed
         if move == 0:
             return last
         price = last * (1 + move) if side == "buy" else last * (1 - move)
@@ -97,7 +98,9 @@ class LatencyModel:
         self._fixed = config.latency_ms
         self._jitter = config.latency_jitter_ms
         self._rng = random.Random(config.seed)
+        self._constant = timedelta(milliseconds=self._fixed)
 
     def delay(self) -> timedelta:
-        ms = self._fixed + (self._rng.randint(0, self._jitter) if self._jitter else 0)
-        return timedelta(milliseconds=ms)
+        if not self._jitter:
+            return self._constant
+        return timedelta(milliseconds=self._fixed + self._rng.randint(0, self._jitter))

@@ -201,7 +201,10 @@ class Engine:
             order.status = "rejected"
             return [self._event(intent, "rejected", ZERO, now, reason)]
         events.append(self._event(intent, "accepted", ZERO, now))
-        self._open.setdefault(intent.symbol, {})[coid] = order
+        book = self._open.get(intent.symbol)
+        if book is None:
+            book = self._open[intent.symbol] = {}
+        book[coid] = order
         if intent.at_open_of is not None:
             opened = self._open_at(intent.symbol, intent.at_open_of)
             if opened is not None:
@@ -210,6 +213,16 @@ class Engine:
             st = self._market.get(intent.symbol)
             self._work_once(order, st.price if st else intent.reference_price, now, events)
         return events
+
+    def forget(self, client_order_id: str) -> bool:
+        """Drop a finished order from memory; False (and nothing dropped) while it is still open.
+        Its id is then no longer known, so a later order reusing it is not caught as a duplicate: only for
+        callers whose ids never repeat (the backtest's broker), so memory stays flat over millions of orders."""
+        order = self._orders.get(client_order_id)
+        if order is None or order.is_open:
+            return False
+        del self._orders[client_order_id]
+        return True
 
     def cancel(self, client_order_id: str, reason: str | None = None) -> list[Event]:
         """Cancel an open order. Unknown or finished orders: no events (a cancel is idempotent)."""
@@ -385,7 +398,7 @@ class Engine:
         )
         if order.remaining == 0:
             order.status = "filled"
-            self._open.get(intent.symbol, {}).pop(intent.client_order_id, None)
+            self._unbook(intent)
             events.append(self._event(intent, "filled", order.filled, now))
         else:
             order.status = "partially_filled"
@@ -393,8 +406,13 @@ class Engine:
 
     def _close(self, order: WorkingOrder, status: str, now: datetime, reason: str | None) -> list[Event]:
         order.status = status
-        self._open.get(order.intent.symbol, {}).pop(order.intent.client_order_id, None)
+        self._unbook(order.intent)
         return [self._event(order.intent, status, order.filled, now, reason)]
+
+    def _unbook(self, intent: OrderIntent) -> None:
+        book = self._open.get(intent.symbol)
+        if book is not None:
+            book.pop(intent.client_order_id, None)
 
     def _event(
         self,

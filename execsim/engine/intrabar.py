@@ -9,9 +9,8 @@ open, not at the level.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from schemas.market import Bar
 
@@ -24,8 +23,7 @@ def bar_path(bar: Bar, mode: str = "adaptive") -> tuple[Decimal, Decimal, Decima
     return (bar.open, bar.high, bar.low, bar.close)
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
+class Touch(NamedTuple):
     """What the path did to an order: triggered its stop (at `trigger_price`) and/or reached a fill.
 
     `fill_at` is the trade price reached; `kind` "taker" means the order takes at that price (a
