@@ -67,7 +67,7 @@ class RiskLimits(BaseModel, frozen=True):
     )
     max_open_orders: int | None = Field(default=None, ge=0)
     max_orders_per_window: int | None = Field(default=None, ge=0)
-    order_window_seconds: float = Field(default=60.0, gt=0, le=86_400, description="The order-rate window (up to a day)")
+    order_window_seconds: float = Field(default=60.0, gt=0, le=86_400, description="Order-rate window, up to a day")
     daily_loss_limit: Decimal | None = Field(default=None, gt=0, description="Currency lost since the day's start")
     daily_loss_action: Literal["REDUCING", "HALTED"] = "REDUCING"
     max_drawdown: Decimal | None = Field(default=None, gt=0, le=1, description="Fraction below the equity peak")
