@@ -91,6 +91,9 @@ class Verdict:
     message: str = ""
 
 
+APPROVED = Verdict(True)  # immutable: one instance serves every approval
+
+
 @dataclass(frozen=True)
 class LimitChange:
     actor: Actor
@@ -216,7 +219,7 @@ class RiskGate:
             horizon = now - RATE_HISTORY
             while recent[0] <= horizon:
                 recent.popleft()
-        return Verdict(True)
+        return APPROVED
 
     # ------------------------------------------------------------------ read-only views
 

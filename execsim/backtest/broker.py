@@ -7,7 +7,6 @@ their API is adapted here alone. A decision made on bar t's close is sent as a m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
@@ -15,21 +14,17 @@ from typing import Any
 
 from execsim.engine import Engine, EngineConfig
 from execsim.engine.config import PRICE_QUANTUM, FeeModel, PriceModel
-from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side
+from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side, construct_trusted
 from schemas.orders import Fill, OrderIntent
 from tools.clock import TestClock
-from tools.risk import RiskGate, RiskLimits
+from tools.risk import RiskGate, RiskLimits, Verdict
 
 BPS = Decimal(10_000)
 NO_LIMIT = Decimal(10) ** 15
 MAX_ORDER_QUANTITY = Decimal(10) ** (MAX_DIGITS - MAX_DECIMALS)  # the wire format's limit
 
 
-@dataclass(frozen=True)
-class RiskAnswer:
-    approved: bool
-    reason_code: str
-    message: str
+RiskAnswer = Verdict  # approved, reason_code, message
 
 
 def market_price(price: Decimal) -> Decimal:
@@ -59,8 +54,7 @@ def risk_limits(max_position: Decimal | None) -> RiskLimits:
 def risk_check(
     gate: RiskGate, symbol: str, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None
 ) -> RiskAnswer:
-    v = gate.check(symbol=symbol, side=side, quantity=quantity, projected_position=position, price=price)
-    return RiskAnswer(v.approved, v.reason_code, v.message)
+    return gate.check(symbol=symbol, side=side, quantity=quantity, projected_position=position, price=price)
 
 
 def _trusted(quantity: Decimal, reference_price: Decimal, confidence: float) -> bool:
@@ -123,7 +117,7 @@ class Broker:
         else:
             # later ones differ from the validated first only in values `_trusted` has checked (the id is the
             # same prefix with another number, the clock is the same UTC clock): copy without re-validating
-            intent = self._template.model_copy(update=values)
+            intent = construct_trusted(OrderIntent, {**self._template.__dict__, **values})
         # the engine fills market orders at its last price: make that bar t+1's open
         reference_price = market_price(reference_price)
         self.engine.set_price(self.symbol, reference_price, self.clock.now())

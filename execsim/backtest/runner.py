@@ -67,7 +67,7 @@ def run_backtest(
     update = state.update
     targets: dict[float, Decimal] = {}  # a strategy's targets take few distinct values: convert each once
     last = 0.0
-    pending: tuple[float, float] | None = None
+    pending: float | None = None  # the target decided at the last bar's close, executed at this bar's open
 
     for start in range(0, n, CHUNK):
         # one chunk of Python floats at a time: a million-element list would be walked by every full GC pass
@@ -75,7 +75,7 @@ def run_backtest(
         chunk = zip(*(a[start:end].tolist() for a in (bars.open, bars.high, bars.low, bars.close)), strict=True)
         for i, (op, hi, lo, cl) in enumerate(chunk, start):
             if pending is not None:
-                target, confidence = pending
+                target = pending
                 pending = None
                 price = to_decimal(op)
                 pos = book.position
@@ -93,6 +93,8 @@ def run_backtest(
                     if not answer.approved:
                         denials.append(Denial(now, i, side, qty, answer.reason_code, answer.message))
                     else:
+                        # the state has not seen this bar yet: its confidence is still the deciding bar's
+                        confidence = min(1.0, max(0.0, state.confidence()))
                         for fill in broker.market(side, qty, price, confidence, {"target": target}):
                             signed = fill.quantity if fill.side == "buy" else -fill.quantity
                             cash -= signed * fill.price + fill.fee
@@ -103,8 +105,7 @@ def run_backtest(
                         fill_cash.append(float(cash))
             t = update(op, hi, lo, cl)
             if t != last:
-                last = t
-                pending = (t, min(1.0, max(0.0, state.confidence())))
+                last = pending = t
         if progress is not None:
             progress(end, n)
 

@@ -27,10 +27,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 from execsim.engine.config import PRICE_QUANTUM, ZERO, EngineConfig, FeeModel, LatencyModel, PriceModel
 from execsim.engine.intrabar import Touch, bar_path, walk
+from schemas.common import construct_trusted
 from schemas.market import Bar
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderEvent, OrderIntent
 from tools.clock import Clock
@@ -380,7 +380,7 @@ class Engine:
         order.filled += quantity
         order.notional += quantity * price
         events.append(
-            _construct(
+            construct_trusted(
                 Fill,
                 {
                     "schema_version": 1,
@@ -423,7 +423,7 @@ class Engine:
         reason: str | None = None,
         suffix: str = "",
     ) -> OrderEvent:
-        return _construct(
+        return construct_trusted(
             OrderEvent,
             {
                 "schema_version": 1,
@@ -439,20 +439,6 @@ class Engine:
                 "correlation_id": intent.correlation_id,
             },
         )
-
-
-_set = object.__setattr__
-
-
-def _construct(cls: type[Any], values: dict[str, Any]) -> Any:
-    """Build an event the engine already knows to be valid, without validation (the hot path).
-    `values` must hold every field of `cls`; the test suite checks them against the schema."""
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", set(values))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
 
 
 def _invalid(intent: OrderIntent) -> str | None:

@@ -55,7 +55,7 @@ class SMA:
 class RollingStats:
     """Mean and population standard deviation over the last `n` values."""
 
-    __slots__ = ("n", "_buf", "_full", "_mean", "_m2", "_since", "_run", "_last", "mean", "std")
+    __slots__ = ("n", "_buf", "_full", "_mean", "_m2", "_since", "_run", "_last", "_narrow", "mean", "std")
 
     def __init__(self, n: int) -> None:
         self.n = _check_window(n)
@@ -66,6 +66,7 @@ class RollingStats:
         self._since = 0
         self._run = 0
         self._last = NAN
+        self._narrow = 1e-7 * n  # M2 below narrow · mean² is recomputed (see the module docstring)
         self.mean = NAN
         self.std = NAN
 
@@ -75,43 +76,55 @@ class RollingStats:
 
     def update(self, x: float) -> float:
         """Returns the standard deviation (NaN until `n` values); `mean` is set alongside."""
-        buf = self._buf
-        n = self.n
         if x == self._last:
-            self._run += 1
+            run = self._run = self._run + 1
         else:
-            self._run = 1
+            run = self._run = 1
             self._last = x
         if not self._full:
-            d = x - self._mean
-            self._mean += d / (len(buf) + 1)
-            self._m2 += d * (x - self._mean)
-            buf.append(x)
-            self._since += 1
-            if len(buf) < n:
-                return self.std
-            self._full = True
+            return self._warm_up(x, run)
+        buf = self._buf
+        n = self.n
+        old = buf[0]
+        buf.append(x)
+        m_old = self._mean
+        dx = x - old
+        m = m_old + dx / n
+        m2 = self._m2 + dx * (x - m + old - m_old)
+        since = self._since + 1
+        # every n bars, when a far value left the window (M2 lost its digits), and when the window is so
+        # narrow that the update's rounding (~ n * eps * mean^2) is no longer tiny next to M2: recompute
+        if since >= n or m2 < 1e-9 * (old - m_old) * (old - m_old) or m2 < self._narrow * m * m:
             m, m2 = self._refresh(buf)
         else:
-            old = buf[0]
-            buf.append(x)
-            m_old = self._mean
-            dx = x - old
-            m = m_old + dx / n
-            m2 = self._m2 + dx * (x - m + old - m_old)
-            self._since += 1
-            # every n bars, when a far value left the window (M2 lost its digits), and when the window is so
-            # narrow that the update's rounding (~ n * eps * mean^2) is no longer tiny next to M2: recompute
-            if self._since >= n or m2 < 1e-9 * (old - m_old) * (old - m_old) or m2 < 1e-7 * n * m * m:
-                m, m2 = self._refresh(buf)
+            self._since = since
             self._mean = m
             self._m2 = m2
-        if self._run >= n:
+        if run >= n:
+            self.mean = x
+            self.std = 0.0
+            return 0.0
+        self.mean = m
+        std = self.std = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
+        return std
+
+    def _warm_up(self, x: float, run: int) -> float:
+        buf = self._buf
+        d = x - self._mean
+        self._mean += d / (len(buf) + 1)
+        self._m2 += d * (x - self._mean)
+        buf.append(x)
+        self._since += 1
+        if len(buf) < self.n:
+            return self.std
+        self._full = True
+        m, m2 = self._refresh(buf)
+        if run >= self.n:
             self.mean = x
             self.std = 0.0
         else:
             self.mean = m
-            self.std = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
+            self.std = math.sqrt(m2 / self.n) if m2 > 0.0 else 0.0
         return self.std
 
     def _refresh(self, buf: deque[float]) -> tuple[float, float]:
