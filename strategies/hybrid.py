@@ -34,16 +34,6 @@ class HybridParams(BaseModel):
     neutral_band: float = Field(0.15, ge=0, lt=1, description="|VR - 1| at or below this is neutral")
 
 
-def _weight(score: float, band: float, previous: float) -> float:
-    if score > band:
-        return 1.0
-    if score < -band:
-        return 0.0
-    if abs(score) <= band / 2:
-        return 0.5
-    return previous
-
-
 REGIME = {1.0: "trending", 0.0: "ranging", 0.5: "neutral"}
 
 
@@ -58,17 +48,29 @@ class HybridState(StrategyState):
         self.mr = strategy.mean_reversion.new_state(symbol)
         self._vr = VarianceRatio(p.regime_lag, p.regime_window)
         self._band = p.neutral_band
+        self._half_band = p.neutral_band / 2
         self.weight = 0.5
+        self._updates = (self.mom.update, self.mr.update, self._vr.update)  # bound once: called on every bar
 
     def update(self, open: float, high: float, low: float, close: float) -> float:
         self.bars += 1
         self.previous_target = self.target
-        tm = self.mom.update(open, high, low, close)
-        tr = self.mr.update(open, high, low, close)
-        v = self._vr.update(close)
+        mom, mr, vr = self._updates
+        tm = mom(open, high, low, close)
+        tr = mr(open, high, low, close)
+        score = vr(close) - 1.0
         if self.bars < self.warmup:
             return self.target
-        w = self.weight = _weight(v - 1.0, self._band, self.weight)
+        # the regime rule of the module docstring, with hysteresis: inside neither band the weight is kept
+        band = self._band
+        if score > band:
+            w = self.weight = 1.0
+        elif score < -band:
+            w = self.weight = 0.0
+        elif abs(score) <= self._half_band:
+            w = self.weight = 0.5
+        else:
+            w = self.weight
         self.target = w * tm + (1.0 - w) * tr
         return self.target
 

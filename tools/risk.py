@@ -94,6 +94,11 @@ class Verdict:
 APPROVED = Verdict(True)  # immutable: one instance serves every approval
 
 
+def _reduces(before: Decimal, after: Decimal) -> bool:
+    """The order makes the position smaller without flipping it."""
+    return abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0))
+
+
 @dataclass(frozen=True)
 class LimitChange:
     actor: Actor
@@ -150,12 +155,11 @@ class RiskGate:
         lim = self.limits
         if quantity <= 0:
             return Verdict(False, "invalid_quantity", "quantity must be positive")
-        signed = quantity if side == "buy" else -quantity
-        after = projected_position + signed
-        reduces = abs(after) < abs(projected_position) and (after == 0 or (after > 0) == (projected_position > 0))
-        if self.state is TradingState.HALTED:
+        after = projected_position + quantity if side == "buy" else projected_position - quantity
+        state = self.state
+        if state is TradingState.HALTED:
             return Verdict(False, "trading_halted", f"trading is HALTED ({self.state_reason}); only cancels pass")
-        if self.state is TradingState.REDUCING and not reduces:
+        if state is TradingState.REDUCING and not _reduces(projected_position, after):
             return Verdict(
                 False,
                 "reducing_only",
@@ -179,13 +183,14 @@ class RiskGate:
                     f"order notional {notional} {symbol} is beyond the limit of {notional_limit}",
                 )
         pos_limit = lim.position_limit(symbol)
-        if abs(after) > pos_limit and abs(after) > abs(projected_position):
+        size_after = abs(after)
+        if size_after > pos_limit and size_after > abs(projected_position):
             return Verdict(
                 False,
                 "max_position",
                 f"{side} {quantity} {symbol} would make the position {after}, beyond the limit of {pos_limit}",
             )
-        if lim.max_gross_exposure is not None and not reduces:
+        if lim.max_gross_exposure is not None and not _reduces(projected_position, after):
             if order_price is None:
                 return Verdict(False, "price_unknown", f"no price for {symbol}: cannot check the gross exposure")
             gross_after = gross_exposure - abs(projected_position * order_price) + abs(after * order_price)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from execsim.engine import Engine, EngineConfig
-from execsim.engine.config import PRICE_QUANTUM, FeeModel, PriceModel
+from execsim.engine.config import PRICE_QUANTUM, ZERO, FeeModel, PriceModel
 from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side, construct_trusted
 from schemas.orders import Fill, OrderIntent
 from tools.clock import TestClock
@@ -39,6 +39,11 @@ def expected_fill(
     prices, fees = _models(slippage_bps, fee_bps)
     price = prices.taker(side, market_price(reference_price))
     return price, fees.fee(quantity, price)
+
+
+def expected_fee(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
+    """The engine's fee for a fill of `quantity` at `price`."""
+    return _models(ZERO, fee_bps)[1].fee(quantity, price)
 
 
 @lru_cache(maxsize=16)

@@ -12,17 +12,19 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from execsim.backtest.broker import MAX_ORDER_QUANTITY, expected_fill, risk_check, risk_limits
+from execsim.backtest.broker import MAX_ORDER_QUANTITY, expected_fee, expected_fill, risk_check, risk_limits
 from execsim.backtest.data import Bars
 from execsim.backtest.errors import BacktestError
 from execsim.backtest.result import BacktestConfig
 from execsim.backtest.runner import step_curves, to_decimal
 from execsim.backtest.sizing import wanted_position_float
-from execsim.backtest.stats import compute_stats
+from execsim.backtest.stats import compute_stats, infer_periods_per_year
+from schemas.common import Side
 from strategies.base import Strategy, StrategyError
 from strategies.batch_data import BatchData
 from strategies.registry import build_strategy, set_dotted
@@ -99,36 +101,65 @@ class Simulation:
     fees: float = 0.0
 
 
-def simulate(targets: np.ndarray, bars: Bars, config: BacktestConfig, gate: RiskGate) -> Simulation:
+class FillPrices:
+    """The open of each bar as the engine sees it, and the market fill price of each (bar, side), each
+    converted to Decimal once and shared by every parameter set of a sweep (the same bars fill them all)."""
+
+    def __init__(self, bars: Bars, config: BacktestConfig) -> None:
+        self.opens: list[float] = bars.open.tolist()
+        self._slip_bps, self._fee_bps = config.slippage_bps, config.commission * 10_000
+        self._open: dict[int, Decimal] = {}
+        self._fill: dict[tuple[int, str], Decimal] = {}
+
+    def open(self, i: int) -> Decimal:
+        d = self._open.get(i)
+        if d is None:
+            d = self._open[i] = to_decimal(self.opens[i])
+        return d
+
+    def fill(self, i: int, side: Side, quantity: Decimal) -> tuple[Decimal, Decimal]:
+        """(price, fee) of a market order of `quantity` at bar i's open."""
+        price = self._fill.get((i, side))
+        if price is None:
+            price = self._fill[i, side] = expected_fill(self.open(i), side, quantity, self._slip_bps, self._fee_bps)[0]
+        return price, expected_fee(quantity, price, self._fee_bps)
+
+
+def simulate(
+    targets: np.ndarray, bars: Bars, config: BacktestConfig, gate: RiskGate, prices: FillPrices | None = None
+) -> Simulation:
+    prices = prices or FillPrices(bars, config)
     n = len(targets)
     changed = np.flatnonzero(np.diff(targets, prepend=0.0) != 0.0)
-    o = bars.open
-    slip_bps, fee_bps = config.slippage_bps, config.commission * 10_000
+    opens = prices.opens
+    wanted = targets[changed].tolist()
     cost = float(config.commission) + float(config.slippage_bps) / 10_000
-    cash, pos = float(config.cash), 0.0
+    cash, pos, pos_d = float(config.cash), 0.0, Decimal(0)
+    max_quantity = float(MAX_ORDER_QUANTITY)
     sim = Simulation()
-    for k in changed.tolist():
+    for k, target in zip(changed.tolist(), wanted, strict=True):
         i = k + 1
         if i >= n:
             break
-        price = float(o[i])
-        want = wanted_position_float(float(targets[k]), cash + pos * price, price, cost, config.fractional)
+        price = opens[i]
+        want = wanted_position_float(target, cash + pos * price, price, cost, config.fractional)
         delta = want - pos
         if delta == 0.0:
             continue
-        side = "buy" if delta > 0 else "sell"
+        side: Side = "buy" if delta > 0 else "sell"
         qty = abs(delta)
-        if qty >= float(MAX_ORDER_QUANTITY):
+        if qty >= max_quantity:
             sim.denials += 1
             continue
         qty_d = to_decimal(qty)
-        if not risk_check(gate, bars.symbol, side, qty_d, to_decimal(pos), to_decimal(price)).approved:
+        if not risk_check(gate, bars.symbol, side, qty_d, pos_d, prices.open(i)).approved:
             sim.denials += 1
             continue
-        fill_d, fee_d = expected_fill(to_decimal(price), side, qty_d, slip_bps, fee_bps)
+        fill_d, fee_d = prices.fill(i, side, qty_d)
         fill, fee = float(fill_d), float(fee_d)
         cash -= delta * fill + fee
         pos = want
+        pos_d = to_decimal(want)
         sim.fees += fee
         sim.fills.append((i, delta, fill, fee, pos))
         sim.fill_bars.append(i)
@@ -203,15 +234,31 @@ class SweepResult:
         }
 
 
-def evaluate(strategy: Strategy, data: BatchData, bars: Bars, config: BacktestConfig, gate: RiskGate) -> tuple:
+def evaluate(
+    strategy: Strategy,
+    data: BatchData,
+    bars: Bars,
+    config: BacktestConfig,
+    gate: RiskGate,
+    prices: FillPrices | None = None,
+    periods_per_year: float | None = None,
+) -> tuple:
     targets = strategy.targets(data)
-    sim = simulate(targets, bars, config, gate)
+    sim = simulate(targets, bars, config, gate, prices)
     position, cash = step_curves(len(bars), sim.fill_bars, sim.fill_pos, sim.fill_cash, float(config.cash))
     equity = cash + position * bars.close
     trades = light_trades(sim.fills, float(bars.close[-1]))
     closed = [t.pnl for t in trades if t.exit_bar is not None]
     stats = compute_stats(
-        bars.ts, equity, bars.close, position, closed, sim.denials, sim.fees, len(sim.fills), config.periods_per_year
+        bars.ts,
+        equity,
+        bars.close,
+        position,
+        closed,
+        sim.denials,
+        sim.fees,
+        len(sim.fills),
+        periods_per_year or config.periods_per_year,
     )
     return stats, trades
 
@@ -234,6 +281,8 @@ def run_sweep(
         raise BacktestError("invalid_sweep", f"cannot rank by {rank_by!r}; choose one of {', '.join(RANKABLE)}")
     build_strategy(strategy_name, base_params)  # bad base parameters fail before the sweep starts
     data = BatchData(bars.open, bars.high, bars.low, bars.close)
+    prices = FillPrices(bars, config)
+    ppy = config.periods_per_year or infer_periods_per_year(bars.ts)  # the same bars for every set: infer once
     combos = list(itertools.product(*(a.values for a in axes)))
     rows: list[SweepRow] = []
     skipped: list[tuple[dict[str, Any], str]] = []
@@ -246,7 +295,7 @@ def run_sweep(
             skipped.append((swept, e.message))
         else:
             # a fresh gate per parameter set: the gate keeps state (order rate, trading state)
-            stats, _ = evaluate(strategy, data, bars, config, RiskGate(risk_limits(config.max_position)))
+            stats, _ = evaluate(strategy, data, bars, config, RiskGate(risk_limits(config.max_position)), prices, ppy)
             rows.append(SweepRow(swept, stats))
         if progress is not None:
             progress(done, len(combos))

@@ -40,12 +40,13 @@ class EWMAVol:
     MOP use a centre of mass of 60 days: lam = 60 / 61.
     """
 
-    __slots__ = ("lam", "min_periods", "periods_per_year", "_prev", "_count", "_seed", "variance", "value")
+    __slots__ = ("lam", "_gain", "min_periods", "periods_per_year", "_prev", "_count", "_seed", "variance", "value")
 
     def __init__(self, lam: float = 60 / 61, min_periods: int = 20, periods_per_year: float = 252.0) -> None:
         if not 0.0 <= lam < 1.0:
             raise ValueError(f"lam must be in [0, 1), got {lam!r}")
         self.lam = lam
+        self._gain = 1.0 - lam
         self.min_periods = _check_window(min_periods)
         self.periods_per_year = periods_per_year
         self._prev = NAN
@@ -66,7 +67,7 @@ class EWMAVol:
         r = math.log(x / prev)
         self._count += 1
         if self._count > self.min_periods:
-            self.variance = self.lam * self.variance + (1.0 - self.lam) * r * r
+            self.variance = self.lam * self.variance + self._gain * r * r
         else:
             self._seed += r * r
             if self._count < self.min_periods:
