@@ -59,6 +59,9 @@ def run_backtest(
     cost = config.commission + config.slippage_bps / BPS
     cash = config.cash
     fees = Decimal(0)
+    # a flat account whose target is clearly under half a unit (floats, 2x margin) skips the Decimal sizing
+    dust = 0.5 * (1e-4 if config.fractional else 1.0) / (1.0 + float(cost))
+    cash_f = float(cash)
     fill_bars: list[int] = []
     fill_pos: list[float] = []
     fill_cash: list[float] = []
@@ -74,9 +77,8 @@ def run_backtest(
         end = min(n, start + CHUNK)
         chunk = zip(*(a[start:end].tolist() for a in (bars.open, bars.high, bars.low, bars.close)), strict=True)
         for i, (op, hi, lo, cl) in enumerate(chunk, start):
-            if pending is not None:
+            if pending is not None and (book.position != 0 or abs(pending) * cash_f >= dust * op):
                 target = pending
-                pending = None
                 price = to_decimal(op)
                 pos = book.position
                 target_d = targets.get(target)
@@ -100,9 +102,11 @@ def run_backtest(
                             cash -= signed * fill.price + fill.fee
                             fees += fill.fee
                             book.on_fill(signed, fill.price, fill.fee, now, i)
+                        cash_f = float(cash)
                         fill_bars.append(i)
                         fill_pos.append(float(book.position))
-                        fill_cash.append(float(cash))
+                        fill_cash.append(cash_f)
+            pending = None
             t = update(op, hi, lo, cl)
             if t != last:
                 last = pending = t

@@ -110,6 +110,16 @@ class FillPrices:
         self._slip_bps, self._fee_bps = config.slippage_bps, config.commission * 10_000
         self._open: dict[int, Decimal] = {}
         self._fill: dict[tuple[int, str], Decimal] = {}
+        self._decimal: dict[float, Decimal] = {}
+
+    def decimal(self, x: float) -> Decimal:
+        """`to_decimal(x)`, remembered: whole-unit quantities and positions repeat across parameter sets."""
+        d = self._decimal.get(x)
+        if d is None:
+            if len(self._decimal) > 100_000:
+                self._decimal.clear()
+            d = self._decimal[x] = to_decimal(x)
+        return d
 
     def open(self, i: int) -> Decimal:
         d = self._open.get(i)
@@ -151,7 +161,7 @@ def simulate(
         if qty >= max_quantity:
             sim.denials += 1
             continue
-        qty_d = to_decimal(qty)
+        qty_d = prices.decimal(qty)
         if not risk_check(gate, bars.symbol, side, qty_d, pos_d, prices.open(i)).approved:
             sim.denials += 1
             continue
@@ -159,7 +169,7 @@ def simulate(
         fill, fee = float(fill_d), float(fee_d)
         cash -= delta * fill + fee
         pos = want
-        pos_d = to_decimal(want)
+        pos_d = prices.decimal(want)
         sim.fees += fee
         sim.fills.append((i, delta, fill, fee, pos))
         sim.fill_bars.append(i)
