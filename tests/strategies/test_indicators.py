@@ -6,6 +6,7 @@ import math
 
 import naive_indicators as naive
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,9 +183,32 @@ def test_long_series_do_not_drift_from_the_definition() -> None:
     np.testing.assert_allclose(inc[-100:], naive.std(xs[-149:], 50)[-100:], rtol=1e-9)
 
 
-def test_bad_windows_are_refused_with_a_clear_message() -> None:
-    import pytest
+@pytest.mark.parametrize("n", [2, 7, 20, 120, 600])
+def test_rolling_std_stays_on_the_definition_between_exact_recomputations(n: int) -> None:
+    """Thousands of updates per window size: walks, 10x gaps, constant runs and one-cent wiggles, each bar
+    checked against the two-pass batch twin, across many of the exact recomputations (every max(n, 512))."""
+    rng = np.random.default_rng(n)
+    xs: list[float] = []
+    level = 50_000  # cents
+    while len(xs) < 6_000:
+        kind = rng.choice(["walk", "gap", "constant", "wiggle"])
+        if kind == "gap":
+            level = max(1, int(level * rng.choice([0.1, 0.5, 2.0, 10.0])))
+        for _ in range(int(rng.integers(1, 400))):
+            if kind == "walk":
+                level = max(1, level + int(rng.integers(-level // 50 - 1, level // 50 + 2)))
+            elif kind == "wiggle":
+                level = max(1, level + int(rng.integers(-1, 2)))
+            xs.append(level / 100)
+    inc = incremental(RollingStats(n), xs)
+    _, vec = batch.rolling_mean_std(np.array(xs), n)
+    np.testing.assert_allclose(inc, vec, rtol=RTOL, atol=1e-12 * max(xs), equal_nan=True)
+    for t in range(n - 1, len(xs)):
+        if xs[t] == xs[t - n + 1] and len(set(xs[t - n + 1 : t + 1])) == 1:
+            assert inc[t] == 0.0
 
+
+def test_bad_windows_are_refused_with_a_clear_message() -> None:
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="window must be a positive integer"):
             SMA(bad)  # type: ignore[arg-type]
