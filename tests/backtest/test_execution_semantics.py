@@ -109,3 +109,40 @@ def test_trades_inside_one_position_are_one_round_trip_with_average_prices() -> 
     assert trade.exit_price == Decimal("97.5")  # (5*120 + 15*90) / 20
     assert trade.pnl == (5 * 120 + 15 * 90) - (10 * 100 + 10 * 110) - 4
     assert book.position == 0 and book.open_trade(Decimal(1)) is None
+
+
+def test_the_broker_validates_any_order_outside_the_shapes_it_trusts() -> None:
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from execsim.backtest.broker import Broker
+
+    broker = Broker("ABC", datetime(2024, 1, 2, tzinfo=UTC), Decimal("0.001"), Decimal(0), None, "momentum")
+    first = broker.market("buy", Decimal("1.5"), Decimal("100.25"), 0.5, {"target": 1.0})
+    second = broker.market("sell", Decimal("1.5"), Decimal("101"), 0.25, {"target": 0.0})
+    assert [(f.side, f.quantity, f.price) for f in first + second] == [
+        ("buy", Decimal("1.5"), Decimal("100.2500")),
+        ("sell", Decimal("1.5"), Decimal("101.0000")),
+    ]
+    with pytest.raises(ValidationError, match="decimal places"):  # 11 decimals: beyond the wire format
+        broker.market("buy", Decimal("0.00000000001"), Decimal("100"), 0.5, {})
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        broker.market("buy", Decimal(1), Decimal("100"), 1.5, {})
+
+
+def test_bar_times_are_exact_to_the_microsecond() -> None:
+    df = pd.DataFrame(
+        {
+            "time": ["2024-01-02T14:30:00.000001Z", "2024-01-02T14:30:00.999999Z"],
+            "open": [1.0, 1.0],
+            "high": [1.0, 1.0],
+            "low": [1.0, 1.0],
+            "close": [1.0, 1.0],
+        }
+    )
+    bars = from_dataframe(df, "ABC")
+    assert [bars.time(0).isoformat(), bars.time(1).isoformat()] == [
+        "2024-01-02T14:30:00.000001+00:00",
+        "2024-01-02T14:30:00.999999+00:00",
+    ]

@@ -156,6 +156,17 @@ def test_the_same_client_order_id_with_different_content_is_rejected_and_the_fir
     assert eng.order("x").is_open and eng.order("x").intent.quantity == 10  # type: ignore[union-attr]
 
 
+def test_forget_drops_only_finished_orders() -> None:
+    eng, _ = engine()
+    eng.set_price("AAPL", D(100))
+    eng.submit(intent("done"))
+    eng.submit(intent("resting", order_type="limit", limit="90"))
+    assert eng.forget("resting") is False and eng.knows("resting")  # open: kept, still worked
+    assert eng.forget("done") is True and not eng.knows("done") and eng.order("done") is None
+    assert eng.forget("done") is False and eng.forget("never-seen") is False
+    assert statuses(eng.submit(intent("done"))) == ["accepted", "fill", "filled"]  # forgotten: a new order
+
+
 def test_an_order_with_prices_that_do_not_fit_its_type_is_rejected_with_a_reason() -> None:
     eng, _ = engine()
     out = eng.submit(intent("bad", order_type="limit"))

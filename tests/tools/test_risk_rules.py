@@ -94,6 +94,21 @@ def test_the_order_rate_allows_n_orders_per_window_on_the_injected_clock() -> No
     assert check(g) == (True, "approved")
 
 
+def test_the_gate_keeps_a_day_of_approvals_for_a_rate_limit_set_later() -> None:
+    g, clock = gate()  # no rate limit
+    for _ in range(3 * 24):  # an order an hour for three days
+        assert check(g)[0]
+        clock.advance(3600)
+    assert len(g._recent) == 24  # a day of history, not every order ever
+    g.update_limits(RiskLimits(max_orders_per_window=5, order_window_seconds=86_400), actor="operator")
+    assert g.orders_in_window() == 23 and check(g) == (False, "order_rate")
+
+
+def test_the_order_rate_window_is_at_most_a_day() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 86400"):
+        RiskLimits(order_window_seconds=86_401)
+
+
 def test_a_preview_is_not_counted_in_the_order_rate() -> None:
     g, _ = gate(max_orders_per_window=1)
     assert check(g, record=False)[0] and check(g, record=False)[0]
