@@ -102,8 +102,8 @@ class Simulation:
 
 
 class FillPrices:
-    """The open of each bar as the engine sees it, and the market fill price of each (bar, side), each
-    converted to Decimal once and shared by every parameter set of a sweep (the same bars fill them all)."""
+    """Each bar's open as a Decimal and the engine's market fill price for each (bar, side): computed once
+    and shared by every parameter set of a sweep (the same bars fill them all)."""
 
     def __init__(self, bars: Bars, config: BacktestConfig) -> None:
         self.opens: list[float] = bars.open.tolist()

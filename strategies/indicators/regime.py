@@ -44,17 +44,12 @@ class VarianceRatio:
     def update(self, x: float) -> float:
         lx = math.log(x)
         logs = self._closes
-        if len(logs) <= self.q:  # filling the first q + 1 log prices
-            if logs:
-                self._r1.update(lx - logs[-1])
-            logs.append(lx)
-            if len(logs) <= self.q:
-                return self.value
-        else:
+        if logs:
             self._r1.update(lx - logs[-1])
-            logs.append(lx)
-        var_q = self._rq.update(lx - logs[0])
-        if var_q == var_q:
-            var_1 = self._r1.std
-            self.value = (var_q * var_q) / (self.q * var_1 * var_1) if var_1 > 0.0 else 1.0
+        logs.append(lx)
+        if len(logs) > self.q:
+            var_q = self._rq.update(lx - logs[0])
+            if var_q == var_q:
+                var_1 = self._r1.std
+                self.value = (var_q * var_q) / (self.q * var_1 * var_1) if var_1 > 0.0 else 1.0
         return self.value
