@@ -79,7 +79,11 @@ class RocState(StrategyState):
         v = self._vol.update(close)
         if self.bars < self.warmup:
             return self.target
-        raw = self._max if v == 0.0 else min(self._max, self._vt / v)
+        raw = self._max
+        if v != 0.0:
+            scaled = self._vt / v
+            if scaled < raw:
+                raw = scaled
         mag = math.floor(raw / self._step + STEP_EPS) * self._step
         if r > 0.0:
             self.target = mag
