@@ -50,15 +50,13 @@ class HybridState(StrategyState):
         self._band = p.neutral_band
         self._half_band = p.neutral_band / 2
         self.weight = 0.5
-        self._updates = (self.mom.update, self.mr.update, self._vr.update)  # bound once: called on every bar
 
     def update(self, open: float, high: float, low: float, close: float) -> float:
         self.bars += 1
         self.previous_target = self.target
-        mom, mr, vr = self._updates
-        tm = mom(open, high, low, close)
-        tr = mr(open, high, low, close)
-        score = vr(close) - 1.0
+        tm = self.mom.update(open, high, low, close)
+        tr = self.mr.update(open, high, low, close)
+        score = self._vr.update(close) - 1.0
         if self.bars < self.warmup:
             return self.target
         # the regime rule of the module docstring, with hysteresis: inside neither band the weight is kept

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from execsim.engine import Engine, EngineConfig
-from execsim.engine.config import PRICE_QUANTUM, ZERO, FeeModel, PriceModel
+from execsim.engine.config import PRICE_QUANTUM, FeeModel, PriceModel
 from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side, construct_trusted
 from schemas.orders import Fill, OrderIntent
 from tools.clock import TestClock
@@ -24,30 +24,14 @@ NO_LIMIT = Decimal(10) ** 15
 MAX_ORDER_QUANTITY = Decimal(10) ** (MAX_DIGITS - MAX_DECIMALS)  # the wire format's limit
 
 
-RiskAnswer = Verdict  # approved, reason_code, message
-
-
 def market_price(price: Decimal) -> Decimal:
     """Bar prices on the engine's tick (0.0001): adjusted data carries more digits than any market."""
     return price.quantize(PRICE_QUANTUM, ROUND_HALF_EVEN)
 
 
-def expected_fill(
-    reference_price: Decimal, side: Side, quantity: Decimal, slippage_bps: Decimal, fee_bps: Decimal
-) -> tuple[Decimal, Decimal]:
-    """(price, fee) of a market fill, computed by the engine's own price and fee models: the sweep's fast path."""
-    prices, fees = _models(slippage_bps, fee_bps)
-    price = prices.taker(side, market_price(reference_price))
-    return price, fees.fee(quantity, price)
-
-
-def expected_fee(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
-    """The engine's fee for a fill of `quantity` at `price`."""
-    return _models(ZERO, fee_bps)[1].fee(quantity, price)
-
-
 @lru_cache(maxsize=16)
-def _models(slippage_bps: Decimal, fee_bps: Decimal) -> tuple[PriceModel, FeeModel]:
+def fill_models(slippage_bps: Decimal, fee_bps: Decimal) -> tuple[PriceModel, FeeModel]:
+    """The engine's own price and fee models for these costs: the sweep's fast path fills with them."""
     config = EngineConfig(slippage_bps=slippage_bps, fee_bps=fee_bps)
     return PriceModel(config), FeeModel(config)
 
@@ -58,7 +42,7 @@ def risk_limits(max_position: Decimal | None) -> RiskLimits:
 
 def risk_check(
     gate: RiskGate, symbol: str, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None
-) -> RiskAnswer:
+) -> Verdict:
     return gate.check(symbol=symbol, side=side, quantity=quantity, projected_position=position, price=price)
 
 
@@ -95,9 +79,9 @@ class Broker:
     def advance_to(self, ts: datetime) -> None:
         self.clock.advance_to(ts)
 
-    def check(self, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None) -> RiskAnswer:
+    def check(self, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None) -> Verdict:
         if quantity >= MAX_ORDER_QUANTITY:
-            return RiskAnswer(False, "quantity_out_of_range", f"{quantity} units is beyond what an order can carry")
+            return Verdict(False, "quantity_out_of_range", f"{quantity} units is beyond what an order can carry")
         return risk_check(self.gate, self.symbol, side, quantity, position, price)
 
     def market(

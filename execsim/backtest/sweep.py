@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from execsim.backtest.broker import MAX_ORDER_QUANTITY, expected_fee, expected_fill, risk_check, risk_limits
+from execsim.backtest.broker import MAX_ORDER_QUANTITY, fill_models, market_price, risk_check, risk_limits
 from execsim.backtest.data import Bars
 from execsim.backtest.errors import BacktestError
 from execsim.backtest.result import BacktestConfig
@@ -107,7 +107,7 @@ class FillPrices:
 
     def __init__(self, bars: Bars, config: BacktestConfig) -> None:
         self.opens: list[float] = bars.open.tolist()
-        self._slip_bps, self._fee_bps = config.slippage_bps, config.commission * 10_000
+        self._prices, self._fees = fill_models(config.slippage_bps, config.commission * 10_000)
         self._open: dict[int, Decimal] = {}
         self._fill: dict[tuple[int, str], Decimal] = {}
         self._decimal: dict[float, Decimal] = {}
@@ -131,8 +131,8 @@ class FillPrices:
         """(price, fee) of a market order of `quantity` at bar i's open."""
         price = self._fill.get((i, side))
         if price is None:
-            price = self._fill[i, side] = expected_fill(self.open(i), side, quantity, self._slip_bps, self._fee_bps)[0]
-        return price, expected_fee(quantity, price, self._fee_bps)
+            price = self._fill[i, side] = self._prices.taker(side, market_price(self.open(i)))
+        return price, self._fees.fee(quantity, price)
 
 
 def simulate(
