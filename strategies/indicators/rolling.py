@@ -85,25 +85,28 @@ class RollingStats:
         else:
             run = self._run = 1
             self._last = x
-        if not self._full:
-            return self._warm_up(x, run)
         buf = self._buf
         n = self.n
-        old = buf[0]
-        buf.append(x)
-        m_old = self._mean
-        dx = x - old
-        m = m_old + dx / n
-        m2 = self._m2 + dx * (x - m + old - m_old)
-        since = self._since + 1
-        # every max(n, 512) bars, when a far value left the window (M2 lost its digits), and when the window
-        # is so narrow that the update's rounding is no longer tiny next to M2: recompute
-        if since >= self._every or m2 < 1e-9 * (old - m_old) * (old - m_old) or m2 < self._narrow * m * m:
-            m, m2 = self._refresh(buf)
+        if self._full:
+            old = buf[0]
+            buf.append(x)
+            m_old = self._mean
+            dx = x - old
+            m = m_old + dx / n
+            m2 = self._m2 + dx * (x - m + old - m_old)
+            since = self._since + 1
+            # every max(n, 512) bars, when a far value left the window (M2 lost its digits), and when the window
+            # is so narrow that the update's rounding is no longer tiny next to M2: recompute
+            if since >= self._every or m2 < 1e-9 * (old - m_old) * (old - m_old) or m2 < self._narrow * m * m:
+                m, m2 = self._refresh(buf)
+            else:
+                self._since = since
+                self._mean = m
+                self._m2 = m2
+        elif self._fill(x):
+            m, m2 = self._mean, self._m2
         else:
-            self._since = since
-            self._mean = m
-            self._m2 = m2
+            return self.std
         if run >= n:
             self.mean = x
             self.std = 0.0
@@ -112,7 +115,8 @@ class RollingStats:
         std = self.std = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
         return std
 
-    def _warm_up(self, x: float, run: int) -> float:
+    def _fill(self, x: float) -> bool:
+        """Warm-up: add `x`; True once the window is full (then mean and M2 are exact)."""
         buf = self._buf
         d = x - self._mean
         self._mean += d / (len(buf) + 1)
@@ -120,16 +124,10 @@ class RollingStats:
         buf.append(x)
         self._since += 1
         if len(buf) < self.n:
-            return self.std
+            return False
         self._full = True
-        m, m2 = self._refresh(buf)
-        if run >= self.n:
-            self.mean = x
-            self.std = 0.0
-        else:
-            self.mean = m
-            self.std = math.sqrt(m2 / self.n) if m2 > 0.0 else 0.0
-        return self.std
+        self._refresh(buf)
+        return True
 
     def _refresh(self, buf: deque[float]) -> tuple[float, float]:
         self._since = 0
