@@ -221,6 +221,32 @@ async def consume_batches(
             await sub.unsubscribe()
 
 
+def start_consumers(
+    js: JetStreamContext, service: ExecSimService, stop: asyncio.Event, batch: int = 128
+) -> list[asyncio.Task[None]]:
+    """The simulator's two durable consumers, feeding `service`: order intents and cancels (DECISIONS), and
+    the market data it fills against (SIGNALS). They run until `stop` is set."""
+    consumers = [
+        ("orders", "DECISIONS", DURABLE, [Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value]),
+        ("market", "SIGNALS", MARKET_DURABLE, [Subject.SIGNALS_NORMALIZED.value]),
+    ]
+    return [
+        asyncio.create_task(
+            consume_batches(
+                js,
+                stream=stream,
+                durable=durable,
+                subjects=subjects,
+                handler=service.handle_batch,
+                stop=stop,
+                batch=batch,
+            ),
+            name=name,
+        )
+        for name, stream, durable, subjects in consumers
+    ]
+
+
 async def _tick_loop(service: ExecSimService, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
@@ -251,30 +277,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off")
     )
     tasks = [
-        asyncio.create_task(
-            consume_batches(
-                js,
-                stream="DECISIONS",
-                durable=DURABLE,
-                subjects=[Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value],
-                handler=service.handle_batch,
-                stop=stop,
-                batch=settings.batch,
-            ),
-            name="orders",
-        ),
-        asyncio.create_task(
-            consume_batches(
-                js,
-                stream="SIGNALS",
-                durable=MARKET_DURABLE,
-                subjects=[Subject.SIGNALS_NORMALIZED.value],
-                handler=service.handle_batch,
-                stop=stop,
-                batch=settings.batch,
-            ),
-            name="market",
-        ),
+        *start_consumers(js, service, stop, batch=settings.batch),
         asyncio.create_task(_tick_loop(service, stop), name="tick"),
     ]
     for task in tasks:

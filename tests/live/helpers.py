@@ -16,12 +16,11 @@ from execsim.backtest.runner import run_backtest
 from execsim.backtest.trades import Trade, TradeBook
 from execsim.engine import Engine, EngineConfig
 from execsim.rebuild import rebuild
-from execsim.service import DURABLE, MARKET_DURABLE, ExecSimService, consume_batches
+from execsim.service import MARKET_DURABLE, ExecSimService, start_consumers
 from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
 from mcp_server.state import TERMINAL, AppState
 from mcp_server.strategy_mode import StrategyChoice, StrategyMode
-from schemas.subjects import Subject
 from strategies.registry import build_strategy
 from tools.clock import LiveClock
 from tools.risk import RiskGate, RiskLimits
@@ -88,18 +87,7 @@ async def strategy_pipeline(
     await rebuild(js, engine, MARKET_DURABLE)  # as after a restart of the simulator
     service = ExecSimService(js, engine, MARKET_DURABLE)
     stop = asyncio.Event()
-    consumers = [
-        (DURABLE, "DECISIONS", [Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value]),
-        (MARKET_DURABLE, "SIGNALS", [Subject.SIGNALS_NORMALIZED.value]),
-    ]
-    tasks = [
-        asyncio.create_task(
-            consume_batches(
-                js, stream=stream, durable=durable, subjects=subjects, handler=service.handle_batch, stop=stop
-            )
-        )
-        for durable, stream, subjects in consumers
-    ]
+    tasks = start_consumers(js, service, stop)
     state = AppState(nc, js)
     await state.start()
     bridge = Bridge(

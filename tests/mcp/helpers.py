@@ -12,8 +12,7 @@ from typing import Any
 
 from bus.jetstream import connect, ensure_streams, publish
 from execsim.engine import Engine, EngineConfig
-from execsim.service import DURABLE as EXECSIM_DURABLE
-from execsim.service import MARKET_DURABLE, ExecSimService, consume_batches
+from execsim.service import MARKET_DURABLE, ExecSimService, start_consumers
 from mcp_server.state import AppState
 from schemas.orders import Fill
 from schemas.signals import NormalizedSignal
@@ -93,31 +92,9 @@ async def live_account(url: str, limits: RiskLimits | None = None) -> AsyncItera
     js = nc.jetstream()
     await ensure_streams(js)
     engine = Engine(LiveClock(), EngineConfig(slippage_bps=Decimal(0)))
-    service = ExecSimService(js, engine)
-    stop = asyncio.Event()
     service = ExecSimService(js, engine, MARKET_DURABLE)
-    tasks = [
-        asyncio.create_task(
-            consume_batches(
-                js,
-                stream="DECISIONS",
-                durable=EXECSIM_DURABLE,
-                subjects=[Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value],
-                handler=service.handle_batch,
-                stop=stop,
-            )
-        ),
-        asyncio.create_task(
-            consume_batches(
-                js,
-                stream="SIGNALS",
-                durable=MARKET_DURABLE,
-                subjects=[Subject.SIGNALS_NORMALIZED.value],
-                handler=service.handle_batch,
-                stop=stop,
-            )
-        ),
-    ]
+    stop = asyncio.Event()
+    tasks = start_consumers(js, service, stop)
     clock = TestClock()
     state = AppState(nc, js, clock=clock)
     state.gate = RiskGate(limits or RiskLimits(max_position=Decimal(100)), clock=clock)
