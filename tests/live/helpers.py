@@ -15,8 +15,7 @@ from execsim.backtest.result import BacktestConfig
 from execsim.backtest.runner import run_backtest
 from execsim.backtest.trades import Trade, TradeBook
 from execsim.engine import Engine, EngineConfig
-from execsim.rebuild import rebuild
-from execsim.service import MARKET_DURABLE, ExecSimService, start_consumers
+from execsim.service import MARKET_DURABLE, ExecSimService, rebuild, start_consumers
 from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
 from mcp_server.state import TERMINAL, AppState
