@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -224,8 +225,12 @@ class Ingest:
             claims.insert(0, idem[0])
             signal_id = idem[1]
 
+        fired_at = datetime.fromtimestamp(ts, UTC)  # verified: signed and within tolerance
+
         def build(sid: str) -> NormalizedSignal:
-            return signal.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
+            return signal.normalize(
+                signal_id=sid, source=source.name, received_at=now, correlation_id=cid, fired_at=fired_at
+            )
 
         return await self._deliver(claims, signal_id, body_hash, build, cid)
 

@@ -42,7 +42,17 @@ class GenericSignal(BaseModel):
 
     _symbol = field_validator("symbol", mode="before")(_upper_symbol)
 
-    def normalize(self, *, signal_id: str, source: str, received_at: datetime, correlation_id: str) -> NormalizedSignal:
+    def normalize(
+        self,
+        *,
+        signal_id: str,
+        source: str,
+        received_at: datetime,
+        correlation_id: str,
+        fired_at: datetime | None = None,
+    ) -> NormalizedSignal:
+        """`fired_at`: when the sender fired it (Standard Webhooks: the verified `webhook-timestamp`);
+        without one, the receipt. Never the body's `time`, which is the bar's market time."""
         return NormalizedSignal(
             signal_id=signal_id,
             source=source,
@@ -60,6 +70,7 @@ class GenericSignal(BaseModel):
             comment=self.comment,
             signal_time=self.time,
             received_at=received_at,
+            fired_at=fired_at or received_at,
             correlation_id=correlation_id,
         )
 
@@ -109,6 +120,7 @@ class TradingViewAlert(BaseModel):
         return self
 
     def normalize(self, *, signal_id: str, source: str, received_at: datetime, correlation_id: str) -> NormalizedSignal:
+        """`fired_at` is `{{timenow}}` when sent, else the receipt; never `{{time}}` (the bar's market time)."""
         price = self.price if self.price is not None else self.close
         assert price is not None
         return NormalizedSignal(
@@ -128,6 +140,7 @@ class TradingViewAlert(BaseModel):
             comment=self.comment,
             signal_time=self.time,
             received_at=received_at,
+            fired_at=self.timenow or received_at,
             correlation_id=correlation_id,
             order_id=self.order_id,
             position_size=self.position_size,

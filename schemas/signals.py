@@ -38,6 +38,15 @@ class NormalizedSignal(Contract):
     comment: str | None = Field(default=None, max_length=500)
     signal_time: UtcDatetime | None = None
     received_at: UtcDatetime
+    fired_at: UtcDatetime | None = Field(
+        default=None,
+        description=(
+            "When the sender fired the signal: the verified Standard Webhooks `webhook-timestamp`, "
+            "TradingView's `timenow`, else the gateway's receipt time. The gateway always sets it; absent "
+            "only on signals stored before the field existed. Never the bar's time (`signal_time`), which "
+            "is market time: a daily bar fired now is fresh."
+        ),
+    )
     correlation_id: str = Field(min_length=1, max_length=128)
     # TradingView strategy alerts ({{strategy.order.id}}, {{strategy.position_size}},
     # {{strategy.market_position}}, {{timenow}}); absent for other senders.
