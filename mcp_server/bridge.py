@@ -1,4 +1,4 @@
-"""The bridge: signals in, decisions out, through the risk gate. Never skips the gate.
+"""The bridge: signals in, order requests out to the account authority, which alone admits them.
 
 Mode `follow` executes the sender's explicit action (buy / sell / close). Mode `strategy` runs the
 configured strategy of the signal's symbol on its bars (`mcp_server.strategy_mode`): a target decided
@@ -17,18 +17,17 @@ from typing import Any, Literal
 import structlog
 from nats.aio.msg import Msg
 
-from bus.jetstream import consume, publish
+from bus.jetstream import consume
 from mcp_server.state import AppState
 from mcp_server.strategy_mode import Plan, StrategyMode, replay_acked_signals
 from observability import metrics
+from schemas.account import OrderCommand
 from schemas.common import Side
 from schemas.market import Bar
-from schemas.orders import OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.clock import Clock, LiveClock
-from tools.orders import check_order
-from tools.risk import RiskGate
+from tools.freshness import fired_at
 
 log = structlog.get_logger("bridge")
 
@@ -47,15 +46,12 @@ class Order:
 @dataclass
 class Bridge:
     state: AppState
-    gate: RiskGate
     mode: Mode = "follow"
     default_quantity: Decimal = Decimal(1)
     clock: Clock = field(default_factory=LiveClock)
     strategies: StrategyMode | None = None
 
     def __post_init__(self) -> None:
-        if self.state.gate is None:
-            self.state.gate = self.gate  # one gate per account: the MCP order tools use the same one
         if self.mode == "strategy" and self.strategies is None:
             self.strategies = StrategyMode()
 
@@ -77,7 +73,7 @@ class Bridge:
         if signal.action is None:
             return None
         if signal.action == "close":
-            position = self.state.projected_position(signal.symbol)
+            position = self.state.account.projected_position(signal.symbol)
             if position == 0:
                 return None
             return Order("sell" if position > 0 else "buy", abs(position))
@@ -92,7 +88,7 @@ class Bridge:
             if self.strategies is not None:
                 await self._strategy_step(signal, self.strategies)
                 return
-            if signal.signal_id in self.state.decided_signals:
+            if self._decided(f"sig-{signal.signal_id}"):
                 log.info("signal already decided", signal_id=signal.signal_id)
                 return
             await self._decide_and_publish(signal)
@@ -106,7 +102,7 @@ class Bridge:
             metrics.mcp_decisions_generated_total.labels(self.mode, "no_action").inc()
             log.info("no action", signal_id=signal.signal_id, action=signal.action)
             return
-        await self._gate_and_publish(
+        await self._ask_authority(
             signal,
             order,
             coid=f"sig-{signal.signal_id}",
@@ -122,7 +118,7 @@ class Bridge:
         runner = strategies.for_symbol(signal.symbol)
         plan = runner.take_plan()
         if plan is not None:
-            if signal.signal_id in self.state.decided_signals:
+            if self._decided(f"{STRATEGY_PREFIX}{signal.signal_id}"):
                 log.info("signal already decided", signal_id=signal.signal_id)
             else:
                 await self._execute_plan(signal, bar, runner.name, plan, strategies)
@@ -139,7 +135,7 @@ class Bridge:
     ) -> None:
         await self._settled(signal.symbol)
         price = bar.open
-        position = self.state.projected_position(signal.symbol)
+        position = self.state.account.projected_position(signal.symbol)
         want = strategies.size(plan.target, self._equity_at(signal.symbol, price), price)
         delta = want - position
         if delta == 0:
@@ -153,7 +149,7 @@ class Bridge:
             "summary": plan.decision.summary,
             "indicators": plan.decision.rationale,
         }
-        await self._gate_and_publish(
+        await self._ask_authority(
             signal,
             Order("buy" if delta > 0 else "sell", abs(delta)),
             coid=f"{STRATEGY_PREFIX}{signal.signal_id}",
@@ -180,7 +176,8 @@ class Bridge:
 
         def settled() -> bool:
             return not any(
-                coid.startswith(STRATEGY_PREFIX) and sym == symbol for coid, (sym, _) in self.state.pending.items()
+                coid.startswith(STRATEGY_PREFIX) and w.symbol == symbol
+                for coid, w in self.state.account.working.items()
             )
 
         if settled():
@@ -191,7 +188,7 @@ class Bridge:
             except TimeoutError:
                 log.warning("earlier strategy order not settled; sizing with the projected position", symbol=symbol)
 
-    async def _gate_and_publish(
+    async def _ask_authority(
         self,
         signal: NormalizedSignal,
         order: Order,
@@ -203,65 +200,48 @@ class Bridge:
         rationale: dict[str, Any],
         at_open_of: datetime | None = None,
     ) -> None:
-        verdict = check_order(
-            self.gate,
-            self.state.account,
+        command = OrderCommand(
+            kind="place",
             symbol=signal.symbol,
             side=order.side,
             quantity=order.quantity,
-            price=price,
-        )
-        now = self.clock.now()
-        if not verdict.approved:
-            denied = RiskDenied(
-                client_order_id=coid,
-                symbol=signal.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                reason_code=verdict.reason_code,
-                message=verdict.message,
-                origin="bridge",
-                signal_id=signal.signal_id,
-                ts=now,
-                correlation_id=signal.correlation_id,
-            )
-            await publish(
-                self.state.js, Subject.RISK_DENIED, denied, msg_id=f"deny-{coid}", correlation_id=signal.correlation_id
-            )
-            self.state.decided_signals.add(signal.signal_id)
-            metrics.mcp_decisions_generated_total.labels(strategy, "risk_denied").inc()
-            log.info("risk denied", reason=verdict.reason_code, detail=verdict.message)
-            return
-        intent = OrderIntent(
             client_order_id=coid,
-            symbol=signal.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            reference_price=price,
-            at_open_of=at_open_of,
             origin="bridge",
             signal_id=signal.signal_id,
             strategy=strategy,
             confidence=confidence,
             rationale=rationale,
-            created_at=now,
+            at_open_of=at_open_of,
+            reference_price=price,
+            fired_at=fired_at(signal),
             correlation_id=signal.correlation_id,
         )
-        signed = order.quantity if order.side == "buy" else -order.quantity
-        self.state.pending[coid] = (signal.symbol, signed)
-        self.state.orders.on_intent(intent)
-        try:
-            await publish(
-                self.state.js, Subject.ORDER_INTENT, intent, msg_id=coid, correlation_id=signal.correlation_id
-            )
-        except Exception:
-            self.state.pending.pop(coid, None)
-            self.state.orders.forget(coid)
-            raise
-        self.state.decided_signals.add(signal.signal_id)
-        metrics.mcp_decisions_generated_total.labels(strategy, "order").inc()
-        if self.mode == "follow":
+        answer = await self.state.ask(command)  # AuthorityUnavailable: not acked, so redelivered later
+        if answer.ok and answer.duplicate:
+            outcome = "already_decided"
+        elif answer.ok:
+            outcome = "order"
+        elif answer.code == "stale_signal":
+            outcome = "stale_signal"
+        else:
+            outcome = "risk_denied"
+        metrics.mcp_decisions_generated_total.labels(strategy, outcome).inc()
+        if outcome == "order" and self.mode == "follow":
             metrics.mcp_strategy_confidence.labels(self.mode).observe(1.0)
-        log.info(
-            "order intent", client_order_id=coid, side=order.side, quantity=str(order.quantity), symbol=signal.symbol
-        )
+        if answer.ok:
+            log.info(
+                "order intent",
+                client_order_id=coid,
+                side=order.side,
+                quantity=str(order.quantity),
+                symbol=signal.symbol,
+                duplicate=answer.duplicate,
+            )
+        elif outcome == "stale_signal":
+            log.warning("stale signal recorded, not traded", signal_id=signal.signal_id, detail=answer.message)
+        else:
+            log.info("risk denied", reason=answer.code, detail=answer.message)
+
+    def _decided(self, coid: str) -> bool:
+        account = self.state.account
+        return coid in account.intents or coid in account.denials

@@ -16,7 +16,6 @@ from mcp_server import toolsets
 from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
 from mcp_server.rate_limit import TokenBucket
-from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_token
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import AgentSettings, ConfigError, ServeSettings
 from mcp_server.state import AppState
@@ -24,7 +23,6 @@ from mcp_server.strategy_mode import StrategyConfigError, StrategyMode, parse_ch
 from mcp_server.tooling import ToolOptions
 from mcp_server.transports import http_app
 from observability.consumer_lag import watch_consumer_lag
-from tools.risk import RiskGate
 
 log = structlog.get_logger("mcp_server")
 
@@ -37,13 +35,19 @@ async def running_state(settings: ServeSettings | AgentSettings) -> AsyncIterato
     if url is None:
         embedded = await asyncio.to_thread(ensure_embedded, settings.data_dir)
         url = embedded.url
-    nc = await connect(url, "mcp_server")
+    nc = await connect(url, "mcp_server", role="mcp", data_dir=settings.data_dir)
     try:
         js = nc.jetstream()
         await ensure_streams(js)
         state = AppState(nc, js)
         await state.start()
-        log.info("state rebuilt", positions=len(state.portfolio.positions), signals=len(state.signals.recent(10**6)))
+        log.info(
+            "account folded from the journal",
+            journal_seq=state.account.seq,
+            positions=len(state.portfolio.positions),
+            open_orders=state.account.open_order_count(),
+            trading_state=state.gate.state.value,
+        )
         try:
             yield state
         finally:
@@ -105,12 +109,6 @@ async def run_serve(settings: ServeSettings) -> None:
     async with running_state(settings) as state:
         stop = asyncio.Event()
         bridge_task = None
-        state.gate = RiskGate(settings.risk_limits())  # the one gate: bridge and MCP order tools
-        token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
-        control = ControlFollower(state.js, state.gate, token, settings.risk_limits())
-        await control.refresh()  # a kill switch set before this start holds from the first order on
-        state.observe_gauges()
-        control_task = asyncio.create_task(control.run(stop), name="risk-control")
         if settings.bridge and settings.bridge_mode == "agent":
             from mcp_server.agent.service import DURABLE as AGENT_DURABLE
             from mcp_server.agent.service import run_agent_worker
@@ -119,9 +117,7 @@ async def run_serve(settings: ServeSettings) -> None:
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", AGENT_DURABLE)])
         elif settings.bridge:
-            bridge = Bridge(
-                state, state.gate, settings.bridge_mode, settings.default_quantity, strategies=strategy_mode(settings)
-            )
+            bridge = Bridge(state, settings.bridge_mode, settings.default_quantity, strategies=strategy_mode(settings))
             bridge_task = asyncio.create_task(bridge.run(stop), name="bridge")
             bridge_task.add_done_callback(log_if_failed)
             watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])
@@ -133,8 +129,6 @@ async def run_serve(settings: ServeSettings) -> None:
                 await _run_http(server, settings, state)
         finally:
             stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(control_task, 3)
             if bridge_task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(bridge_task, 3)

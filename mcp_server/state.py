@@ -1,131 +1,108 @@
-"""The long-lived state the MCP tools and the bridge share, rebuilt from the streams at start.
+"""The long-lived state of an MCP server process (and of the bridge and agent running in it).
 
-- SIGNALS   → the signal log (list_signals, last prices)
-- EXECUTIONS → the portfolio (fills) and order statuses
-- DECISIONS → which signals were already decided (so a redelivered signal is not decided twice)
+- ACCOUNT (the authority's journal) → the account: positions, cash, orders, risk state. One
+  ordered fold (`tools.account.Account`), so this process shows exactly what the authority holds
+  at that journal sequence — never its own guess.
+- SIGNALS → the signal log (list_signals, market snapshots, the bridge's prices).
+
+Orders are never decided here: `ask` sends them to the account authority and waits until this
+process's fold holds the authority's answer, so a tool that reads right after placing sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from bus.authority_client import AuthorityUnavailable, ask
 from bus.jetstream import Follower
+from bus.journal import JournalFollower
 from mcp_server.gauges import AccountGauges, observe_risk
-from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
+from schemas.account import DEFAULT_ACCOUNT, AccountEvent, OrderCommand, OrderReply
+from schemas.orders import OrderView
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
+from tools.account import Account
 from tools.clock import Clock, LiveClock
 from tools.market import SignalLog
-from tools.orders import LocalAccount, OrderBook
 from tools.portfolio import Portfolio
 from tools.risk import RiskGate
 
-TERMINAL = {"filled", "rejected", "canceled", "expired"}
+__all__ = ["AppState", "AuthorityUnavailable"]
+
+FOLD_WAIT_S = 5.0
 
 
 @dataclass
 class AppState:
     nc: NATS
     js: JetStreamContext
-    portfolio: Portfolio = field(default_factory=Portfolio)
+    account_id: str = DEFAULT_ACCOUNT
+    account: Account = field(default_factory=Account)
     signals: SignalLog = field(default_factory=SignalLog)
-    decided_signals: set[str] = field(default_factory=set)
-    # client_order_id -> (symbol, signed quantity sent but not yet filled or ended)
-    pending: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    # order state from the streams (all origins) and the one risk gate of this account
-    orders: OrderBook = field(default_factory=OrderBook)
-    gate: RiskGate | None = None
-    clock: Clock = field(default_factory=LiveClock)  # order tools: confirmation token expiry, order times
-    _followers: list[Follower] = field(default_factory=list)
+    clock: Clock = field(default_factory=LiveClock)  # order tools: confirmation token expiry
+    journal: JournalFollower | None = None
+    _signal_follower: Follower | None = None
     _gauges: AccountGauges = field(default_factory=AccountGauges)
 
-    def __post_init__(self) -> None:
-        self.account = LocalAccount(self.portfolio, self.orders, self.signals.last_price, self.pending)
+    @property
+    def portfolio(self) -> Portfolio:
+        return self.account.portfolio
 
-    async def start(self, timeout: float = 30.0) -> None:
-        self._followers = [
-            Follower(self.js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=self._on_signal),
-            Follower(self.js, stream="EXECUTIONS", subject="executions.>", handler=self._on_execution),
-            Follower(self.js, stream="DECISIONS", subject="decisions.>", handler=self._on_decision),
-        ]
-        for f in self._followers:
-            await f.start()
-        await asyncio.wait_for(asyncio.gather(*(f.caught_up.wait() for f in self._followers)), timeout)
+    @property
+    def orders(self) -> dict[str, OrderView]:
+        """Every order of the account by client_order_id, as the authority admitted and the simulator reported."""
+        return self.account.orders
+
+    @property
+    def gate(self) -> RiskGate:
+        return self.account.gate
+
+    async def start(self, timeout: float = 60.0) -> None:
+        self._signal_follower = Follower(
+            self.js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=self._on_signal
+        )
+        self.journal = JournalFollower(self.js, self._on_entry, self.account_id)
+        await self._signal_follower.start()
+        await self.journal.start()
+        await asyncio.wait_for(
+            asyncio.gather(self._signal_follower.caught_up.wait(), self.journal.caught_up.wait()), timeout
+        )
         self.observe_gauges()
 
     async def stop(self) -> None:
-        for f in self._followers:
-            await f.stop()
+        if self._signal_follower is not None:
+            await self._signal_follower.stop()
+        if self.journal is not None:
+            await self.journal.stop()
 
-    def projected_position(self, symbol: str) -> Decimal:
-        """The position once every order already sent is filled: what the risk gate must check."""
-        return self.account.projected_position(symbol)
-
-    def _observe_equity(self) -> None:
-        if self.gate is not None:
-            self.gate.observe_equity(self.portfolio.equity())
-        self.observe_gauges()
+    async def ask(self, command: OrderCommand) -> OrderReply:
+        """The authority's answer to `command`, once this process's fold holds it."""
+        reply = await ask(self.nc, command.model_copy(update={"account": self.account_id}))
+        if self.journal is not None and reply.journal_seq:
+            await self.journal.wait_for(reply.journal_seq, FOLD_WAIT_S)
+        return reply
 
     def observe_gauges(self) -> None:
-        """Set the account and risk gauges (/metrics) from the current portfolio and gate."""
+        """Set the account and risk gauges (/metrics) from the folded account."""
         self._gauges.observe(self.portfolio)
-        if self.gate is not None:
-            observe_risk(self.gate)
+        observe_risk(self.gate)
 
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
 
+    async def _on_entry(self, seq: int, event: AccountEvent) -> None:
+        self.account.apply(event, seq)
+        if event.kind in ("fill", "mark", "control"):
+            self.observe_gauges()
+        await self._notify()
+
     async def _on_signal(self, msg: Msg) -> None:
-        signal = NormalizedSignal.model_validate_json(msg.data)
-        if self.signals.add(signal):
-            self.portfolio.mark(signal.symbol, signal.close or signal.price)
-            if signal.symbol in self.portfolio.positions:
-                self._observe_equity()
-            else:
-                self.observe_gauges()  # equity unchanged; the risk state may have moved (an MCP tool)
-        await self._notify()
-
-    async def _on_execution(self, msg: Msg) -> None:
-        if msg.subject == Subject.EXECUTION_FILL.value:
-            fill = Fill.model_validate_json(msg.data)
-            self.orders.on_fill(fill)
-            if self.portfolio.apply(fill):
-                self._observe_equity()
-                self._settle(fill.client_order_id, fill.quantity if fill.side == "buy" else -fill.quantity)
-        elif msg.subject == Subject.EXECUTION_REPORT.value:
-            event = OrderEvent.model_validate_json(msg.data)
-            self.orders.on_event(event)
-            if event.status in TERMINAL:
-                self.pending.pop(event.client_order_id, None)
-        await self._notify()
-
-    def _settle(self, client_order_id: str, signed_filled: Decimal) -> None:
-        entry = self.pending.get(client_order_id)
-        if entry is None:
-            return
-        symbol, left = entry
-        rest = left - signed_filled
-        if rest == 0 or (rest > 0) != (left > 0):
-            self.pending.pop(client_order_id)
-        else:
-            self.pending[client_order_id] = (symbol, rest)
-
-    async def _on_decision(self, msg: Msg) -> None:
-        if msg.subject == Subject.ORDER_INTENT.value:
-            intent = OrderIntent.model_validate_json(msg.data)
-            self.orders.on_intent(intent)
-            if intent.signal_id:
-                self.decided_signals.add(intent.signal_id)
-        elif msg.subject == Subject.RISK_DENIED.value:
-            denied = RiskDenied.model_validate_json(msg.data)
-            if denied.signal_id:
-                self.decided_signals.add(denied.signal_id)
+        self.signals.add(NormalizedSignal.model_validate_json(msg.data))
         await self._notify()

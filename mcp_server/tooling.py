@@ -18,7 +18,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
 
-from mcp_server.state import AppState
+from mcp_server.state import AppState, AuthorityUnavailable
+from schemas.account import OrderCommand, OrderReply
 from schemas.orders import Origin
 from schemas.signals import SYMBOL_PATTERN
 from tools.risk import RiskGate
@@ -94,7 +95,13 @@ def options_of(server: MCPServer[AppState]) -> ToolOptions:
 
 
 def gate_of(state: AppState) -> RiskGate:
-    """The account's one risk gate; a state built without one (tests, tools-only use) gets a default."""
-    if state.gate is None:
-        state.gate = RiskGate(clock=state.clock)
+    """The account's risk state as this process folds it from the authority's journal (read only)."""
     return state.gate
+
+
+async def ask_authority(state: AppState, command: OrderCommand) -> OrderReply:
+    """The account authority's answer; `authority_unavailable` (a tool error) when none answers."""
+    try:
+        return await state.ask(command)
+    except AuthorityUnavailable as exc:
+        raise ToolFailure("authority_unavailable", str(exc)) from exc

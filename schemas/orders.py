@@ -5,9 +5,11 @@ Events: `OrderEvent` (lifecycle, on `executions.report`), `Fill`, `RiskDenied`.
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from schemas.common import Contract, Money, Price, Quantity, Side, UtcDatetime
 
@@ -15,7 +17,7 @@ OrderType = Literal["market", "limit", "stop", "stop_limit"]
 TimeInForce = Literal["DAY", "GTC", "IOC", "FOK"]
 OrderStatus = Literal["accepted", "rejected", "triggered", "partially_filled", "filled", "canceled", "expired"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "rejected", "canceled", "expired"})
-Origin = Literal["bridge", "mcp", "agent", "backtest"]
+Origin = Literal["bridge", "mcp", "agent", "backtest", "operator"]
 
 CLIENT_ORDER_ID = r"^[A-Za-z0-9._:-]{1,64}$"
 
@@ -111,3 +113,30 @@ class RiskDenied(Contract):
     signal_id: str | None = None
     ts: UtcDatetime
     correlation_id: str
+
+
+class OrderView(BaseModel):
+    """One order as the account sees it: what was admitted and what the simulator reported since."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Money
+    limit_price: Money | None = None
+    stop_price: Money | None = None
+    time_in_force: TimeInForce
+    status: str = Field(
+        description="submitted (not yet acknowledged), accepted, triggered, partially_filled, "
+        "filled, canceled, expired or rejected"
+    )
+    filled_quantity: Money = Decimal(0)
+    avg_fill_price: Money | None = None
+    reason: str | None = None
+    origin: Origin
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in TERMINAL_STATUSES

@@ -102,6 +102,9 @@ class Portfolio:
             pos.avg_price = fill.price  # reversed: the remainder opened at this fill's price
         return True
 
+    def knows_fill(self, fill_id: str) -> bool:
+        return fill_id in self._seen
+
     def mark(self, symbol: str, price: Decimal) -> None:
         """Value `symbol` at `price`, the market's latest price, from now on (until a later mark)."""
         self.marks[symbol] = price

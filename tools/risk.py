@@ -30,58 +30,21 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
-from schemas.common import Side
+from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side
+from schemas.risk import RiskLimits, TradingState
 from tools.clock import Clock, LiveClock
+
+__all__ = ["RiskGate", "RiskLimits", "TradingState", "Verdict", "loosened", "valuation_price"]
 
 ZERO = Decimal(0)
 RATE_HISTORY = timedelta(days=1)
 
 
-class TradingState(StrEnum):
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    HALTED = "HALTED"
-
-
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 Actor = Literal["operator", "mcp"]
-
-
-class RiskLimits(BaseModel, frozen=True):
-    """Every limit; None switches a limit off. Per-symbol maps override the global value."""
-
-    max_position: Decimal = Field(default=Decimal(1000), gt=0, description="Max absolute units per symbol")
-    max_position_per_symbol: dict[str, Decimal] = Field(default_factory=dict)
-    allowed_symbols: frozenset[str] | None = Field(default=None, description="None allows every symbol")
-    max_order_quantity: Decimal | None = Field(default=None, gt=0)
-    max_order_quantity_per_symbol: dict[str, Decimal] = Field(default_factory=dict)
-    max_order_notional: Decimal | None = Field(default=None, gt=0, description="quantity × price (limit price if any)")
-    max_order_notional_per_symbol: dict[str, Decimal] = Field(default_factory=dict)
-    max_gross_exposure: Decimal | None = Field(
-        default=None, gt=0, description="Sum of |position × price| after the order"
-    )
-    max_open_orders: int | None = Field(default=None, ge=0)
-    max_orders_per_window: int | None = Field(default=None, ge=0)
-    order_window_seconds: float = Field(default=60.0, gt=0, le=86_400, description="Order-rate window, up to a day")
-    daily_loss_limit: Decimal | None = Field(default=None, gt=0, description="Currency lost since the day's start")
-    daily_loss_action: Literal["REDUCING", "HALTED"] = "REDUCING"
-    max_drawdown: Decimal | None = Field(default=None, gt=0, le=1, description="Fraction below the equity peak")
-    drawdown_action: Literal["REDUCING", "HALTED"] = "HALTED"
-    mcp_may_loosen: bool = Field(default=False, description="Set by the operator: MCP tools may loosen limits")
-
-    def position_limit(self, symbol: str) -> Decimal:
-        return self.max_position_per_symbol.get(symbol, self.max_position)
-
-    def order_quantity_limit(self, symbol: str) -> Decimal | None:
-        return self.max_order_quantity_per_symbol.get(symbol, self.max_order_quantity)
-
-    def order_notional_limit(self, symbol: str) -> Decimal | None:
-        return self.max_order_notional_per_symbol.get(symbol, self.max_order_notional)
+MAX_UNITS = Decimal(10) ** (MAX_DIGITS - MAX_DECIMALS)  # the largest quantity or price the wire carries
 
 
 @dataclass(frozen=True)
@@ -142,69 +105,92 @@ class RiskGate:
         stop_price: Decimal | None = None,
         open_orders: int = 0,
         gross_exposure: Decimal = ZERO,
+        resting_buys: Decimal = ZERO,
+        resting_sells: Decimal = ZERO,
         record: bool = True,
+        now: datetime | None = None,
     ) -> Verdict:
-        """Approve or deny one order.
+        """Approve or deny one order, against the worst case of what is already resting.
 
-        `projected_position`: the current position plus orders already sent but not yet done.
-        `price`: the price a market order is expected at (the last price); limit orders are priced
-        at their limit, stop orders at their stop. `gross_exposure`: the account's gross exposure
-        now (projected positions × last prices); `open_orders`: orders sent and not yet done.
-        An approval counts toward the order rate unless `record` is False (previews).
+        `projected_position`: the position held now. `resting_buys` / `resting_sells`: what is left of
+        the open orders of each side (they never net out: either side may fill alone). `price`: the
+        market's last price. A limit or stop order is valued at the worse (higher) of its own prices
+        and the market's, since a marketable one fills at the market; with no price at all it is
+        denied `no_price`. `gross_exposure`: the account's worst-case gross exposure now (see
+        `tools.account.Account.gross_exposure`). `open_orders`: orders sent and not yet done.
+        An approval counts toward the order rate (at `now`, else the clock) unless `record` is False.
+        Bad numbers are coded denials, never exceptions.
         """
         lim = self.limits
-        if quantity <= 0:
-            return Verdict(False, "invalid_quantity", "quantity must be positive")
-        after = projected_position + quantity if side == "buy" else projected_position - quantity
+        bad = _bad_number(quantity, "quantity") or _bad_number(limit_price, "limit_price")
+        bad = bad or _bad_number(stop_price, "stop_price") or _bad_number(price, "price")
+        if bad is not None:
+            return bad
         state = self.state
         if state is TradingState.HALTED:
             return Verdict(False, "trading_halted", f"trading is HALTED ({self.state_reason}); only cancels pass")
-        if state is TradingState.REDUCING and not _reduces(projected_position, after):
+        position = projected_position
+        buy = side == "buy"
+        # the side of the worst case this order adds to: every resting order of that side filled, then this one
+        worst_before = position + resting_buys if buy else position - resting_sells
+        worst_after = worst_before + quantity if buy else worst_before - quantity
+        if state is TradingState.REDUCING and not (
+            (position < 0 and worst_after <= 0) if buy else (position > 0 and worst_after >= 0)
+        ):
             return Verdict(
                 False,
                 "reducing_only",
-                f"trading is REDUCING ({self.state_reason}); only orders that shrink a position pass",
+                f"trading is REDUCING ({self.state_reason}); only orders that shrink a position without "
+                f"flipping it pass (position {position}, resting buys {resting_buys}, sells {resting_sells})",
             )
         if lim.allowed_symbols is not None and symbol not in lim.allowed_symbols:
             return Verdict(False, "symbol_not_allowed", f"{symbol} is not in the allowed symbols")
         qty_limit = lim.order_quantity_limit(symbol)
         if qty_limit is not None and quantity > qty_limit:
             return Verdict(False, "max_order_quantity", f"{quantity} {symbol} is beyond the order limit of {qty_limit}")
-        order_price = limit_price if limit_price is not None else stop_price if stop_price is not None else price
+        value_at = valuation_price(price, limit_price, stop_price)
+        if value_at is None and order_type != "market":
+            return Verdict(False, "no_price", f"no price for {symbol}: the order has none and the market none yet")
         notional_limit = lim.order_notional_limit(symbol)
         if notional_limit is not None:
-            if order_price is None:
-                return Verdict(False, "price_unknown", f"no price for {symbol}: cannot check the order notional")
-            notional = quantity * order_price
+            if value_at is None:
+                return Verdict(False, "no_price", f"no price for {symbol}: cannot check the order notional")
+            notional = quantity * value_at
             if notional > notional_limit:
                 return Verdict(
                     False,
                     "max_order_notional",
-                    f"order notional {notional} {symbol} is beyond the limit of {notional_limit}",
+                    f"order notional {notional} {symbol} (valued at {value_at}, the worse of its own price and "
+                    f"the market's) is beyond the limit of {notional_limit}",
                 )
         pos_limit = lim.position_limit(symbol)
-        size_after = abs(after)
-        if size_after > pos_limit and size_after > abs(projected_position):
+        if abs(worst_after) > pos_limit and abs(worst_after) > abs(worst_before):
             return Verdict(
                 False,
                 "max_position",
-                f"{side} {quantity} {symbol} would make the position {after}, beyond the limit of {pos_limit}",
+                f"{side} {quantity} {symbol} could make the position {worst_after} (held {position}, resting "
+                f"{'buys' if buy else 'sells'} {resting_buys if buy else resting_sells}), beyond the limit of "
+                f"{pos_limit}",
             )
-        if lim.max_gross_exposure is not None and not _reduces(projected_position, after):
-            if order_price is None:
-                return Verdict(False, "price_unknown", f"no price for {symbol}: cannot check the gross exposure")
-            gross_after = gross_exposure - abs(projected_position * order_price) + abs(after * order_price)
-            if gross_after > lim.max_gross_exposure and gross_after > gross_exposure:
+        if lim.max_gross_exposure is not None:
+            if value_at is None:
+                return Verdict(False, "no_price", f"no price for {symbol}: cannot check the gross exposure")
+            other_side = position - resting_sells if buy else position + resting_buys
+            before = max(abs(worst_before), abs(other_side))
+            after = max(abs(worst_after), abs(other_side))
+            market = price if price is not None else value_at
+            gross_after = gross_exposure - before * market + after * value_at
+            if gross_after > lim.max_gross_exposure and after > before:
                 return Verdict(
                     False,
                     "max_gross_exposure",
-                    f"gross exposure would be {gross_after}, beyond the limit of {lim.max_gross_exposure}",
+                    f"gross exposure could be {gross_after}, beyond the limit of {lim.max_gross_exposure}",
                 )
         if lim.max_open_orders is not None and open_orders + 1 > lim.max_open_orders:
             return Verdict(
                 False, "max_open_orders", f"{open_orders} orders are open; the limit is {lim.max_open_orders}"
             )
-        now = self.clock.now()
+        now = now or self.clock.now()
         if lim.max_orders_per_window is not None:
             horizon = now - timedelta(seconds=lim.order_window_seconds)
             while self._recent and self._recent[0] <= horizon:
@@ -217,14 +203,18 @@ class RiskGate:
                     f"the limit is {lim.max_orders_per_window}",
                 )
         if record:
-            recent = self._recent
-            recent.append(now)
-            # a day of history (the longest window), not every order ever: a rate limit set or widened later
-            # still counts the orders already in its window
-            horizon = now - RATE_HISTORY
-            while recent[0] <= horizon:
-                recent.popleft()
+            self.record_order(now)
         return APPROVED
+
+    def record_order(self, at: datetime) -> None:
+        """Count one approved order at `at` toward the order rate."""
+        recent = self._recent
+        recent.append(at)
+        # a day of history (the longest window), not every order ever: a rate limit set or widened later
+        # still counts the orders already in its window
+        horizon = at - RATE_HISTORY
+        while recent[0] <= horizon:
+            recent.popleft()
 
     # ------------------------------------------------------------------ read-only views
 
@@ -238,16 +228,17 @@ class RiskGate:
         """The first equity seen this UTC day: the daily loss is measured from it."""
         return self._day_start
 
-    def orders_in_window(self) -> int:
+    def orders_in_window(self, now: datetime | None = None) -> int:
         """Approved orders counted in the current order-rate window (reads only; prunes nothing)."""
-        horizon = self.clock.now() - timedelta(seconds=self.limits.order_window_seconds)
+        horizon = (now or self.clock.now()) - timedelta(seconds=self.limits.order_window_seconds)
         return sum(1 for t in self._recent if t > horizon)
 
     # ------------------------------------------------------------------ trading state
 
-    def observe_equity(self, equity: Decimal) -> TradingState:
-        """Feed the account equity (after each fill or mark); may move the trading state."""
-        now = self.clock.now()
+    def observe_equity(self, equity: Decimal, now: datetime | None = None) -> TradingState:
+        """Feed the account equity (after each fill or mark, at `now`, else the clock); may move the
+        trading state. Loss limits are evaluated here, on every observation."""
+        now = now or self.clock.now()
         today = now.date()
         if self._day != today:
             self._day, self._day_start = today, equity
@@ -327,10 +318,24 @@ def loosened(old: RiskLimits, new: RiskLimits) -> list[str]:
         a, b = getattr(old, name), getattr(new, name)
         if a is not None and (b is None or b > a):
             out.append(name)
-    for name in ("max_position_per_symbol", "max_order_quantity_per_symbol", "max_order_notional_per_symbol"):
+    for name, glob in (
+        ("max_position_per_symbol", "max_position"),
+        ("max_order_quantity_per_symbol", "max_order_quantity"),
+        ("max_order_notional_per_symbol", "max_order_notional"),
+    ):
         a, b = getattr(old, name), getattr(new, name)
-        if any(sym not in b or b[sym] > v for sym, v in a.items()):
-            out.append(name)
+
+        def in_force(per_symbol: dict[str, Decimal], limits: RiskLimits, sym: str, glob: str = glob) -> Decimal | None:
+            value: Decimal | None = per_symbol.get(sym, getattr(limits, glob))
+            return value
+
+        # an entry is looser when the value in force for its symbol grows (an entry above the global
+        # value, a removed entry that falls back to a higher global one, or a raised entry)
+        for sym in set(a) | set(b):
+            was, now_ = in_force(a, old, sym), in_force(b, new, sym)
+            if was is not None and (now_ is None or now_ > was):
+                out.append(name)
+                break
     if old.order_window_seconds > new.order_window_seconds:
         out.append("order_window_seconds")
     if old.allowed_symbols is not None and (
@@ -342,6 +347,32 @@ def loosened(old: RiskLimits, new: RiskLimits) -> list[str]:
     if _SEVERITY[TradingState(new.drawdown_action)] < _SEVERITY[TradingState(old.drawdown_action)]:
         out.append("drawdown_action")
     return out
+
+
+def valuation_price(
+    market: Decimal | None, limit_price: Decimal | None = None, stop_price: Decimal | None = None
+) -> Decimal | None:
+    """The price an order is valued at for its notional and exposure: the worst (highest) of its own
+    limit/stop prices and the market's last price, since a marketable limit or a triggered stop fills
+    at the market. None when none is known."""
+    known = [p for p in (market, limit_price, stop_price) if p is not None]
+    return max(known) if known else None
+
+
+def _bad_number(value: Decimal | None, name: str) -> Verdict | None:
+    if value is None:
+        return None
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return Verdict(False, f"invalid_{'quantity' if name == 'quantity' else 'price'}", f"{name} must be finite")
+    if value <= 0:
+        code = "invalid_quantity" if name == "quantity" else "invalid_price"
+        return Verdict(False, code, f"{name} must be positive, got {value}")
+    if value >= MAX_UNITS or value.normalize().as_tuple().exponent < -MAX_DECIMALS:  # type: ignore[operator]
+        code = "invalid_quantity" if name == "quantity" else "invalid_price"
+        return Verdict(
+            False, code, f"{name} {value} is outside the bounds (below {MAX_UNITS}, at most {MAX_DECIMALS} decimals)"
+        )
+    return None
 
 
 RiskEngine = RiskGate

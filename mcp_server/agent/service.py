@@ -27,7 +27,6 @@ from observability import metrics
 from schemas.agent import AgentDecision
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
-from tools.risk import RiskGate
 
 log = structlog.get_logger("agent")
 
@@ -125,27 +124,17 @@ async def run_agent_worker(state: AppState, settings: AgentSettings, stop: async
 
 
 async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
-    """`trading-mcp agent`: its own state and risk gate (limits from the same TRADING_MCP_* settings as
-    `serve`, the operator's kill switch and limit changes from the control record)."""
-    from mcp_server.risk_control import TOKEN_FILE, ControlFollower, load_or_create_token
+    """`trading-mcp agent`: its own view of the account (folded from the authority's journal); every
+    order the model places is decided by the account authority."""
     from mcp_server.service import running_state
-    from mcp_server.settings import ServeSettings
 
     settings.check()
     stop = stop or asyncio.Event()
-    limits = ServeSettings(data_dir=settings.data_dir).risk_limits()
     async with running_state(settings) as state:
-        state.gate = RiskGate(limits)
-        token = load_or_create_token(settings.data_dir / TOKEN_FILE)
-        control = ControlFollower(state.js, state.gate, token, limits)
-        await control.refresh()
-        control_task = asyncio.create_task(control.run(stop), name="risk-control")
         try:
             await run_agent_worker(state, settings, stop)
         finally:
             stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(control_task, 3)
 
 
 def main(settings: AgentSettings) -> None:

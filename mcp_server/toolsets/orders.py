@@ -8,6 +8,7 @@ leaves this whole group out.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -16,7 +17,6 @@ from pydantic import BaseModel, Field
 
 from execsim.engine.config import FeeModel
 from execsim.settings import ExecSimSettings
-from mcp_server.execution_port import NatsExecutionPort
 from mcp_server.state import AppState
 from mcp_server.tooling import (
     CANCELS_ORDER,
@@ -27,7 +27,7 @@ from mcp_server.tooling import (
     ToolFailure,
     add_tools,
     app,
-    gate_of,
+    ask_authority,
     options_of,
     reply,
 )
@@ -44,8 +44,9 @@ from mcp_server.toolsets.order_args import (
     TimeInForceArg,
     order_request,
 )
+from schemas.account import OrderCommand, OrderReply
 from schemas.orders import CLIENT_ORDER_ID
-from tools.orders import CancelResult, OrderInputError, OrderOperations, OrderPreview, OrderView, PlaceResult
+from tools.orders import CancelResult, OrderPreview, OrderRequest, OrderView, PlaceResult, command_of
 
 
 class PreviewResult(BaseModel):
@@ -78,29 +79,51 @@ TokenArg = Annotated[
 _fees: FeeModel | None = None
 
 
-def _operations(ctx: Context) -> OrderOperations:
+def _fee(quantity: Decimal, price: Decimal) -> Decimal:
     global _fees
     if _fees is None:
         _fees = FeeModel(ExecSimSettings().engine_config())  # what the simulator charges, from the same env
-    state = app(ctx)
-    return OrderOperations(
-        gate_of(state),
-        state.account,
-        NatsExecutionPort(state.js),
-        state.clock,
-        origin=options_of(ctx.mcp_server).origin,
-        fee_estimate=_fees.fee,
-    )
+    return _fees.fee(quantity, price)
 
 
-def _failure(exc: OrderInputError) -> ToolFailure:
-    hints = {
-        "no_price": "",
-        "duplicate_client_order_id": "; choose a new client_order_id",
-        "unknown_order": "; list_orders shows the orders and their ids",
-        "order_not_open": "; get_order shows its status",
+_HINTS = {
+    "duplicate_client_order_id": "; choose a new client_order_id",
+    "unknown_order": "; list_orders shows the orders and their ids",
+    "order_not_open": "; get_order shows its status",
+}
+INPUT_ERRORS = frozenset(
+    {
+        "invalid_order",
+        "invalid_quantity",
+        "invalid_price",
+        "no_price",
+        "duplicate_client_order_id",
+        "unknown_order",
+        "order_not_open",
+        "authority_unavailable",
     }
-    return ToolFailure(exc.code, f"{exc}{hints.get(exc.code, '')}")
+)
+
+
+def _failure(answer: OrderReply) -> ToolFailure:
+    return ToolFailure(answer.code, f"{answer.message}{_HINTS.get(answer.code, '')}")
+
+
+def preview_of(request: OrderRequest, answer: OrderReply) -> OrderPreview:
+    price = answer.price_used
+    return OrderPreview(
+        symbol=request.symbol,
+        side=request.side,
+        quantity=request.quantity,
+        order_type=request.order_type,
+        estimated_price=price,
+        estimated_notional=request.quantity * price if price is not None else None,
+        estimated_fee=_fee(request.quantity, price) if price is not None else None,
+        approved=answer.ok,
+        reason_code=answer.code,
+        message=answer.message,
+        trading_state=answer.trading_state.value,
+    )
 
 
 def _describe(o: OrderView) -> str:
@@ -138,7 +161,10 @@ async def preview_order(
         time_in_force=time_in_force,
         client_order_id=client_order_id,
     )
-    preview = _operations(ctx).preview(request)
+    answer = await ask_authority(app(ctx), command_of(request, "check", options_of(ctx.mcp_server).origin))
+    if answer.code in INPUT_ERRORS and answer.code != "no_price":
+        raise _failure(answer)
+    preview = preview_of(request, answer)
     if preview.estimated_price is None:
         raise ToolFailure("no_price", f"no price is known for {symbol} yet: wait for a signal or use a limit order")
     options = options_of(ctx.mcp_server)
@@ -201,14 +227,23 @@ async def place_order(
         signature = Confirmations(app(ctx).clock, options.confirmation_ttl_seconds).verify(request, confirmation_token)
         if request.client_order_id is None:  # one token, one order: a retry with it is the same order
             request = request.model_copy(update={"client_order_id": f"{options.origin}-{signature[:24]}"})
-    try:
-        result = await _operations(ctx).place(request)
-    except OrderInputError as exc:
-        raise _failure(exc) from exc
+    answer = await ask_authority(app(ctx), command_of(request, "place", options.origin))
+    if answer.code in INPUT_ERRORS:
+        raise _failure(answer)
+    assert answer.client_order_id is not None
+    result = PlaceResult(
+        client_order_id=answer.client_order_id,
+        submitted=answer.submitted,
+        duplicate=answer.duplicate and answer.ok,
+        reason_code=answer.code,
+        message=answer.message,
+        order=answer.order,
+    )
     if not result.submitted and not result.duplicate:
         raise ToolFailure(
             "risk_denied",
-            f"{result.reason_code}: {result.message}. The order was not placed (recorded on decisions.risk_denied); "
+            f"{result.reason_code}: {result.message}. The order was not placed (recorded on decisions.risk_denied "
+            "by the account authority); "
             "do not retry it unchanged — get_risk_status shows the headroom",
         )
     assert result.order is not None
@@ -225,10 +260,18 @@ async def place_order(
 async def cancel_order(ctx: Context, client_order_id: OrderIdArg) -> Annotated[CallToolResult, CancelResult]:
     """Ask the simulator to cancel an open order. Allowed in every trading state (even HALTED).
     The order shows `canceled` once the simulator confirms (get_order)."""
-    try:
-        result = await _operations(ctx).cancel(client_order_id, reason="canceled over MCP")
-    except OrderInputError as exc:
-        raise _failure(exc) from exc
+    state = app(ctx)
+    command = OrderCommand(
+        kind="cancel",
+        client_order_id=client_order_id,
+        origin=options_of(ctx.mcp_server).origin,
+        reason="canceled over MCP",
+    )
+    answer = await ask_authority(state, command)
+    if not answer.ok:
+        raise _failure(answer)
+    assert answer.order is not None
+    result = CancelResult(client_order_id=client_order_id, cancel_requested=True, order=answer.order)
     return reply(result, f"Cancel requested for {_describe(result.order)}")
 
 
@@ -242,7 +285,13 @@ async def list_orders(
 ) -> Annotated[CallToolResult, OrdersResult]:
     """Orders on the paper account, newest first, from every origin (bridge, MCP, agent): status,
     filled quantity and average fill price."""
-    result = OrdersResult(orders=_operations(ctx).list(status, symbol, limit))
+    account = app(ctx).account
+    chosen = [
+        o
+        for o in reversed(account.orders.values())
+        if (status == "all" or o.is_open) and (symbol is None or o.symbol == symbol)
+    ]
+    result = OrdersResult(orders=chosen[:limit])
     if not result.orders:
         return reply(result, f"No {'open ' if status == 'open' else ''}orders{f' for {symbol}' if symbol else ''}.")
     return reply(result, "\n".join([f"{len(result.orders)} order(s), newest first:", *map(_describe, result.orders)]))
@@ -251,10 +300,9 @@ async def list_orders(
 async def get_order(ctx: Context, client_order_id: OrderIdArg) -> Annotated[CallToolResult, OrderResult]:
     """One order by its client_order_id: status, filled quantity, average fill price and, when it
     ended without a fill, the reason."""
-    try:
-        order = _operations(ctx).get(client_order_id)
-    except OrderInputError as exc:
-        raise _failure(exc) from exc
+    order = app(ctx).account.orders.get(client_order_id)
+    if order is None:
+        raise ToolFailure("unknown_order", f"no order {client_order_id}{_HINTS['unknown_order']}")
     return reply(OrderResult(order=order), _describe(order))
 
 

@@ -10,7 +10,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, ToolFailure, add_tools, app, gate_of, reply
+from mcp_server.tooling import READ_ONLY, ToolFailure, add_tools, app, ask_authority, gate_of, options_of, reply
 from mcp_server.toolsets import Toolset
 from mcp_server.toolsets.order_args import (
     ClientOrderIdArg,
@@ -24,7 +24,7 @@ from mcp_server.toolsets.order_args import (
     order_request,
 )
 from schemas.common import Money
-from tools.orders import dry_run
+from tools.orders import command_of
 from tools.risk import RiskLimits
 
 ZERO = Decimal(0)
@@ -62,8 +62,10 @@ class CheckResult(BaseModel):
     reason_code: str
     message: str
     trading_state: str
-    price_used: Money | None = Field(description="Last price for market orders, else the limit/stop price")
-    position_now: Money = Field(description="Projected position: held plus open orders not yet filled")
+    price_used: Money | None = Field(
+        description="The price the order is valued at: the worse (higher) of its limit/stop and the last market price"
+    )
+    position_now: Money = Field(description="Projected position: held plus every open order filled")
     position_after: Money
 
 
@@ -87,9 +89,10 @@ def risk_status(state: AppState) -> RiskStatus:
     peak, day_start = gate.peak_equity, gate.day_start_equity
     drawdown = float((peak - equity) / peak) if peak and peak > 0 and equity < peak else 0.0
     daily = equity - day_start if day_start is not None else ZERO
-    gross = state.account.gross_exposure()
-    open_orders = state.account.open_order_count()
-    in_window = gate.orders_in_window()
+    account = state.account
+    gross = account.gross_exposure()
+    open_orders = account.open_order_count()
+    in_window = gate.orders_in_window(state.clock.now())
     rows: list[Headroom | None] = [
         _row("max_drawdown", lim.max_drawdown, Decimal(str(round(drawdown, 6)))),
         _row("daily_loss_limit", lim.daily_loss_limit, max(ZERO, -daily)),
@@ -97,11 +100,10 @@ def risk_status(state: AppState) -> RiskStatus:
         _row("max_open_orders", lim.max_open_orders, open_orders),
         _row("max_orders_per_window", lim.max_orders_per_window, in_window),
     ]
-    symbols = sorted(set(state.portfolio.positions) | {o.symbol for o in state.orders.open_orders()})
+    symbols = sorted(set(state.portfolio.positions) | set(account.resting))
     for symbol in symbols:
-        rows.append(
-            _row(f"max_position:{symbol}", lim.position_limit(symbol), abs(state.account.projected_position(symbol)))
-        )
+        # the worst case the gate holds the limit to: the position with every resting order of one side filled
+        rows.append(_row(f"max_position:{symbol}", lim.position_limit(symbol), account.worst_position(symbol)))
     return RiskStatus(
         trading_state=gate.state.value,
         state_reason=gate.state_reason,
@@ -175,25 +177,26 @@ async def check_order(
         time_in_force=time_in_force,
         client_order_id=client_order_id,
     )
-    gate = gate_of(state)
-    verdict, price = dry_run(gate, state.account, request)
-    if price is None and order_type == "market":
+    answer = await ask_authority(state, command_of(request, "check", options_of(ctx.mcp_server).origin))
+    if answer.code == "authority_unavailable":
+        raise ToolFailure(answer.code, answer.message)
+    if answer.price_used is None and order_type == "market":
         raise ToolFailure("no_price", f"no price is known for {symbol} yet: wait for a signal or use a limit order")
-    now = state.account.projected_position(symbol)
-    after = now + (quantity if side == "buy" else -quantity)
+    now = answer.position_now if answer.position_now is not None else ZERO
+    after = answer.position_after if answer.position_after is not None else now
     result = CheckResult(
-        approved=verdict.approved,
-        reason_code=verdict.reason_code,
-        message=verdict.message,
-        trading_state=gate.state.value,
-        price_used=price,
+        approved=answer.ok,
+        reason_code=answer.code,
+        message=answer.message,
+        trading_state=answer.trading_state.value,
+        price_used=answer.price_used,
         position_now=now,
         position_after=after,
     )
-    head = "would be APPROVED" if verdict.approved else f"would be DENIED ({verdict.reason_code}: {verdict.message})"
+    head = "would be APPROVED" if answer.ok else f"would be DENIED ({answer.code}: {answer.message})"
     text = (
-        f"{side} {quantity} {symbol} {order_type} {head}. Position {now} -> {after}; "
-        f"trading state {gate.state.value}. Dry run: nothing was placed."
+        f"{side} {quantity} {symbol} {order_type} {head}. Position {now} -> {after} (held plus open orders); "
+        f"trading state {answer.trading_state.value}. Dry run by the account authority: nothing was placed."
     )
     return reply(result, text)
 

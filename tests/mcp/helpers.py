@@ -10,7 +10,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from authority.service import Authority
 from bus.jetstream import connect, ensure_streams, publish
+from bus.journal import ensure_journal
 from execsim.engine import Engine, EngineConfig
 from execsim.service import MARKET_DURABLE, ExecSimService, start_consumers
 from mcp_server.state import AppState
@@ -19,7 +21,7 @@ from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tests.conftest import wait_for
 from tools.clock import LiveClock, TestClock
-from tools.risk import RiskGate, RiskLimits
+from tools.risk import RiskLimits
 
 CLOCK = TestClock()
 
@@ -76,33 +78,49 @@ ORDER_TOOLS = {"preview_order", "place_order", "cancel_order", "list_orders", "g
 ALL_TOOLS = READ_ONLY_TOOLS | ORDER_TOOLS
 
 
+TEST_AUTHORITY_KEY = b"test-authority-key"
+
+
 @dataclass
 class LiveAccount:
-    """A real account on the fixture nats-server: the rebuilt state, its risk gate, and the execution
-    simulator's order consumer running in this process."""
+    """A real account on the fixture nats-server: the account authority, the execution simulator's
+    consumers and this process's folded view of the account, all running in this process."""
 
     state: AppState
     engine: Engine
     clock: TestClock
+    authority: Authority
 
 
 @contextlib.asynccontextmanager
-async def live_account(url: str, limits: RiskLimits | None = None) -> AsyncIterator[LiveAccount]:
+async def live_account(
+    url: str, limits: RiskLimits | None = None, max_signal_age_s: float = 10**9
+) -> AsyncIterator[LiveAccount]:
     nc = await connect(url, "mcp-orders-test")
     js = nc.jetstream()
     await ensure_streams(js)
+    await ensure_journal(js)
     engine = Engine(LiveClock(), EngineConfig(slippage_bps=Decimal(0)))
     service = ExecSimService(js, engine, MARKET_DURABLE)
     stop = asyncio.Event()
-    tasks = start_consumers(js, service, stop)
     clock = TestClock()
+    authority = Authority(
+        nc,
+        js,
+        key=TEST_AUTHORITY_KEY,
+        limits=limits or RiskLimits(max_position=Decimal(100)),
+        clock=clock,
+        max_signal_age_s=max_signal_age_s,
+    )
+    await authority.start()
+    tasks = [*start_consumers(js, service, stop), *authority.tasks(stop)]
     state = AppState(nc, js, clock=clock)
-    state.gate = RiskGate(limits or RiskLimits(max_position=Decimal(100)), clock=clock)
     await state.start()
     try:
-        yield LiveAccount(state, engine, clock)
+        yield LiveAccount(state, engine, clock, authority)
     finally:
         stop.set()
+        await authority.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.stop()
         await nc.close()

@@ -1,0 +1,60 @@
+"""The operator path into the risk gate: a signed record in the JetStream KV bucket `RISK_CONTROL`.
+
+`trading-mcp risk halt|resume|set|show` writes / reads the record (signed with the operator token
+from `<data dir>/operator_token`, mode 0600); the account authority watches it and journals a newer,
+correctly signed revision as a `control` event, logging who changed what. See docs/RISK.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import structlog
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+
+from tools.risk_control import SignedControl, new_token
+
+log = structlog.get_logger("risk_control")
+
+BUCKET = "RISK_CONTROL"
+KEY = "control"
+TOKEN_FILE = "operator_token"
+
+
+def load_or_create_token(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = new_token()
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+    return path.read_text().strip()
+
+
+async def bucket(js: JetStreamContext):  # type: ignore[no-untyped-def]
+    try:
+        return await js.key_value(BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(api.KeyValueConfig(bucket=BUCKET, history=16, storage=api.StorageType.FILE))
+
+
+async def read_signed(js: JetStreamContext) -> SignedControl | None:
+    kv = await bucket(js)
+    try:
+        entry = await kv.get(KEY)
+    except KeyNotFoundError:
+        return None
+    if not entry.value:
+        return None
+    return SignedControl.model_validate_json(entry.value)
+
+
+async def write_signed(js: JetStreamContext, signed: SignedControl) -> int:
+    kv = await bucket(js)
+    return int(await kv.put(KEY, signed.model_dump_json().encode()))

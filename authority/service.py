@@ -1,0 +1,485 @@
+"""The account authority: the only component that admits orders for an account.
+
+It owns the account's live projection (`tools.account.Account`) and decides one thing at a time,
+under one lock:
+- order requests (`orders.request.<account>`, request/reply, queue group `authority`): check, place
+  or cancel, from every source — MCP tools in any process, the bridge, the agent, the operator;
+- the simulator's reports and fills (durable `authority-exec` on EXECUTIONS);
+- market marks (durable `authority-market` on SIGNALS): a symbol's price at its bar's own time;
+- the operator's signed control record (KV `RISK_CONTROL`).
+
+Each decision is appended to the account journal (stream ACCOUNT) with an expected-sequence check,
+then folded into the projection exactly as every reader folds it, then acted on: an admitted order
+is published, signed, on `decisions.order_intent`; a denial on `decisions.risk_denied`; a cancel on
+`decisions.order_cancel`. A crash between the journal and the publish is repaired by re-publishing
+what the journal says was admitted (or cancelled) and the simulator has not acknowledged: the
+publish's message id and the simulator's own id check make that a no-op when it did get through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+import uvicorn
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+from starlette.applications import Starlette
+
+from authority.control import TOKEN_FILE, load_or_create_token, read_signed
+from authority.settings import AuthoritySettings
+from bus import authority_key
+from bus.jetstream import CORRELATION_ID, MSG_ID, connect, ensure_streams, log_if_failed
+from bus.journal import JournalConflict, JournalFollower, append, ensure_journal
+from execsim.service import consume_batches
+from observability import metrics
+from observability.http import ops_routes
+from schemas.account import AccountEvent, Mark, OrderCommand, OrderReply, request_subject
+from schemas.market import Bar
+from schemas.orders import Fill, OrderEvent
+from schemas.risk import RiskLimits, TradingState
+from schemas.signals import NormalizedSignal
+from schemas.subjects import Subject
+from tools.account import Account
+from tools.clock import Clock, LiveClock
+from tools.portfolio import Portfolio
+from tools.risk import RiskGate
+from tools.risk_control import ControlRefused, patched_limits, verify
+
+log = structlog.get_logger("authority")
+
+EXEC_DURABLE = "authority-exec"
+MARKET_DURABLE = "authority-market"
+QUEUE = "authority"
+REPUBLISH_AFTER = timedelta(seconds=3)
+HOUSEKEEPING_S = 0.5
+
+
+class Authority:
+    def __init__(
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        *,
+        key: bytes,
+        limits: RiskLimits,
+        account: str = "paper",
+        starting_cash: Decimal = Decimal(100_000),
+        operator_token: str = "",
+        max_signal_age_s: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.nc, self.js, self.key = nc, js, key
+        self.account_id = account
+        self.configured = limits
+        self.operator_token = operator_token
+        self.max_signal_age_s = max_signal_age_s
+        self.clock = clock or LiveClock()
+        self.account = Account(gate=RiskGate(limits, clock=self.clock), portfolio=Portfolio(starting_cash))
+        self._lock = asyncio.Lock()
+        self._republished: dict[str, datetime] = {}
+        self._sub: Any = None
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ start and stop
+
+    async def start(self) -> None:
+        """Fold the journal, put the configured and operator limits in force, answer requests."""
+        await ensure_journal(self.js)
+        await self._catch_up()
+        async with self._lock:
+            await self._apply_control(initial=True)
+        self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
+        self.ready.set()
+        log.info(
+            "authority ready",
+            account=self.account_id,
+            journal_seq=self.account.seq,
+            open_orders=self.account.open_order_count(),
+            trading_state=self.account.gate.state.value,
+        )
+
+    def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """The consumers and housekeeping that run until `stop`."""
+        specs = [
+            (
+                "authority-exec",
+                consume_batches(
+                    self.js,
+                    stream="EXECUTIONS",
+                    durable=EXEC_DURABLE,
+                    subjects=["executions.>"],
+                    handler=self._on_executions,
+                    stop=stop,
+                    batch=256,
+                ),
+            ),
+            (
+                "authority-market",
+                consume_batches(
+                    self.js,
+                    stream="SIGNALS",
+                    durable=MARKET_DURABLE,
+                    subjects=[Subject.SIGNALS_NORMALIZED.value],
+                    handler=self._on_signals,
+                    stop=stop,
+                    batch=256,
+                ),
+            ),
+            ("authority-housekeeping", self._housekeeping(stop)),
+        ]
+        out = []
+        for name, coro in specs:
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(log_if_failed)
+            out.append(task)
+        return out
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _catch_up(self) -> None:
+        """Fold every journal entry after the projection's sequence (at start, and after a conflict)."""
+        follower = JournalFollower(
+            self.js, lambda seq, ev: self.account.apply(ev, seq), self.account_id, self.account.seq
+        )
+        await follower.start()
+        try:
+            await asyncio.wait_for(follower.caught_up.wait(), 60)
+        finally:
+            await follower.stop()
+
+    # ------------------------------------------------------------------ the journal
+
+    async def _commit(self, event: AccountEvent, msg_id: str) -> int:
+        """Append `event` and fold it. Raises JournalConflict when the journal moved under us."""
+        started = time.perf_counter()
+        seq, duplicate = await append(self.js, self.account_id, event, msg_id=msg_id, expected_seq=self.account.seq)
+        metrics.authority_journal_append_seconds.observe(time.perf_counter() - started)
+        if duplicate:
+            if seq > self.account.seq:  # journaled by an earlier run and not folded yet
+                await self._catch_up()
+            return seq
+        self.account.apply(event, seq)
+        metrics.authority_journal_appends_total.labels(event.kind).inc()
+        return seq
+
+    async def _commit_retrying(self, build: Any, msg_id: str) -> tuple[Any, int]:
+        """Decide with `build()` (returns (result, event | None)) and append; on a conflict, catch up and
+        decide again (at most 3 times)."""
+        for attempt in range(3):
+            result, event = build()
+            if event is None:
+                return result, self.account.seq
+            try:
+                return result, await self._commit(event, msg_id)
+            except JournalConflict:
+                metrics.authority_journal_conflicts_total.inc()
+                log.warning("journal moved under the authority; catching up", attempt=attempt)
+                await self._catch_up()
+        raise RuntimeError("the account journal kept moving: is a second authority writing to it?")
+
+    # ------------------------------------------------------------------ requests
+
+    async def _on_request(self, msg: Msg) -> None:
+        started = time.perf_counter()
+        try:
+            command = OrderCommand.model_validate_json(msg.data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+            reply = OrderReply(
+                ok=False,
+                code="invalid_order",
+                message=f"{where}: {first.get('msg')} (got {first.get('input')!r})",
+                trading_state=self.account.gate.state,
+            )
+            metrics.authority_requests_total.labels("invalid", reply.code).inc()
+            await self._respond(msg, reply)
+            return
+        try:
+            reply = await self.handle(command)
+        except Exception as exc:
+            log.exception("order request failed", client_order_id=command.client_order_id)
+            reply = OrderReply(
+                ok=False,
+                code="authority_unavailable",
+                message=f"the authority could not record the decision ({type(exc).__name__}); nothing was placed — "
+                "retry with the same client_order_id",
+                client_order_id=command.client_order_id,
+                trading_state=self.account.gate.state,
+            )
+        metrics.authority_requests_total.labels(command.kind, reply.code).inc()
+        metrics.authority_decision_seconds.observe(time.perf_counter() - started)
+        await self._respond(msg, reply)
+
+    async def _respond(self, msg: Msg, reply: OrderReply) -> None:
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(reply.model_dump_json().encode())
+
+    async def handle(self, command: OrderCommand) -> OrderReply:
+        """Decide one command: journal it, fold it, act on it. The one order path."""
+        async with self._lock:
+            now = self.clock.now()
+
+            def build() -> tuple[Any, AccountEvent | None]:
+                decision = self.account.decide(command, now, self.max_signal_age_s)
+                return decision, decision.event
+
+            decision, seq = await self._commit_retrying(build, _msg_id(command, self.account, now))
+            event = decision.event
+            if event is not None:
+                await self._act(event)
+                if event.kind == "denied":
+                    log.info(
+                        "order denied",
+                        client_order_id=decision.reply.client_order_id,
+                        reason=decision.reply.code,
+                        origin=command.origin,
+                    )
+                else:
+                    log.info(
+                        "order admitted" if event.kind == "admitted" else "cancel sent",
+                        client_order_id=decision.reply.client_order_id,
+                        origin=command.origin,
+                    )
+            elif decision.reply.duplicate and decision.reply.code == "duplicate":
+                await self._republish_if_unacknowledged(decision.reply.client_order_id, now, force=True)
+            coid = decision.reply.client_order_id
+            return decision.reply.model_copy(
+                update={
+                    "journal_seq": seq,
+                    "order": self.account.orders.get(coid) if coid else None,
+                    "trading_state": self.account.gate.state,
+                }
+            )
+
+    async def _act(self, event: AccountEvent) -> None:
+        """Publish what a journaled decision means for the simulator (signed) or the record."""
+        try:
+            if event.kind == "admitted" and event.intent is not None:
+                i = event.intent
+                await self._publish(
+                    Subject.ORDER_INTENT, i.model_dump_json().encode(), i.client_order_id, i.correlation_id, signed=True
+                )
+            elif event.kind == "cancel_requested" and event.cancel is not None:
+                c = event.cancel
+                await self._publish(
+                    Subject.ORDER_CANCEL,
+                    c.model_dump_json().encode(),
+                    f"cancel-{c.client_order_id}",
+                    c.correlation_id,
+                    signed=True,
+                )
+            elif event.kind == "denied" and event.denied is not None:
+                d = event.denied
+                await self._publish(
+                    Subject.RISK_DENIED,
+                    d.model_dump_json().encode(),
+                    f"deny-{d.client_order_id}",
+                    d.correlation_id,
+                    signed=False,
+                )
+        except Exception as exc:  # journaled already: housekeeping re-publishes it
+            log.warning("publish after the journal failed; will re-publish", kind=event.kind, error=repr(exc))
+
+    async def _publish(self, subject: Subject, data: bytes, msg_id: str, correlation: str, *, signed: bool) -> None:
+        headers = {MSG_ID: msg_id, CORRELATION_ID: correlation}
+        if signed:
+            headers[authority_key.HEADER] = authority_key.sign(self.key, data)
+        await self.js.publish(subject.value, data, timeout=2.0, headers=headers)
+
+    # ------------------------------------------------------------------ executions and marks
+
+    async def _on_executions(self, msgs: list[Msg]) -> None:
+        async with self._lock:
+            for msg in msgs:
+                if msg.subject == Subject.EXECUTION_FILL.value:
+                    fill = Fill.model_validate_json(msg.data)
+                    if self.account.portfolio.knows_fill(fill.fill_id):
+                        continue
+                    event = AccountEvent(kind="fill", ts=self.clock.now(), fill=fill)
+                    await self._commit_retrying(lambda e=event: (None, e), f"fill-{fill.fill_id}")
+                elif msg.subject == Subject.EXECUTION_REPORT.value:
+                    report = OrderEvent.model_validate_json(msg.data)
+                    view = self.account.orders.get(report.client_order_id)
+                    if view is None or not view.is_open:
+                        continue  # not an order of this account's authority, or final already
+                    event = AccountEvent(kind="report", ts=self.clock.now(), report=report)
+                    await self._commit_retrying(lambda e=event: (None, e), f"rep-{report.event_id}")
+
+    async def _on_signals(self, msgs: list[Msg]) -> None:
+        async with self._lock:
+            for msg in msgs:
+                signal = NormalizedSignal.model_validate_json(msg.data)
+                bar = Bar.from_signal(signal)
+                latest = self.account.price_ts.get(bar.symbol)
+                if latest is not None and (
+                    bar.ts < latest or (bar.ts == latest and self.account.prices.get(bar.symbol) == bar.close)
+                ):
+                    if bar.ts < latest:
+                        metrics.authority_marks_refused_total.inc()
+                    continue
+                event = AccountEvent(
+                    kind="mark", ts=self.clock.now(), mark=Mark(symbol=bar.symbol, price=bar.close, ts=bar.ts)
+                )
+                before = self.account.gate.state
+                await self._commit_retrying(lambda e=event: (None, e), f"mark-{signal.signal_id}")
+                if self.account.gate.state is not before:
+                    log.warning(
+                        "trading state changed",
+                        state=self.account.gate.state.value,
+                        reason=self.account.gate.state_reason,
+                    )
+
+    # ------------------------------------------------------------------ control and housekeeping
+
+    async def _apply_control(self, initial: bool = False) -> None:
+        """Put the configured limits with the operator's newest signed record on top in force."""
+        state: TradingState | None = None
+        reason = ""
+        revision = self.account.control_revision
+        limits = self.configured
+        signed = await read_signed(self.js)
+        if signed is not None:
+            try:
+                control = verify(signed, self.operator_token)
+            except ControlRefused as refused:
+                log.warning("risk control refused", code=refused.code)
+                control = None
+            if control is not None:
+                try:
+                    limits = patched_limits(self.configured, control.limits_patch)
+                except ValidationError as exc:
+                    log.warning("risk control has an invalid limit patch; ignored", error=str(exc))
+                    return
+                if control.revision > self.account.control_revision:
+                    state, reason, revision = (
+                        control.state,
+                        control.reason or f"operator:{control.operator}",
+                        control.revision,
+                    )
+        if not initial and revision == self.account.control_revision and limits == self.account.gate.limits:
+            return
+        now = self.clock.now()
+        event = self.account.control_event(limits, now, state=state, reason=reason, revision=revision)
+        if event is None:
+            return
+        await self._commit_retrying(lambda: (None, event), f"control-{revision}-{now.timestamp()}")
+        log.warning(
+            "risk control applied",
+            revision=revision,
+            state=self.account.gate.state.value,
+            reason=self.account.gate.state_reason,
+        )
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
+            try:
+                async with self._lock:
+                    await self._apply_control()
+                    now = self.clock.now()
+                    for coid in [
+                        c
+                        for c, o in self.account.orders.items()
+                        if c in self.account.working and o.status == "submitted"
+                    ]:
+                        await self._republish_if_unacknowledged(coid, now)
+                    for coid, cancel in list(self.account.cancels.items()):
+                        if now - cancel.created_at >= REPUBLISH_AFTER and self._due(f"c:{coid}", now):
+                            await self._act(AccountEvent(kind="cancel_requested", ts=now, cancel=cancel))
+            except Exception as exc:
+                log.warning("authority housekeeping failed", error=repr(exc))
+
+    def _due(self, key: str, now: datetime) -> bool:
+        last = self._republished.get(key)
+        if last is not None and now - last < REPUBLISH_AFTER:
+            return False
+        self._republished[key] = now
+        if len(self._republished) > 10_000:
+            self._republished.clear()
+        return True
+
+    async def _republish_if_unacknowledged(self, coid: str | None, now: datetime, force: bool = False) -> None:
+        if coid is None:
+            return
+        view = self.account.orders.get(coid)
+        intent = self.account.intents.get(coid)
+        if view is None or intent is None or view.status != "submitted":
+            return
+        if not force and now - intent.created_at < REPUBLISH_AFTER:
+            return
+        if self._due(f"i:{coid}", now) or force:
+            metrics.authority_republished_total.inc()
+            await self._act(AccountEvent(kind="admitted", ts=now, intent=intent))
+
+
+def _msg_id(command: OrderCommand, account: Account, now: datetime) -> str:
+    if command.kind == "cancel":
+        return f"cancel-{command.client_order_id}"
+    return f"order-{command.client_order_id or now.timestamp()}"
+
+
+# ---------------------------------------------------------------------- the process
+
+
+async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None = None) -> None:
+    from bus.embedded import ensure_embedded
+
+    stop = stop or asyncio.Event()
+    url = settings.nats_url
+    embedded = None
+    if url is None:
+        embedded = await asyncio.to_thread(ensure_embedded, settings.data_dir)
+        url = embedded.url
+    nc = await connect(url, "authority", role="authority", data_dir=settings.data_dir)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    token = load_or_create_token(settings.data_dir / TOKEN_FILE)
+    authority = Authority(
+        nc,
+        js,
+        key=authority_key.load_or_create_key(settings.data_dir),
+        limits=settings.risk_limits(),
+        account=settings.account,
+        starting_cash=settings.starting_cash,
+        operator_token=token,
+        max_signal_age_s=settings.max_signal_age_seconds,
+    )
+    await authority.start()
+
+    async def ready() -> dict[str, bool]:
+        return {"nats": nc.is_connected, "journal": authority.ready.is_set()}
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=ops_routes(ready)), host=settings.host, port=settings.port, log_config=None, lifespan="off"
+        )
+    )
+    tasks = authority.tasks(stop)
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        await authority.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3)
+        await nc.close()
+        if embedded is not None:
+            embedded.stop()
+
+
+def main(settings: AuthoritySettings) -> None:
+    asyncio.run(run_authority(settings))  # uvicorn turns SIGINT / SIGTERM into a clean shutdown

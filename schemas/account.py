@@ -1,0 +1,129 @@
+"""The account authority's contract: the journal it alone writes, and the order requests it answers.
+
+Journal: stream `ACCOUNT`, subject `account.<account>.events`. Every change to the account's truth
+— an order admitted or denied, a cancel sent, a report or fill from the simulator, a market mark, an
+operator control — is one `AccountEvent`, appended in the order the authority applied it. Any
+process folds the journal in order (`tools.account.Account.apply`) and holds exactly the
+authority's projection at that sequence.
+
+Requests: core NATS request/reply on `orders.request.<account>`: an `OrderCommand` in, an
+`OrderReply` out. The authority handles one at a time per account.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.common import Contract, Money, Side, UtcDatetime
+from schemas.orders import (
+    CLIENT_ORDER_ID,
+    Fill,
+    OrderCancel,
+    OrderEvent,
+    OrderIntent,
+    OrderType,
+    OrderView,
+    Origin,
+    RiskDenied,
+    TimeInForce,
+)
+from schemas.risk import RiskLimits, TradingState
+
+DEFAULT_ACCOUNT = "paper"
+ACCOUNT_STREAM = "ACCOUNT"
+ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+
+
+def journal_subject(account: str = DEFAULT_ACCOUNT) -> str:
+    return f"account.{account}.events"
+
+
+def request_subject(account: str = DEFAULT_ACCOUNT) -> str:
+    return f"orders.request.{account}"
+
+
+class Mark(Contract):
+    """The market's price for a symbol at `ts` (a bar's close or a price signal)."""
+
+    symbol: str
+    price: Money
+    ts: UtcDatetime
+
+
+class Control(Contract):
+    """The limits and operator state in force from this event on."""
+
+    limits: RiskLimits
+    state: TradingState | None = Field(default=None, description="The state the operator set; None leaves it")
+    reason: str = ""
+    revision: int = Field(default=0, ge=0, description="The operator record's revision (0: configured limits)")
+
+
+EventKind = Literal["admitted", "denied", "cancel_requested", "report", "fill", "mark", "control"]
+
+
+class AccountEvent(Contract):
+    """One entry of the journal; exactly the field named by `kind` is set."""
+
+    schema_version: Literal[1] = 1
+    kind: EventKind
+    ts: UtcDatetime = Field(description="The authority's clock when it applied the event")
+    intent: OrderIntent | None = None
+    denied: RiskDenied | None = None
+    cancel: OrderCancel | None = None
+    report: OrderEvent | None = None
+    fill: Fill | None = None
+    mark: Mark | None = None
+    control: Control | None = None
+
+
+class OrderCommand(Contract):
+    """A request to the authority: `check` (a dry run), `place` or `cancel`.
+
+    Numbers are plain decimals here on purpose: the gate checks every quantity and price itself and
+    answers a coded denial, never an exception."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["check", "place", "cancel"]
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN)
+    symbol: str = ""
+    side: Side = "buy"
+    quantity: Decimal = Decimal(0)
+    order_type: OrderType = "market"
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = "DAY"
+    client_order_id: str | None = Field(default=None, pattern=CLIENT_ORDER_ID)
+    replaces: str | None = Field(default=None, pattern=CLIENT_ORDER_ID)
+    origin: Origin = "mcp"
+    signal_id: str | None = None
+    strategy: str | None = None
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    rationale: dict[str, Any] = Field(default_factory=dict)
+    at_open_of: UtcDatetime | None = None
+    reference_price: Decimal | None = Field(default=None, description="The price the decider saw (bridge)")
+    fired_at: UtcDatetime | None = Field(default=None, description="When the signal behind it fired (staleness)")
+    reason: str | None = Field(default=None, max_length=200, description="cancel: why")
+    correlation_id: str | None = Field(default=None, max_length=128)
+
+
+class OrderReply(Contract):
+    """The authority's answer. `code` is stable: approved, duplicate, a risk reason code, or an input error."""
+
+    schema_version: Literal[1] = 1
+    ok: bool
+    code: str
+    message: str = ""
+    client_order_id: str | None = None
+    submitted: bool = False
+    duplicate: bool = False
+    order: OrderView | None = None
+    trading_state: TradingState
+    price_used: Money | None = None
+    estimated_notional: Money | None = None
+    position_now: Money | None = None
+    position_after: Money | None = None
+    journal_seq: int = Field(default=0, description="The journal sequence that holds this decision")

@@ -1,0 +1,488 @@
+"""The account's projection and its admission rule: one ordered fold of the authority's journal.
+
+`Account.apply(event)` folds one `schemas.account.AccountEvent`; every process that folds the same
+journal in the same order holds the same account: positions and cash (from fills alone), the open
+orders with what is left of them per symbol and side, the last marks, and the risk state (limits,
+trading state and its reason, equity peak, day-start equity, order-rate window). Time comes from
+the events, never from a clock, so a replay is exact.
+
+`Account.decide(command, now)` is the admission rule the authority runs, one command at a time: it
+changes nothing and returns the journal event to append (an admission, a denial or a cancel) with
+the reply. The authority appends the event, then applies it like every reader does.
+
+Cost: a check reads the symbol's position, its resting buys and sells and the open-order count
+from indexes kept up to date by `apply`; finished orders leave the working set. Gross exposure
+walks the symbols held or with resting orders (not the order history).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from schemas.account import AccountEvent, Control, OrderCommand, OrderReply
+from schemas.orders import TERMINAL_STATUSES, OrderCancel, OrderIntent, OrderView, RiskDenied
+from schemas.risk import RiskLimits, TradingState
+from schemas.signals import SYMBOL_PATTERN
+from tools.portfolio import Portfolio
+from tools.risk import RiskGate, Verdict, valuation_price
+
+ZERO = Decimal(0)
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+DEFAULT_MAX_SIGNAL_AGE_S = 5.0
+
+
+@dataclass(slots=True)
+class _Working:
+    symbol: str
+    side: str
+    remaining: Decimal
+
+
+@dataclass
+class Decision:
+    """What `decide` answers: the reply, and the event to journal (None: nothing changes)."""
+
+    reply: OrderReply
+    event: AccountEvent | None = None
+
+
+@dataclass
+class Account:
+    gate: RiskGate = field(default_factory=RiskGate)
+    portfolio: Portfolio = field(default_factory=Portfolio)
+    orders: dict[str, OrderView] = field(default_factory=dict)
+    intents: dict[str, OrderIntent] = field(default_factory=dict)
+    denials: dict[str, RiskDenied] = field(default_factory=dict)
+    working: dict[str, _Working] = field(default_factory=dict)
+    resting: dict[str, list[Decimal]] = field(default_factory=dict)  # symbol -> [buys left, sells left]
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    price_ts: dict[str, datetime] = field(default_factory=dict)
+    cancels: dict[str, OrderCancel] = field(default_factory=dict)  # open orders with a cancel sent
+    control_revision: int = 0
+    seq: int = 0  # the journal sequence folded so far
+    marks_refused: int = 0
+
+    # ------------------------------------------------------------------ the fold
+
+    def apply(self, event: AccountEvent, seq: int | None = None) -> None:
+        kind = event.kind
+        if kind == "mark":
+            assert event.mark is not None
+            self._mark(event.mark.symbol, event.mark.price, event.mark.ts, event.ts)
+        elif kind == "fill":
+            assert event.fill is not None
+            self._fill(event)
+        elif kind == "report":
+            assert event.report is not None
+            self._report(event)
+        elif kind == "admitted":
+            assert event.intent is not None
+            self._admit(event.intent, event.ts)
+        elif kind == "denied":
+            assert event.denied is not None
+            self.denials.setdefault(event.denied.client_order_id, event.denied)
+        elif kind == "cancel_requested":
+            assert event.cancel is not None
+            if event.cancel.client_order_id in self.working:
+                self.cancels.setdefault(event.cancel.client_order_id, event.cancel)
+        elif kind == "control":
+            assert event.control is not None
+            self._control(event.control, event.ts)
+        if seq is not None:
+            self.seq = seq
+
+    def _admit(self, intent: OrderIntent, ts: datetime) -> None:
+        coid = intent.client_order_id
+        if coid in self.intents:
+            return
+        self.intents[coid] = intent
+        self.orders[coid] = OrderView(
+            client_order_id=coid,
+            symbol=intent.symbol,
+            side=intent.side,
+            order_type=intent.order_type,
+            quantity=intent.quantity,
+            limit_price=intent.limit_price,
+            stop_price=intent.stop_price,
+            time_in_force=intent.time_in_force,
+            status="submitted",
+            origin=intent.origin,
+            created_at=intent.created_at,
+            updated_at=intent.created_at,
+        )
+        self.working[coid] = _Working(intent.symbol, intent.side, intent.quantity)
+        self._rest(intent.symbol, intent.side, intent.quantity)
+        self.gate.record_order(ts)
+
+    def _rest(self, symbol: str, side: str, quantity: Decimal) -> None:
+        sides = self.resting.get(symbol)
+        if sides is None:
+            sides = self.resting[symbol] = [ZERO, ZERO]
+        sides[0 if side == "buy" else 1] += quantity
+        if sides[0] == 0 and sides[1] == 0:
+            del self.resting[symbol]
+
+    def _done(self, coid: str) -> None:
+        self.cancels.pop(coid, None)
+        working = self.working.pop(coid, None)
+        if working is not None and working.remaining > 0:
+            self._rest(working.symbol, working.side, -working.remaining)
+
+    def _report(self, event: AccountEvent) -> None:
+        report = event.report
+        assert report is not None
+        view = self.orders.get(report.client_order_id)
+        if view is None or not view.is_open:
+            return  # unknown here, or terminal already (terminal is final, whatever order reports come in)
+        if report.reason == "duplicate_client_order_id" and report.event_id.count(".") > 1:
+            return  # a refused second intent with the same id: the first order is unaffected
+        self.orders[report.client_order_id] = view.model_copy(
+            update={
+                "status": report.status,
+                "filled_quantity": max(view.filled_quantity, report.filled_quantity),
+                "reason": report.reason,
+                "updated_at": report.ts,
+            }
+        )
+        if report.status in TERMINAL_STATUSES:
+            self._done(report.client_order_id)
+
+    def _fill(self, event: AccountEvent) -> None:
+        fill = event.fill
+        assert fill is not None
+        if not self.portfolio.apply(fill):
+            return
+        coid = fill.client_order_id
+        working = self.working.get(coid)
+        if working is not None:
+            used = min(fill.quantity, working.remaining)
+            working.remaining -= used
+            self._rest(working.symbol, working.side, -used)
+            if working.remaining <= 0:
+                self._done(coid)
+        view = self.orders.get(coid)
+        if view is not None:
+            before = view.filled_quantity if view.avg_fill_price is not None else ZERO
+            total = before + fill.quantity
+            avg = ((view.avg_fill_price or ZERO) * before + fill.price * fill.quantity) / total
+            self.orders[coid] = view.model_copy(
+                update={
+                    "filled_quantity": max(view.filled_quantity, total),
+                    "avg_fill_price": avg,
+                    "updated_at": max(view.updated_at, fill.ts),
+                }
+            )
+        self.gate.observe_equity(self.portfolio.equity(), event.ts)
+
+    def _mark(self, symbol: str, price: Decimal, ts: datetime, applied_at: datetime) -> None:
+        latest = self.price_ts.get(symbol)
+        if latest is not None and ts < latest:
+            self.marks_refused += 1  # a bar older than the symbol's latest: market time never runs back
+            return
+        self.prices[symbol] = price
+        self.price_ts[symbol] = ts
+        self.portfolio.mark(symbol, price)
+        if self.portfolio.quantity(symbol) != 0 or self.gate.peak_equity is None:
+            self.gate.observe_equity(self.portfolio.equity(), applied_at)
+
+    def _control(self, control: Control, ts: datetime) -> None:
+        self.gate.limits = control.limits
+        self.control_revision = max(self.control_revision, control.revision)
+        if control.state is not None and control.state is not self.gate.state:
+            if control.state is TradingState.ACTIVE:
+                self.gate.resume("operator")
+                self.gate.state_reason = control.reason or "operator_resume"
+            else:
+                self.gate._set_state(control.state, control.reason or "operator")
+        # the limits in force now may already be breached: evaluate at once, not at the next mark
+        self.gate.observe_equity(self.portfolio.equity(), ts)
+
+    # ------------------------------------------------------------------ queries
+
+    def position(self, symbol: str) -> Decimal:
+        return self.portfolio.quantity(symbol)
+
+    def resting_of(self, symbol: str) -> tuple[Decimal, Decimal]:
+        sides = self.resting.get(symbol)
+        return (sides[0], sides[1]) if sides is not None else (ZERO, ZERO)
+
+    def projected_position(self, symbol: str) -> Decimal:
+        """The position if every open order filled (buys and sells both): for display and sizing."""
+        buys, sells = self.resting_of(symbol)
+        return self.position(symbol) + buys - sells
+
+    def open_order_count(self) -> int:
+        return len(self.working)
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderView]:
+        return [self.orders[c] for c, w in self.working.items() if symbol is None or w.symbol == symbol]
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        price = self.prices.get(symbol)
+        return price if price is not None else self.portfolio.mark_price(symbol)
+
+    def worst_position(self, symbol: str) -> Decimal:
+        """The largest |position| the symbol can reach if every resting order of one side fills."""
+        buys, sells = self.resting_of(symbol)
+        pos = self.position(symbol)
+        return max(abs(pos + buys), abs(pos - sells))
+
+    def gross_exposure(self) -> Decimal:
+        """Σ over symbols of the worst-case |position| × the last price (what the gate limits)."""
+        total = ZERO
+        for symbol in set(self.portfolio.positions) | set(self.resting):
+            price = self.last_price(symbol)
+            if price is not None:
+                total += self.worst_position(symbol) * price
+        return total
+
+    def orders_in_window(self, now: datetime) -> int:
+        return self.gate.orders_in_window(now)
+
+    # ------------------------------------------------------------------ admission
+
+    def check(self, command: OrderCommand, now: datetime) -> tuple[Verdict, Decimal | None]:
+        """The gate's verdict on the command's order now (records nothing) and the price it was valued at."""
+        shape = _shape_error(command)
+        if shape is not None:
+            return Verdict(False, "invalid_order", shape), None
+        market = self._market_price(command)
+        buys, sells = self.resting_of(command.symbol)
+        verdict = self.gate.check(
+            symbol=command.symbol,
+            side=command.side,
+            quantity=command.quantity,
+            projected_position=self.position(command.symbol),
+            price=market,
+            order_type=command.order_type,
+            limit_price=command.limit_price,
+            stop_price=command.stop_price,
+            open_orders=len(self.working),
+            gross_exposure=self.gross_exposure(),
+            resting_buys=buys,
+            resting_sells=sells,
+            record=False,
+            now=now,
+        )
+        return verdict, valuation_price(market, command.limit_price, command.stop_price)
+
+    def _market_price(self, command: OrderCommand) -> Decimal | None:
+        """The market's last price; a bridge order's own reference price (the bar it decided on) when
+        higher, so a stale mark never values an order below what its decider saw."""
+        market = self.last_price(command.symbol)
+        ref = command.reference_price
+        if ref is not None and ref.is_finite() and ref > 0:
+            return ref if market is None else max(market, ref)
+        return market
+
+    def decide(
+        self, command: OrderCommand, now: datetime, max_signal_age_s: float = DEFAULT_MAX_SIGNAL_AGE_S
+    ) -> Decision:
+        if command.kind == "cancel":
+            return self._decide_cancel(command, now)
+        if command.kind == "check":
+            verdict, price = self.check(command, now)
+            return Decision(self._reply(command, verdict.approved, verdict.reason_code, verdict.message, price=price))
+        return self._decide_place(command, now, max_signal_age_s)
+
+    def _decide_place(self, command: OrderCommand, now: datetime, max_age_s: float) -> Decision:
+        coid = command.client_order_id or f"{command.origin}-{uuid.uuid4().hex[:20]}"
+        command = command.model_copy(update={"client_order_id": coid})
+        known = self.intents.get(coid)
+        if known is not None:
+            if _same(known, command):
+                return Decision(
+                    self._reply(command, True, "duplicate", "this order was already placed", duplicate=True)
+                )
+            return Decision(
+                self._reply(
+                    command,
+                    False,
+                    "duplicate_client_order_id",
+                    f"client_order_id {coid} was already used for a different order",
+                )
+            )
+        denied = self.denials.get(coid)
+        if denied is not None:
+            return Decision(self._reply(command, False, denied.reason_code, denied.message, duplicate=True))
+        shape = _shape_error(command)
+        if shape is not None:
+            return Decision(self._reply(command, False, "invalid_order", shape))
+        if command.replaces is not None:
+            old = self.orders.get(command.replaces)
+            if old is None or not old.is_open:
+                return Decision(
+                    self._reply(
+                        command, False, "order_not_open", f"order {command.replaces} is not open: nothing to replace"
+                    )
+                )
+        market = self._market_price(command)
+        if command.order_type == "market" and market is None:
+            return Decision(
+                self._reply(
+                    command,
+                    False,
+                    "no_price",
+                    f"no market price is known for {command.symbol} yet: wait for a signal, then retry",
+                )
+            )
+        verdict, price = self.check(command, now)
+        if verdict.approved and command.fired_at is not None:
+            age = (now - command.fired_at).total_seconds()
+            if age > max_age_s:
+                verdict = Verdict(
+                    False,
+                    "stale_signal",
+                    f"the signal fired {age:.1f} s ago, more than the {max_age_s:g} s a signal may wait to be traded",
+                )
+        correlation = command.correlation_id or coid
+        if not verdict.approved:
+            if verdict.reason_code in ("invalid_quantity", "invalid_price", "no_price"):
+                return Decision(self._reply(command, False, verdict.reason_code, verdict.message, price=price))
+            denial = RiskDenied(
+                client_order_id=coid,
+                symbol=command.symbol,
+                side=command.side,
+                quantity=command.quantity,
+                reason_code=verdict.reason_code,
+                message=verdict.message,
+                origin=command.origin,
+                signal_id=command.signal_id,
+                ts=now,
+                correlation_id=correlation,
+            )
+            return Decision(
+                self._reply(command, False, verdict.reason_code, verdict.message, price=price),
+                AccountEvent(kind="denied", ts=now, denied=denial),
+            )
+        reference = command.reference_price if command.reference_price is not None else self.last_price(command.symbol)
+        if reference is None:  # a limit or stop order before any market price: the engine falls back to it
+            reference = price
+        intent = OrderIntent(
+            client_order_id=coid,
+            symbol=command.symbol,
+            side=command.side,
+            quantity=command.quantity,
+            order_type=command.order_type,
+            limit_price=command.limit_price,
+            stop_price=command.stop_price,
+            time_in_force=command.time_in_force,
+            replaces=command.replaces,
+            reference_price=reference,  # type: ignore[arg-type]
+            at_open_of=command.at_open_of,
+            origin=command.origin,
+            signal_id=command.signal_id,
+            strategy=command.strategy,
+            confidence=command.confidence,
+            rationale=command.rationale,
+            created_at=now,
+            correlation_id=correlation,
+        )
+        return Decision(
+            self._reply(command, True, "approved", "admitted and sent to the simulator", price=price, submitted=True),
+            AccountEvent(kind="admitted", ts=now, intent=intent),
+        )
+
+    def _decide_cancel(self, command: OrderCommand, now: datetime) -> Decision:
+        coid = command.client_order_id
+        order = self.orders.get(coid) if coid else None
+        if coid is None or order is None:
+            return Decision(self._reply(command, False, "unknown_order", f"no order {coid}"))
+        if not order.is_open:
+            return Decision(self._reply(command, False, "order_not_open", f"order {coid} is already {order.status}"))
+        cancel = OrderCancel(
+            client_order_id=coid,
+            origin=command.origin,
+            reason=command.reason,
+            created_at=now,
+            correlation_id=command.correlation_id or coid,
+        )
+        return Decision(
+            self._reply(command, True, "cancel_requested", "cancel sent to the simulator", submitted=True),
+            AccountEvent(kind="cancel_requested", ts=now, cancel=cancel),
+        )
+
+    def _reply(
+        self,
+        command: OrderCommand,
+        ok: bool,
+        code: str,
+        message: str,
+        *,
+        price: Decimal | None = None,
+        duplicate: bool = False,
+        submitted: bool = False,
+    ) -> OrderReply:
+        coid = command.client_order_id
+        now_pos = self.projected_position(command.symbol) if command.symbol else None
+        after = None
+        if now_pos is not None and command.quantity.is_finite():
+            after = now_pos + (command.quantity if command.side == "buy" else -command.quantity)
+        notional = None
+        if price is not None and command.quantity.is_finite():
+            notional = command.quantity * price
+        return OrderReply(
+            ok=ok,
+            code=code,
+            message=message,
+            client_order_id=coid,
+            submitted=submitted,
+            duplicate=duplicate,
+            order=self.orders.get(coid) if coid else None,
+            trading_state=self.gate.state,
+            price_used=price,
+            estimated_notional=notional,
+            position_now=now_pos,
+            position_after=after,
+            journal_seq=self.seq,
+        )
+
+    # ------------------------------------------------------------------ limits
+
+    def control_event(
+        self,
+        limits: RiskLimits,
+        now: datetime,
+        *,
+        state: TradingState | None = None,
+        reason: str = "",
+        revision: int = 0,
+    ) -> AccountEvent | None:
+        """The event that puts `limits` (and `state`) in force, or None when they already are."""
+        same_state = state is None or state is self.gate.state
+        if limits == self.gate.limits and same_state and revision <= self.control_revision:
+            return None
+        return AccountEvent(
+            kind="control", ts=now, control=Control(limits=limits, state=state, reason=reason, revision=revision)
+        )
+
+
+def _same(intent: OrderIntent, command: OrderCommand) -> bool:
+    keys = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "time_in_force", "replaces")
+    return all(getattr(intent, k) == getattr(command, k) for k in keys)
+
+
+def _shape_error(c: OrderCommand) -> str | None:
+    """A field combination that cannot work (the gate checks the numbers themselves)."""
+    if not _SYMBOL.fullmatch(c.symbol or ""):
+        return f"symbol {c.symbol!r} is not a ticker (letters, digits and . _ : / -)"
+    t = c.order_type
+    if t in ("limit", "stop_limit") and c.limit_price is None:
+        return f"a {t} order needs limit_price"
+    if t in ("stop", "stop_limit") and c.stop_price is None:
+        return f"a {t} order needs stop_price"
+    if t in ("market", "stop") and c.limit_price is not None:
+        return f"a {t} order takes no limit_price"
+    if t in ("market", "limit") and c.stop_price is not None:
+        return f"a {t} order takes no stop_price"
+    if c.at_open_of is not None and t != "market":
+        return "at_open_of is for market orders only"
+    return None
+
+
+def max_signal_age(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
