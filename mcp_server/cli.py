@@ -1,4 +1,4 @@
-"""`trading-mcp`: up · serve · agent · gateway · execsim · send-signal · risk · backtest · demo."""
+"""`trading-mcp`: up · serve · agent · gateway · execsim · authority · send-signal · risk · reset · backtest · demo."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -74,7 +73,22 @@ def cmd_execsim(args: argparse.Namespace) -> int:
         "participation": args.participation,
         "seed": args.seed,
     }
+    if args.data_dir is not None:
+        # the settings' data_dir field is on its way; until it is there, the environment carries it
+        os.environ["TRADING_MCP_DATA_DIR"] = str(args.data_dir)
+        if "data_dir" in ExecSimSettings.model_fields:
+            overrides["data_dir"] = args.data_dir
     main(ExecSimSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    return 0
+
+
+def cmd_authority(args: argparse.Namespace) -> int:
+    from authority.service import main
+    from authority.settings import AuthoritySettings
+
+    _configure_logging("authority")
+    overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port}
+    main(AuthoritySettings(**{k: v for k, v in overrides.items() if v is not None}))
     return 0
 
 
@@ -130,23 +144,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- up
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; see the log above")
-        try:
-            with urllib.request.urlopen(url, timeout=0.5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not become healthy within {timeout:.0f} s")
-
-
 def cmd_up(args: argparse.Namespace) -> int:
-    from bus.embedded import ensure_embedded
+    from bus.embedded import EmbeddedNats, ensure_embedded
+    from mcp_server.supervisor import ChildSpec, StartFailed, Supervisor
 
     data_dir: Path = args.data_dir
     load_or_create_secret(data_dir)
@@ -155,11 +155,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not nats_url:
         embedded = ensure_embedded(data_dir)
         nats_url = embedded.url
-    env = {**os.environ, "NATS_URL": nats_url}
+    env = {**os.environ, "NATS_URL": nats_url, "TRADING_MCP_DATA_DIR": str(data_dir)}
     me = [sys.executable, "-m", "mcp_server.cli"]
-    ports = {"execsim": args.execsim_port, "mcp_server": args.mcp_port, "gateway": args.gateway_port}
-    specs = [(name, [*me, *argv], ports[name]) for name, argv in service_commands(args).items()]
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    ports = {
+        "execsim": args.execsim_port,
+        "authority": args.authority_port,
+        "mcp_server": args.mcp_port,
+        "gateway": args.gateway_port,
+    }
+    specs = [
+        ChildSpec(name, [*me, *argv], f"http://127.0.0.1:{ports[name]}/healthz")
+        for name, argv in service_commands(args).items()
+    ]
+
+    def restart_nats(port: int) -> EmbeddedNats:
+        server = ensure_embedded(data_dir, port)
+        if server.port != port:  # the port was taken meanwhile: the children only know the old one
+            server.stop()
+            raise RuntimeError(f"port {port} is taken")
+        return server
+
+    supervisor = Supervisor(specs, env=env, nats=embedded, nats_restart=restart_nats)
     stopping = False
 
     def shutdown(*_: object) -> None:
@@ -170,32 +186,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     code = 0
     try:
-        for name, cmd, port in specs:
-            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-            children.append((name, proc))
-            _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        supervisor.start(lambda: stopping)
         _banner(args, data_dir, nats_url)
-        while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping everything", file=sys.stderr)
-                    stopping, code = True, 1
-            time.sleep(0.2)
+        supervisor.run(lambda: stopping)
+    except StartFailed as exc:
+        if not stopping:
+            print(f"trading-mcp up: {exc}; stopping everything", file=sys.stderr)
+            code = 1
     finally:
-        # stop in reverse: the gateway stops taking signals first, then the bridge, then the simulator
-        for name, proc in reversed(children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            print(f"stopped {name}", file=sys.stderr)
-        if embedded is not None:
-            embedded.stop()
-            if embedded.owned:
-                print("stopped nats-server", file=sys.stderr)
+        # stop in reverse: the gateway stops taking signals first, then the bridge, the authority, the
+        # simulator, and last the nats-server this process started
+        supervisor.stop()
     return code
 
 
@@ -206,7 +207,8 @@ def service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     """
     d = ["--data-dir", str(args.data_dir)]
     return {
-        "execsim": ["execsim", "--port", str(args.execsim_port), *_bps(args)],
+        "execsim": ["execsim", *d, "--port", str(args.execsim_port), *_bps(args)],
+        "authority": ["authority", *d, "--port", str(args.authority_port)],
         "mcp_server": [
             "serve",
             *d,
@@ -257,7 +259,8 @@ def _banner(args: argparse.Namespace, data_dir: Path, nats_url: str) -> None:
 trading-mcp is up.
   webhook (POST, Standard Webhooks)  http://127.0.0.1:{args.gateway_port}/webhook
   MCP (streamable HTTP)              http://127.0.0.1:{args.mcp_port}/mcp
-  /healthz, /metrics                 :{args.gateway_port} gateway  :{args.mcp_port} mcp  :{args.execsim_port} execsim
+  /healthz, /metrics                 :{args.gateway_port} gateway  :{args.mcp_port} mcp  \
+:{args.authority_port} authority  :{args.execsim_port} execsim
   NATS JetStream                     {nats_url}
   webhook secret                     {data_dir / SECRET_FILE}
 
@@ -265,7 +268,7 @@ Send a signal:   trading-mcp send-signal --symbol AAPL --price 190.25 --action b
 Claude Desktop (claude_desktop_config.json):
 {json.dumps(desktop, indent=2)}
 
-Ctrl-C stops everything.""",
+A service that dies is restarted (so is the embedded nats-server). Ctrl-C stops everything.""",
         flush=True,
     )
 
@@ -315,6 +318,151 @@ def cmd_send_signal(args: argparse.Namespace) -> int:
         return 2
     print(f"{status} {text}")
     return 0 if status < 400 else 1
+
+
+# ---------------------------------------------------------------- reset
+
+# Kept by `reset` unless --all: the secrets and credentials (and the sources file, which a person wrote).
+RESET_KEEPS = ("webhook_secret", "operator_token", "authority_key", "nats-auth.json")
+RESET_NEVER = ("sources.toml",)
+RESET_STREAMS = ("SIGNALS", "DECISIONS", "EXECUTIONS", "ACCOUNT")
+# the account's KV buckets, and the gateway's seen-id buckets (their records name signals that reset deletes)
+RESET_BUCKETS = ("RISK_CONTROL", "ACCOUNT_SNAPSHOT", "webhook_ids", "idempotency_keys")
+
+
+def _running_nats(data_dir: Path) -> tuple[int, int] | None:
+    """(pid, port) of the embedded nats-server that nats.json names, if that process lives."""
+    from bus.embedded import STATE_FILE, _pid_alive
+
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+        pid, port = int(state["pid"]), int(state["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _pid_alive(pid):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # a recycled pid is not a running system
+        try:
+            if b"nats-server" not in cmdline.read_bytes():
+                return None
+        except OSError:
+            return None
+    return pid, port
+
+
+def _confirm_reset(args: argparse.Namespace, what: list[str]) -> int | None:
+    """None when confirmed, else the exit code."""
+    if args.yes:
+        return None
+    if not sys.stdin.isatty():
+        print(
+            "trading-mcp reset: refusing without --yes when stdin is not a terminal (it deletes the account)",
+            file=sys.stderr,
+        )
+        return 2
+    print("This deletes:\n" + "\n".join(f"  {w}" for w in what))
+    name = args.data_dir.name
+    try:
+        answer = input(f"Type the data dir name ({name}) to confirm: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != name:
+        print("not confirmed; nothing was deleted", file=sys.stderr)
+        return 1
+    return None
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """A fresh account: no signals, orders, fills or positions. Secrets stay unless --all."""
+    import shutil
+
+    from schemas.subjects import STREAMS
+
+    data_dir: Path = args.data_dir
+    nats_url = os.environ.get("NATS_URL")
+    if nats_url:
+        streams = list(dict.fromkeys([*(s.name for s in STREAMS), *RESET_STREAMS]))
+        what = [f"stream {s} on {nats_url}" for s in streams] + [f"KV bucket {b}" for b in RESET_BUCKETS]
+        if (code := _confirm_reset(args, what)) is not None:
+            return code
+        return _reset_external(nats_url, data_dir, streams)
+
+    if not data_dir.is_dir():
+        print(f"{data_dir} does not exist: nothing to reset")
+        return 0
+    if running := _running_nats(data_dir):
+        print(
+            f"trading-mcp reset: a system is running on {data_dir} (nats-server pid {running[0]}, port {running[1]}); "
+            "stop `trading-mcp up` (and any `trading-mcp serve` on this data dir) first",
+            file=sys.stderr,
+        )
+        return 2
+    entries = sorted(data_dir.iterdir())
+    if entries and not any((data_dir / m).exists() for m in ("nats", "nats.json", SECRET_FILE)):
+        print(
+            f"trading-mcp reset: {data_dir} does not look like a trading-mcp data dir (no nats/, nats.json "
+            "or webhook_secret); nothing deleted",
+            file=sys.stderr,
+        )
+        return 2
+    keep = set(RESET_NEVER) | (set() if args.all else set(RESET_KEEPS))
+    doomed = [p for p in entries if p.name not in keep]
+    if not doomed:
+        print(f"{data_dir} holds no account state: nothing to reset")
+        return 0
+    if (code := _confirm_reset(args, [str(p) + ("/" if p.is_dir() else "") for p in doomed])) is not None:
+        return code
+    for p in doomed:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+            print(f"removed {p}/")
+        else:
+            p.unlink(missing_ok=True)
+            print(f"removed {p}")
+    kept = [p.name for p in entries if p.name in keep]
+    if kept:
+        print(f"kept {', '.join(kept)}")
+    return 0
+
+
+def _reset_external(url: str, data_dir: Path, streams: list[str]) -> int:
+    import asyncio
+    import inspect
+
+    from nats.js.errors import NotFoundError
+
+    from bus.jetstream import connect
+
+    async def run() -> int:
+        extra: dict[str, object] = {}
+        if {"role", "data_dir"} <= inspect.signature(connect).parameters.keys():  # a locked bus: the admin role
+            extra = {"role": "admin", "data_dir": data_dir}
+        try:
+            nc = await asyncio.wait_for(connect(url, "reset", **extra), 10)
+        except Exception as exc:
+            print(f"trading-mcp reset: cannot reach {url}: {exc!r}", file=sys.stderr)
+            return 1
+        try:
+            js = nc.jetstream()
+            for name in streams:
+                try:
+                    await js.delete_stream(name)
+                    print(f"deleted stream {name}")
+                except NotFoundError:
+                    pass
+            for bucket in RESET_BUCKETS:
+                try:
+                    await js.delete_key_value(bucket)
+                    print(f"deleted KV bucket {bucket}")
+                except NotFoundError:
+                    pass
+        finally:
+            await nc.close()
+        print("restart the services: they recreate the streams empty")
+        return 0
+
+    return asyncio.run(run())
 
 
 # ---------------------------------------------------------------- risk (operator)
@@ -403,11 +551,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="NATS store and webhook secret (default $XDG_DATA_HOME/trading-mcp)",
         )
 
-    up = sub.add_parser("up", help="start NATS (embedded unless NATS_URL), gateway, execsim, MCP server + bridge")
+    up = sub.add_parser(
+        "up",
+        help="start NATS (embedded unless NATS_URL), execsim, the order authority, MCP server + bridge, gateway; "
+        "restart any of them that dies",
+    )
     data_dir(up)
     up.add_argument("--gateway-port", type=int, default=8001)
     up.add_argument("--mcp-port", type=int, default=8002)
     up.add_argument("--execsim-port", type=int, default=8004)
+    up.add_argument("--authority-port", type=int, default=8003)
     up.add_argument("--slippage-bps", type=str, default=None)
     up.add_argument("--fee-bps", type=str, default=None)
     up.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
@@ -463,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw.set_defaults(func=cmd_gateway)
 
     ex = sub.add_parser("execsim", help="run the execution simulator")
+    ex.add_argument("--data-dir", type=Path, default=None, help="the account's data dir (default: none)")
     ex.add_argument("--host", default=None)
     ex.add_argument("--port", type=int, default=None)
     ex.add_argument("--slippage-bps", type=str, default=None)
@@ -475,6 +629,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--participation", type=str, default=None, help="max fraction of a bar's volume filled")
     ex.add_argument("--seed", type=int, default=None)
     ex.set_defaults(func=cmd_execsim)
+
+    au = sub.add_parser("authority", help="run the order authority: the one admitter of the account's orders")
+    data_dir(au)
+    au.add_argument("--host", default=None)
+    au.add_argument("--port", type=int, default=None)
+    au.set_defaults(func=cmd_authority)
+
+    rs = sub.add_parser(
+        "reset",
+        help="a fresh account: delete the NATS store (or, with NATS_URL, the streams and buckets); keeps the secrets",
+    )
+    data_dir(rs)
+    rs.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
+    rs.add_argument("--all", action="store_true", help="also delete the secrets and tokens (a new identity)")
+    rs.set_defaults(func=cmd_reset)
 
     rk = sub.add_parser(
         "risk", help="operator: show or change risk limits and the trading state (signed with the operator token)"

@@ -1,25 +1,39 @@
-"""The user's path through real processes: `trading-mcp up`, `send-signal`, restart, and the stdio server."""
+"""The user's path through real processes: `trading-mcp up`, `send-signal`, restart, supervision, and the
+stdio server."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from mcp import Client, StdioServerParameters
 
 from bus.embedded import EmbeddedNats, free_port
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
 
+# `up` starts the order authority (`trading-mcp authority`); without its package `up` cannot start.
+requires_authority = pytest.mark.skipif(
+    importlib.util.find_spec("authority.service") is None, reason="the authority package is not there yet"
+)
 
-def _up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+
+def free_ports() -> dict[str, int]:
+    return {"gw": free_port(), "mcp": free_port(), "ex": free_port(), "au": free_port(), "nats": free_port()}
+
+
+def _up(data_dir: Path, ports: dict[str, int], stderr: int | object = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env["TRADING_MCP_NATS_PORT"] = str(ports["nats"])
     return subprocess.Popen(
@@ -34,11 +48,64 @@ def _up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
             str(ports["mcp"]),
             "--execsim-port",
             str(ports["ex"]),
+            "--authority-port",
+            str(ports["au"]),
         ],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,  # type: ignore[arg-type]
     )
+
+
+def processes_of(data_dir: Path) -> dict[int, str]:
+    """pid -> command line of every live process whose command line names the data dir."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(data_dir) in cmdline and "zombie" not in (proc / "status").read_text():
+                found[int(proc.name)] = cmdline
+        except OSError:
+            continue
+    return found
+
+
+def pid_of(data_dir: Path, service: str) -> int | None:
+    pids = [pid for pid, cmd in processes_of(data_dir).items() if f"mcp_server.cli {service} " in cmd]
+    return pids[0] if len(pids) == 1 else None
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+
+
+def send_signal(
+    data_dir: Path, gw_port: int, symbol: str = "AAPL", price: str = "190.25"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXE, "send-signal", "--data-dir", str(data_dir), "--url", f"http://127.0.0.1:{gw_port}/webhook",
+         "--symbol", symbol, "--price", price, "--action", "buy", "--quantity", "10"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+async def signal_symbols(mcp_port: int) -> list[str]:
+    async with Client(f"http://127.0.0.1:{mcp_port}/mcp") as client:
+        result = await client.call_tool("list_signals", {})
+    return [s["symbol"] for s in result.structured_content["signals"]]
 
 
 def _wait_banner(proc: subprocess.Popen[bytes]) -> str:
@@ -69,9 +136,10 @@ async def _aapl_quantity(url: str) -> Decimal | None:
     return None
 
 
+@requires_authority
 async def test_up_send_signal_and_restart_keep_the_position(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {"gw": free_port(), "mcp": free_port(), "ex": free_port(), "nats": free_port()}
+    ports = free_ports()
     proc = _up(data_dir, ports)
     try:
         banner = _wait_banner(proc)
@@ -105,7 +173,7 @@ async def test_up_send_signal_and_restart_keep_the_position(tmp_path: Path) -> N
         while await _aapl_quantity(url) != 10:
             assert time.monotonic() < deadline, "no AAPL position within 10 s"
         nats_pid = json.loads((data_dir / "nats.json").read_text())["pid"]
-        for port in (ports["gw"], ports["mcp"], ports["ex"]):
+        for port in (ports["gw"], ports["mcp"], ports["ex"], ports["au"]):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 assert r.status == 200
     finally:
@@ -122,6 +190,53 @@ async def test_up_send_signal_and_restart_keep_the_position(tmp_path: Path) -> N
         assert await _aapl_quantity(f"http://127.0.0.1:{ports['mcp']}/mcp") == 10
     finally:
         _stop(proc)
+
+
+@requires_authority
+async def test_up_restarts_a_killed_service_and_the_embedded_nats_server_and_sigterm_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    ports = free_ports()
+    log = tmp_path / "up.log"
+    with open(log, "wb") as err:
+        proc = _up(data_dir, ports, stderr=err)
+    try:
+        _wait_banner(proc)
+        # a service killed -9 is started again, on its port
+        first = pid_of(data_dir, "execsim")
+        assert first is not None, processes_of(data_dir)
+        os.kill(first, signal.SIGKILL)
+        until(lambda: pid_of(data_dir, "execsim") not in (None, first), 15, "a new execsim process")
+        until(lambda: healthy(f"http://127.0.0.1:{ports['ex']}/healthz"), 30, "the new execsim healthy")
+        assert "execsim exited with code -9 (SIGKILL); restarting it in 0.5 s" in log.read_text()
+
+        # the embedded nats-server killed -9 comes back on the same port and store; the services reconnect
+        nats_pid = json.loads((data_dir / "nats.json").read_text())["pid"]
+        os.kill(nats_pid, signal.SIGKILL)
+
+        def new_nats() -> bool:
+            try:
+                state = json.loads((data_dir / "nats.json").read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(state["pid"] != nats_pid and state["port"] == ports["nats"])
+
+        until(new_nats, 20, "a new nats-server on the same port")
+        until(lambda: healthy(f"http://127.0.0.1:{ports['mcp']}/readyz"), 30, "the MCP server reconnected")
+        until(lambda: healthy(f"http://127.0.0.1:{ports['gw']}/readyz"), 30, "the gateway reconnected")
+        sent = send_signal(data_dir, ports["gw"], symbol="AFTER")
+        assert sent.returncode == 0 and sent.stdout.startswith("202 "), sent.stdout + sent.stderr
+        deadline = time.monotonic() + 20
+        while "AFTER" not in await signal_symbols(ports["mcp"]):
+            assert time.monotonic() < deadline, "the signal sent after the NATS restart never reached the MCP server"
+        assert pid_of(data_dir, "execsim") is not None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, log.read_text()[-3000:]
+    until(lambda: not processes_of(data_dir), 10, "every process of the data dir gone")
+    assert not (data_dir / "nats.json").exists()
 
 
 async def test_serve_over_stdio_answers_tools_list(nats_server: EmbeddedNats, tmp_path: Path) -> None:

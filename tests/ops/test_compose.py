@@ -24,8 +24,8 @@ from observability.http import ops_routes
 from tests.conftest import serve_uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = {"gateway", "mcp_server", "execsim"}
-PORTS = {"gateway": 8001, "mcp_server": 8002, "execsim": 8004}
+APP_SERVICES = {"gateway", "mcp_server", "execsim", "authority"}
+PORTS = {"gateway": 8001, "mcp_server": 8002, "authority": 8003, "execsim": 8004}
 
 
 def compose(name: str = "docker-compose.yml") -> dict[str, object]:
@@ -90,6 +90,24 @@ def test_each_service_command_is_the_one_trading_mcp_up_runs_plus_the_container_
         assert container == local, f"{name}: compose runs {spec['command']}, up runs {expected[name]}"
 
 
+def test_compose_starts_the_services_in_the_order_up_starts_them() -> None:
+    """Each app service waits, healthy, for the one `up` starts before it (the authority before the
+    MCP server and its bridge, whose orders it admits)."""
+    order = list(service_commands(build_parser().parse_args(["up"])))
+    assert order == ["execsim", "authority", "mcp_server", "gateway"]
+    spec = services()
+    for before, after in zip(order, order[1:], strict=False):
+        assert spec[after]["depends_on"][before]["condition"] == "service_healthy", (before, after)  # type: ignore[index]
+
+
+def test_the_authority_and_the_simulator_share_the_signing_key_from_the_environment() -> None:
+    spec = services()
+    for name in ("authority", "execsim"):
+        key = spec[name]["environment"]["TRADING_MCP_AUTHORITY_KEY"]  # type: ignore[index]
+        assert key.startswith("${TRADING_MCP_AUTHORITY_KEY:?"), name
+        assert any(v.endswith(":/data") for v in spec[name]["volumes"]), name  # type: ignore[union-attr]
+
+
 def test_the_service_commands_check_notices_a_changed_flag() -> None:
     parser = build_parser()
     expected = service_commands(parser.parse_args(["up"]))["mcp_server"]
@@ -144,7 +162,16 @@ def test_the_test_stack_runs_the_signal_flow_script_then_the_suite_after_the_ser
     assert "test" in dockerfile_stages()
     command = " ".join(tests["command"])  # type: ignore[arg-type]
     assert "scripts/test-signal-flow.sh" in command and "pytest" in command
-    assert all(tests["depends_on"][s]["condition"] == "service_healthy" for s in APP_SERVICES)  # type: ignore[index]
+    # every app service is healthy first: waited for directly, or through a service that waits for it
+    spec = {**services(), **services("docker-compose.test.yml")}
+    waited: set[str] = set()
+    todo = ["tests"]
+    while todo:
+        for dep, cond in spec[todo.pop()].get("depends_on", {}).items():  # type: ignore[union-attr]
+            if cond["condition"] == "service_healthy" and dep not in waited:
+                waited.add(dep)
+                todo.append(dep)
+    assert waited >= APP_SERVICES, APP_SERVICES - waited
 
 
 def test_the_final_image_is_slim_non_root_and_holds_only_the_builder_venv() -> None:

@@ -21,6 +21,9 @@ import pytest
 from bus.embedded import free_port
 from gateway import signing
 from tests.conftest import wait_for
+from tests.test_cli_processes import requires_authority
+
+pytestmark = requires_authority
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "trading-mcp")
@@ -60,14 +63,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
-    ports = {"gw": free_port(), "mcp": free_port(), "ex": free_port(), "nats": free_port()}
+    ports = {"gw": free_port(), "mcp": free_port(), "ex": free_port(), "au": free_port(), "nats": free_port()}
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env["TRADING_MCP_NATS_PORT"] = str(ports["nats"])
     log = tmp / "services.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [EXE, "up", "--data-dir", str(tmp / "data"), "--gateway-port", str(ports["gw"]),
-             "--mcp-port", str(ports["mcp"]), "--execsim-port", str(ports["ex"])],
+             "--mcp-port", str(ports["mcp"]), "--execsim-port", str(ports["ex"]), "--authority-port", str(ports["au"])],
             env=env, stdout=subprocess.PIPE, stderr=err,
         )  # fmt: skip
     try:
