@@ -1,9 +1,14 @@
 """The simulator service: the engine between NATS streams.
 
 Inputs, each from a durable pull consumer with explicit acks:
-- `decisions.order_intent` and `decisions.order_cancel` (durable `execsim-orders`, stream order);
+- `decisions.order_intent` and `decisions.order_cancel` (durable `execsim-orders`, stream order), from
+  the order authority only: each carries the header `Trading-Authority-Signature` (`bus.authority_key`),
+  an HMAC of its exact bytes. A command without it, or with a wrong one, is ignored (no engine call, no
+  event), logged, counted in `exec_sim_unsigned_commands_total{subject}` and acked;
 - `signals.normalized` (durable `execsim-market`): each signal is a bar for its symbol (a
-  price-only signal is a bar with open = high = low = close) that works resting orders.
+  price-only signal is a bar with open = high = low = close) that works resting orders. A bar not
+  newer than the symbol's last one is refused (`Engine.refusal`), counted in
+  `exec_sim_bars_refused_total{reason}`.
 A clock tick works orders whose latency has passed and expires DAY orders.
 
 Outputs: lifecycle events on `executions.report`, fills on `executions.fill`, each with
@@ -15,7 +20,7 @@ Restart (`rebuild`): the engine is restored from what the streams already hold.
 - EXECUTIONS: every report and fill the simulator published — each order's status, filled
   quantity, fill count and whether its stop triggered.
 - DECISIONS: the intents (an intent with no report yet was never acked: it will be redelivered)
-  and the cancels of orders not seen yet.
+  and the cancels of orders not seen yet; unsigned ones are skipped, as they were when consumed.
 - SIGNALS, up to the market consumer's ack floor: the last bar per symbol (later ones will be
   redelivered and worked).
 Open orders come back open with what is left of them, so nothing is lost and nothing fills twice:
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,9 +45,11 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 
+from bus.authority_key import HEADER as SIGNATURE_HEADER
+from bus.authority_key import load_or_create_key, verify
 from bus.jetstream import Follower, connect, ensure_streams, log_if_failed, publish
 from execsim.engine import Engine, Event
-from execsim.settings import ExecSimSettings
+from execsim.settings import ExecSimSettings, default_data_dir
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
 from observability.http import ops_routes
@@ -57,6 +65,7 @@ _stdlog = logging.getLogger(__name__)
 DURABLE = "execsim-orders"
 MARKET_DURABLE = "execsim-market"
 TICK_SECONDS = 0.05
+COMMANDS = frozenset({Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value})
 
 __all__ = [
     "DURABLE",
@@ -70,15 +79,43 @@ __all__ = [
 ]
 
 
-class ExecSimService:
-    """Feeds messages to the engine and publishes what it answers. One batch at a time."""
+def signed(key: bytes | None, msg: Msg) -> bool:
+    """Whether an order command carries the authority's signature of its bytes (always, with no key)."""
+    if key is None:
+        return True
+    return verify(key, msg.data, (msg.headers or {}).get(SIGNATURE_HEADER))
 
-    def __init__(self, js: JetStreamContext, engine: Engine, market_durable: str | None = None) -> None:
+
+def _client_order_id(data: bytes) -> str | None:
+    """The client order id of an untrusted command body, for the log; None when it has none."""
+    try:
+        coid = json.loads(data).get("client_order_id")
+    except (ValueError, AttributeError):
+        return None
+    return coid if isinstance(coid, str) else None
+
+
+class ExecSimService:
+    """Feeds messages to the engine and publishes what it answers. One batch at a time.
+
+    `authority_key`: order intents and cancels must be signed with it (`bus.authority_key`); None accepts
+    every command, only for tests that build the service in-process. `run_execsim` always passes a key."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        engine: Engine,
+        market_durable: str | None = None,
+        *,
+        authority_key: bytes | None = None,
+    ) -> None:
         self.js = js
         self.engine = engine
         self.market_durable = market_durable
+        self.authority_key = authority_key
         self._lock = asyncio.Lock()
         self._broken = False
+        self._refused_symbols: set[str] = set()
 
     async def handle(self, msg: Msg) -> None:
         """One message (the per-message handler `bus.jetstream.consume` expects)."""
@@ -119,6 +156,15 @@ class ExecSimService:
 
     def _apply(self, msg: Msg) -> list[Event]:
         subject = msg.subject
+        if subject in COMMANDS and not signed(self.authority_key, msg):
+            metrics.exec_sim_unsigned_commands_total.labels(subject).inc()
+            log.warning(
+                "command without a valid authority signature ignored",
+                subject=subject,
+                client_order_id=_client_order_id(msg.data),
+                had_signature=bool((msg.headers or {}).get(SIGNATURE_HEADER)),
+            )
+            return []
         if subject == Subject.ORDER_INTENT.value:
             intent = OrderIntent.model_validate_json(msg.data)
             events = self.engine.submit(intent)
@@ -131,7 +177,22 @@ class ExecSimService:
             cancel = OrderCancel.model_validate_json(msg.data)
             return self.engine.cancel(cancel.client_order_id, cancel.reason or f"canceled_by_{cancel.origin}")
         if subject == Subject.SIGNALS_NORMALIZED.value:
-            return self.engine.on_bar(Bar.from_signal(NormalizedSignal.model_validate_json(msg.data)))
+            signal = NormalizedSignal.model_validate_json(msg.data)
+            bar = Bar.from_signal(signal)
+            refused = self.engine.refusal(bar)
+            events = self.engine.on_bar(bar)  # a refused bar: no events, nothing changes
+            if refused is not None:
+                metrics.exec_sim_bars_refused_total.labels(refused).inc()
+                if refused == "older_than_latest" and bar.symbol not in self._refused_symbols:
+                    self._refused_symbols.add(bar.symbol)
+                    log.info(
+                        "bar older than the symbol's latest refused (logged once per symbol)",
+                        symbol=bar.symbol,
+                        bar_ts=bar.ts.isoformat(),
+                        signal_id=signal.signal_id,
+                        correlation_id=signal.correlation_id,
+                    )
+            return events
         return []
 
     async def _publish(self, events: list[Event]) -> None:
@@ -180,7 +241,7 @@ class ExecSimService:
 
     async def _rebuild(self) -> None:
         fresh = Engine(self.engine.clock, self.engine.config)
-        known = await rebuild(self.js, fresh, self.market_durable)
+        known = await rebuild(self.js, fresh, self.market_durable, authority_key=self.authority_key)
         self.engine = fresh
         self._broken = False
         metrics.exec_sim_rebuilds_total.inc()
@@ -210,8 +271,11 @@ async def _read(js: JetStreamContext, stream: str, subject: str, handler) -> Non
     await follower.stop()
 
 
-async def rebuild(js: JetStreamContext, engine: Engine, market_durable: str | None = None) -> int:
-    """Restore `engine` from the streams; returns the number of orders it knows again."""
+async def rebuild(
+    js: JetStreamContext, engine: Engine, market_durable: str | None = None, *, authority_key: bytes | None = None
+) -> int:
+    """Restore `engine` from the streams; returns the number of orders it knows again. With `authority_key`,
+    intents and cancels not signed with it are skipped (the service ignored them too)."""
     records: dict[str, _Record] = {}
 
     def on_execution(msg: Msg) -> None:
@@ -241,6 +305,8 @@ async def rebuild(js: JetStreamContext, engine: Engine, market_durable: str | No
     cancels: list[str] = []
 
     def on_decision(msg: Msg) -> None:
+        if msg.subject in COMMANDS and not signed(authority_key, msg):
+            return
         if msg.subject == Subject.ORDER_INTENT.value:
             intent = OrderIntent.model_validate_json(msg.data)
             intents.setdefault(intent.client_order_id, intent)
@@ -388,10 +454,11 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
     nc = await connect(settings.nats_url, "execsim")
     js = nc.jetstream()
     await ensure_streams(js)
+    key = load_or_create_key(settings.data_dir or default_data_dir())
     engine = Engine(clock or LiveClock(), settings.engine_config())
-    known = await rebuild(js, engine, MARKET_DURABLE)
+    known = await rebuild(js, engine, MARKET_DURABLE, authority_key=key)
     log.info("execsim ready", orders_rebuilt=known, open_orders=engine.open_count(), nats=settings.nats_url)
-    service = ExecSimService(js, engine, MARKET_DURABLE)
+    service = ExecSimService(js, engine, MARKET_DURABLE, authority_key=key)
     stop = asyncio.Event()
 
     async def ready() -> dict[str, bool]:

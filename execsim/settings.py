@@ -1,8 +1,10 @@
-"""Execution simulator configuration (env prefix TRADING_MCP_EXECSIM_, `NATS_URL`)."""
+"""Execution simulator configuration (env prefix TRADING_MCP_EXECSIM_, `NATS_URL`, `TRADING_MCP_DATA_DIR`)."""
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -11,10 +13,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from execsim.engine import EngineConfig
 
 
+def default_data_dir() -> Path:
+    """`$TRADING_MCP_DATA_DIR`, else `$XDG_DATA_HOME/trading-mcp`, else `~/.local/share/trading-mcp` (as the CLI)."""
+    if env := os.environ.get("TRADING_MCP_DATA_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "trading-mcp"
+
+
 class ExecSimSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRADING_MCP_EXECSIM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TRADING_MCP_EXECSIM_", extra="ignore", populate_by_name=True)
 
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
+    data_dir: Path | None = Field(
+        default_factory=default_data_dir,
+        validation_alias="TRADING_MCP_DATA_DIR",
+        description="Holds `authority_key`, the order authority's signing key (unless TRADING_MCP_AUTHORITY_KEY)",
+    )
     host: str = "127.0.0.1"
     port: int = 8004
     slippage_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)

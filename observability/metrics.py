@@ -54,6 +54,16 @@ exec_sim_simulation_duration_seconds = Histogram(
 exec_sim_open_orders = Gauge("exec_sim_open_orders", "Orders resting in the simulator (not yet ended)")
 exec_sim_reports_total = Counter("exec_sim_reports_total", "Order lifecycle events published", ["status"])
 exec_sim_rebuilds_total = Counter("exec_sim_rebuilds_total", "Times the simulator rebuilt its state from the streams")
+exec_sim_unsigned_commands_total = Counter(
+    "exec_sim_unsigned_commands_total",
+    "Order intents and cancels ignored: the order authority's signature was missing or wrong",
+    ["subject"],
+)
+exec_sim_bars_refused_total = Counter(
+    "exec_sim_bars_refused_total",
+    "Bars refused for fills: older than the symbol's latest bar, or that bar again (duplicate)",
+    ["reason"],
+)
 
 # bus (every service that publishes or consumes)
 jetstream_publish_duration_seconds = Histogram(

@@ -12,18 +12,23 @@ When orders are worked:
 - later, when its latency has passed: at the next `set_price`, `on_bar` or `tick`;
 - every resting order, against each new bar along the intrabar path (`execsim.engine.intrabar`).
 A market order `at_open_of` a bar time fills at the open of that bar of its symbol (or of the first
-later bar), from the engine's own bars: at submit when that bar is already known, else at the bar's
-arrival; prices on the engine's tick. Latency does not apply (the order was placed before the open).
+later bar), from the engine's own bars (matched by the bars' timestamps, not by when they arrived): at
+submit when that bar is already known, else at the bar's arrival; prices on the engine's tick. Latency
+does not apply (the order was placed before the open).
 IOC and FOK are worked once, at their first opportunity (a price, or a bar's open); what does not
 fill then is canceled (FOK: all of it unless all of it fills).
 A DAY order lives for the UTC date of the first bar it is worked against; the first bar of a later
 date expires it (so an order placed after the close is good for the next session).
+
+Bars of a symbol only move forward: a bar older than the last bar applied for its symbol, or with the
+same timestamp (the same bar again), is refused (`refusal`): it works no order, fills no `at_open_of`
+order, moves no price and is not remembered; the engine counts it (`stale_bars`, `duplicate_bars`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -79,6 +84,35 @@ class MarketState:
         return (b.high - b.low) / b.close if b is not None else ZERO
 
 
+class BarOpens:
+    """The opens of the last `limit` bars of one symbol, kept sorted by the bars' own timestamps."""
+
+    __slots__ = ("_opens", "_times", "limit")
+
+    def __init__(self, limit: int = OPENS_KEPT) -> None:
+        self.limit = limit
+        self._times: list[datetime] = []
+        self._opens: dict[datetime, Decimal] = {}
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def add(self, ts: datetime, opened: Decimal) -> None:
+        if ts not in self._opens:
+            if not self._times or ts > self._times[-1]:
+                self._times.append(ts)  # the usual case: bars arrive in time order
+            else:
+                insort(self._times, ts)
+        self._opens[ts] = opened
+        if len(self._times) > self.limit:
+            del self._opens[self._times.pop(0)]  # the oldest by time, not by arrival
+
+    def first_at_or_after(self, ts: datetime) -> Decimal | None:
+        """The open of the bar with the smallest timestamp >= `ts`, or None when no such bar is kept."""
+        i = bisect_left(self._times, ts)
+        return self._opens[self._times[i]] if i < len(self._times) else None
+
+
 _SAME = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "time_in_force", "replaces")
 
 
@@ -90,7 +124,9 @@ class Engine:
     _open: dict[str, dict[str, WorkingOrder]] = field(default_factory=dict)
     _market: dict[str, MarketState] = field(default_factory=dict)
     _canceled_early: set[str] = field(default_factory=set)
-    _opens: dict[str, OrderedDict[datetime, Decimal]] = field(default_factory=dict)
+    _opens: dict[str, BarOpens] = field(default_factory=dict)
+    stale_bars: int = 0  # bars refused as older than the symbol's latest bar
+    duplicate_bars: int = 0  # bars refused as the symbol's latest bar again (same timestamp)
 
     def __post_init__(self) -> None:
         self._prices = PriceModel(self.config)
@@ -124,6 +160,15 @@ class Engine:
         """(bid, ask) from the last price and the configured spread, or None when no price is known."""
         st = self._market.get(symbol)
         return self._prices.quote(st.price) if st else None
+
+    def refusal(self, bar: Bar) -> str | None:
+        """Why `on_bar` would refuse `bar`: "older_than_latest" (before the last bar applied for its symbol),
+        "duplicate" (that bar's timestamp again), or None (it is newer: it will be applied)."""
+        st = self._market.get(bar.symbol)
+        latest = st.bar if st is not None else None
+        if latest is None or bar.ts > latest.ts:
+            return None
+        return "older_than_latest" if bar.ts < latest.ts else "duplicate"
 
     def estimate(self, intent: OrderIntent) -> Decimal:
         """The price a market order would get now (a limit's limit price is its worst case)."""
@@ -170,8 +215,10 @@ class Engine:
             self._open.setdefault(intent.symbol, {})[intent.client_order_id] = order
 
     def restore_market(self, bar: Bar) -> None:
-        """Restore the market state of a symbol from a bar already processed before a restart."""
-        self._set_market_from_bar(bar)
+        """Restore the market state of a symbol from a bar already processed before a restart. A bar
+        `on_bar` would refuse (older than the latest, or the same again) is skipped, as it was then."""
+        if self.refusal(bar) is None:
+            self._set_market_from_bar(bar)
 
     # ------------------------------------------------------------------ commands
 
@@ -266,7 +313,15 @@ class Engine:
 
     def on_bar(self, bar: Bar) -> list[Event]:
         """Work every resting order of the bar's symbol along its intrabar path, then make the bar
-        the symbol's market state (last price = close)."""
+        the symbol's market state (last price = close). A bar not newer than the symbol's last bar is
+        refused: no events, no state change (see `refusal`); counted in `stale_bars` / `duplicate_bars`."""
+        refused = self.refusal(bar)
+        if refused is not None:
+            if refused == "duplicate":
+                self.duplicate_bars += 1
+            else:
+                self.stale_bars += 1
+            return []
         events: list[Event] = []
         now = self.clock.now()
         budget = self._budget(bar)
@@ -305,17 +360,16 @@ class Engine:
         return bar.volume * p
 
     def _open_at(self, symbol: str, ts: datetime) -> Decimal | None:
-        """The open (on the engine's tick) of the first remembered bar at or after `ts`."""
-        for bar_ts, opened in self._opens.get(symbol, {}).items():
-            if bar_ts >= ts:
-                return opened.quantize(PRICE_QUANTUM)
-        return None
+        """The open (on the engine's tick) of the remembered bar with the smallest time at or after `ts`."""
+        opens = self._opens.get(symbol)
+        opened = opens.first_at_or_after(ts) if opens is not None else None
+        return opened.quantize(PRICE_QUANTUM) if opened is not None else None
 
     def _set_market_from_bar(self, bar: Bar) -> None:
-        opens = self._opens.setdefault(bar.symbol, OrderedDict())
-        opens[bar.ts] = bar.open
-        if len(opens) > OPENS_KEPT:
-            opens.popitem(last=False)
+        opens = self._opens.get(bar.symbol)
+        if opens is None:
+            opens = self._opens[bar.symbol] = BarOpens()
+        opens.add(bar.ts, bar.open)
         st = self._market.get(bar.symbol)
         if st is None:
             self._market[bar.symbol] = MarketState(bar.close, bar.ts, bar, self._budget(bar))

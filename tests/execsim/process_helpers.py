@@ -1,10 +1,14 @@
-"""Real processes and stream reads for the crash tests."""
+"""Real processes and stream reads for the crash tests.
+
+Every process gets `TRADING_MCP_AUTHORITY_KEY` = `AUTHORITY_KEY`, and `publish_all` signs the order intents
+and cancels it publishes with it, as the order authority does: the simulator ignores unsigned ones."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import secrets
 import signal as os_signal
 import subprocess
 import sys
@@ -18,9 +22,11 @@ from pathlib import Path
 
 import httpx
 from nats.js import JetStreamContext, api
+from pydantic import BaseModel
 
+from bus import authority_key
 from bus.embedded import free_port
-from bus.jetstream import publish
+from bus.jetstream import CORRELATION_ID, MSG_ID, publish
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -28,6 +34,8 @@ from tests.conftest import wait_for
 from tools.portfolio import Portfolio
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
+AUTHORITY_KEY = secrets.token_urlsafe(32)
+SIGNED_SUBJECTS = (Subject.ORDER_INTENT, Subject.ORDER_CANCEL)
 
 
 @dataclass
@@ -37,9 +45,16 @@ class Service:
     log: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of the defaults below
 
     async def start(self) -> None:
-        env = {**os.environ, "NATS_URL": self.nats_url, "TRADING_MCP_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "NATS_URL": self.nats_url,
+            "TRADING_MCP_LOG_LEVEL": "WARNING",
+            authority_key.ENV: AUTHORITY_KEY,
+            **self.env,
+        }
         out = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([EXE, *self.args, "--port", str(self.port)], env=env, stdout=out, stderr=out)
         out.close()
@@ -177,14 +192,29 @@ def signal(
     )
 
 
+async def publish_signed(
+    js: JetStreamContext, subject: Subject, message: BaseModel, *, msg_id: str, key: str | bytes = AUTHORITY_KEY
+) -> None:
+    """Publish an order intent or cancel as the order authority does: signed with `key`."""
+    data = message.model_dump_json().encode()
+    raw = key.encode() if isinstance(key, str) else key
+    headers = {MSG_ID: msg_id, CORRELATION_ID: msg_id, authority_key.HEADER: authority_key.sign(raw, data)}
+    await js.publish(subject.value, data, headers=headers, timeout=2.0)
+
+
 async def publish_all(js: JetStreamContext, subject: Subject, messages: list, ids: list[str]) -> None:  # type: ignore[type-arg]
-    """Publish with retries (NATS may be restarting); a retry is deduplicated by its id."""
+    """Publish with retries (NATS may be restarting); a retry is deduplicated by its id. Order intents and
+    cancels are signed with `AUTHORITY_KEY`."""
+
+    def one(m: BaseModel, i: str):  # type: ignore[no-untyped-def]
+        if subject in SIGNED_SUBJECTS:
+            return publish_signed(js, subject, m, msg_id=i)
+        return publish(js, subject, m, msg_id=i, correlation_id=i)
+
     for start in range(0, len(messages), 50):
         chunk = list(zip(messages[start : start + 50], ids[start : start + 50], strict=True))
         for _attempt in range(200):
-            results = await asyncio.gather(
-                *(publish(js, subject, m, msg_id=i, correlation_id=i) for m, i in chunk), return_exceptions=True
-            )
+            results = await asyncio.gather(*(one(m, i) for m, i in chunk), return_exceptions=True)
             failed = [(m, i) for (m, i), r in zip(chunk, results, strict=True) if isinstance(r, BaseException)]
             if not failed:
                 break

@@ -100,13 +100,17 @@ async def test_kill_9_of_the_bridge_gives_every_signal_one_decision_and_the_port
     nats_server: EmbeddedNats, js, tmp_path: Path
 ) -> None:
     execsim = Service(["execsim"], nats_server.url, tmp_path / "execsim.log")
+    # the bridge asks the order authority, which alone publishes (signed) intents
+    data = ["--data-dir", str(tmp_path / "data")]
+    authority = Service(["authority", *data], nats_server.url, tmp_path / "authority.log")
     bridge = Service(
-        ["serve", "--transport", "streamable-http", "--bridge", "--data-dir", str(tmp_path / "data")],
+        ["serve", "--transport", "streamable-http", "--bridge", *data],
         nats_server.url,
         tmp_path / "bridge.log",
     )
-    with services(bridge, execsim):
+    with services(bridge, authority, execsim):
         await execsim.start()
+        await authority.start()
         await bridge.start()
         signals = [signal("MSFT", str(100 + i % 7), "buy" if i % 2 else "sell", 1 + i % 4) for i in range(600)]
         await publish_all(js, Subject.SIGNALS_NORMALIZED, signals, [s.signal_id for s in signals])
