@@ -15,15 +15,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
+from bus.credentials import connect_with_credentials
 from observability import metrics
 from schemas.subjects import STREAMS, Subject
 
@@ -34,12 +35,20 @@ CORRELATION_ID = "X-Correlation-ID"
 DUPLICATE_WINDOW_S = 600.0  # twice the webhook timestamp tolerance
 
 
-async def connect(url: str, name: str) -> NATS:
+async def connect(url: str, name: str, *, role: str | None = None, data_dir: Path | None = None) -> NATS:
+    """Connect as `role` (bus.credentials.ROLES) with its credentials (`nats_auth(role, data_dir)`).
+
+    `role=None` sends no credentials: only an unlocked server accepts that. A server that refuses the
+    credentials raises `bus.credentials.CredentialsRefused` (instead of retrying forever).
+    """
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
-    return await nats.connect(
+    return await connect_with_credentials(
         url,
+        role=role,
+        data_dir=data_dir,
         name=name,
         error_cb=on_error,
         max_reconnect_attempts=-1,
@@ -49,7 +58,11 @@ async def connect(url: str, name: str) -> NATS:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the SIGNALS, DECISIONS and EXECUTIONS streams (file storage) if they are missing."""
+    """Create the SIGNALS, DECISIONS and EXECUTIONS streams (file storage) if they are missing.
+
+    Only looks (`$JS.API.STREAM.INFO`) when they exist, so it works for a role that may not create
+    streams on a locked bus once an admin provisioned them (`bus.embedded.provision`).
+    """
     for stream in STREAMS:
         config = api.StreamConfig(
             name=stream.name,
@@ -105,12 +118,14 @@ async def consume(
     stop: asyncio.Event,
     batch: int = 64,
     ack_wait: float = 30.0,
+    deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL,
 ) -> None:
-    """Run a durable pull consumer until `stop` is set. Ack after the handler returns; nak on error."""
+    """Run a durable pull consumer until `stop` is set. Ack after the handler returns; nak on error.
+    `deliver_policy` applies when the durable is first created (DeliverPolicy.NEW: skip the backlog)."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
-        deliver_policy=api.DeliverPolicy.ALL,
+        deliver_policy=deliver_policy,
         filter_subject=subject,
         ack_wait=ack_wait,
         max_ack_pending=1024,

@@ -87,7 +87,14 @@ def cmd_authority(args: argparse.Namespace) -> int:
     from authority.settings import AuthoritySettings
 
     _configure_logging("authority")
-    overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port}
+    overrides = {
+        "data_dir": args.data_dir,
+        "host": args.host,
+        "port": args.port,
+        "max_position": args.max_position,
+        "risk_limits_file": args.risk_limits_file,
+        "max_signal_age_seconds": args.max_signal_age,
+    }
     main(AuthoritySettings(**{k: v for k, v in overrides.items() if v is not None}))
     return 0
 
@@ -104,7 +111,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "bridge": args.bridge or None,
         "bridge_mode": args.bridge_mode,
-        "max_position": args.max_position,
         "strategy_commission": args.strategy_commission,
         "strategy_slippage_bps": args.strategy_slippage_bps,
         "toolsets": args.toolsets,
@@ -208,7 +214,7 @@ def service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     d = ["--data-dir", str(args.data_dir)]
     return {
         "execsim": ["execsim", *d, "--port", str(args.execsim_port), *_bps(args)],
-        "authority": ["authority", *d, "--port", str(args.authority_port)],
+        "authority": ["authority", *d, "--port", str(args.authority_port), *_limits(args)],
         "mcp_server": [
             "serve",
             *d,
@@ -225,7 +231,7 @@ def service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
 
 def _mode(args: argparse.Namespace) -> list[str]:
     """strategy mode also sizes for the simulator's costs, as the backtester does."""
-    out = [] if getattr(args, "max_position", None) is None else ["--max-position", str(args.max_position)]
+    out: list[str] = []
     mode = getattr(args, "mode", None)
     if mode is None:
         return out
@@ -236,6 +242,11 @@ def _mode(args: argparse.Namespace) -> list[str]:
         if args.slippage_bps is not None:
             out += ["--strategy-slippage-bps", str(args.slippage_bps)]
     return out
+
+
+def _limits(args: argparse.Namespace) -> list[str]:
+    """The account's limits belong to the authority, the one component that enforces them."""
+    return [] if getattr(args, "max_position", None) is None else ["--max-position", str(args.max_position)]
 
 
 def _bps(args: argparse.Namespace) -> list[str]:
@@ -471,9 +482,9 @@ def _reset_external(url: str, data_dir: Path, streams: list[str]) -> int:
 def cmd_risk(args: argparse.Namespace) -> int:
     import asyncio
 
+    from authority.control import TOKEN_FILE, load_or_create_token, read_signed, write_signed
     from bus.embedded import ensure_embedded
     from bus.jetstream import connect
-    from mcp_server.risk_control import TOKEN_FILE, load_or_create_token, read_signed, write_signed
     from tools.risk import RiskLimits, TradingState
     from tools.risk_control import ControlRefused, next_control, patched_limits, sign, verify
 
@@ -501,8 +512,33 @@ def cmd_risk(args: argparse.Namespace) -> int:
     token = load_or_create_token(args.token_file or args.data_dir / TOKEN_FILE)
     url = os.environ.get("NATS_URL") or ensure_embedded(args.data_dir).url
 
+    async def in_force(js, wait_for_revision: int = 0) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
+        """What the authority's journal says is in force (after it applied `wait_for_revision`, bounded)."""
+        from bus.journal import JournalFollower
+        from tools.account import Account
+
+        account = Account()
+        follower = JournalFollower(js, lambda seq, ev: account.apply(ev, seq), "paper")
+        await follower.start()
+        try:
+            await asyncio.wait_for(follower.caught_up.wait(), 30)
+            deadline = asyncio.get_running_loop().time() + (5 if wait_for_revision else 0)
+            while account.control_revision < wait_for_revision and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            await follower.stop()
+        if account.seq == 0:
+            return None
+        return {
+            "trading_state": account.gate.state.value,
+            "state_reason": account.gate.state_reason,
+            "operator_revision_applied": account.control_revision,
+            "journal_seq": account.seq,
+            "limits": account.gate.limits.model_dump(mode="json"),
+        }
+
     async def run() -> int:
-        nc = await connect(url, "risk-cli")
+        nc = await connect(url, "risk-cli", role="operator", data_dir=args.data_dir)
         try:
             js = nc.jetstream()
             signed = await read_signed(js)
@@ -514,7 +550,18 @@ def cmd_risk(args: argparse.Namespace) -> int:
                     print(f"the stored record is not signed with this token ({refused.code})", file=sys.stderr)
                     return 1
             if args.action == "show":
-                print(json.dumps(previous.model_dump(mode="json") if previous else None, indent=2))
+                shown = await in_force(js)
+                if shown is None:
+                    from authority.settings import AuthoritySettings
+
+                    shown = {
+                        "trading_state": "ACTIVE",
+                        "note": "the order authority has not run on this data dir yet: these are the limits it "
+                        "will start with (paper defaults, TRADING_MCP_* settings)",
+                        "limits": AuthoritySettings(data_dir=args.data_dir).risk_limits().model_dump(mode="json"),
+                    }
+                shown["operator_record"] = previous.model_dump(mode="json") if previous else None
+                print(json.dumps(shown, indent=2))
                 return 0
             state = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE}.get(args.action)
             from datetime import UTC, datetime
@@ -529,6 +576,15 @@ def cmd_risk(args: argparse.Namespace) -> int:
             )
             await write_signed(js, sign(control, token))
             print(json.dumps(control.model_dump(mode="json"), indent=2))
+            shown = await in_force(js, control.revision)
+            if shown is not None and int(shown["operator_revision_applied"]) >= control.revision:  # type: ignore[call-overload]
+                print(f"applied by the order authority: trading state {shown['trading_state']}", file=sys.stderr)
+            else:
+                print(
+                    "recorded; the order authority has not applied it yet (is it running?): it applies it as soon "
+                    "as it runs, before any order",
+                    file=sys.stderr,
+                )
             return 0
         finally:
             await nc.close()
@@ -589,7 +645,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--strategy-commission", default=None, help="strategy mode: commission the sizing reserves")
     serve.add_argument("--strategy-slippage-bps", default=None, help="strategy mode: slippage the sizing reserves")
-    serve.add_argument("--max-position", type=str, default=None, help="risk: max absolute units per symbol")
     serve.add_argument(
         "--toolsets", default=None, help="comma-separated tool groups, e.g. market,positions (default all)"
     )
@@ -634,6 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(au)
     au.add_argument("--host", default=None)
     au.add_argument("--port", type=int, default=None)
+    au.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
+    au.add_argument(
+        "--risk-limits-file", type=Path, default=None, help="JSON of RiskLimits fields on top of the paper defaults"
+    )
+    au.add_argument(
+        "--max-signal-age", type=float, default=None, help="seconds from a signal's firing to its trade, at most (5)"
+    )
     au.set_defaults(func=cmd_authority)
 
     rs = sub.add_parser(

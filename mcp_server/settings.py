@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from tools.risk import RiskLimits
 
 Transport = Literal["stdio", "streamable-http", "sse"]
 MIN_TOKEN_CHARS = 24
@@ -47,10 +44,6 @@ class ServeSettings(BaseSettings):
     bridge: bool = Field(default=False, description="Run the bridge (signals -> risk gate -> order intents)")
     bridge_mode: Literal["follow", "strategy", "agent"] = "follow"
     default_quantity: Decimal = Field(default=Decimal(1), gt=0)
-    max_position: Decimal = Field(default=Decimal(1000), gt=0)
-    risk_limits_file: Path | None = Field(
-        default=None, description="JSON file with every RiskLimits field (docs/RISK.md); max_position overrides it"
-    )
 
     strategies: str | None = Field(
         default=None,
@@ -81,12 +74,6 @@ class ServeSettings(BaseSettings):
     rate_limit_burst: int = Field(default=60, ge=1)
     require_confirmation: bool = Field(default=True, description="place_order needs preview_order's token")
     confirmation_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400, description="How long a token lasts")
-
-    def risk_limits(self) -> RiskLimits:
-        base = {} if self.risk_limits_file is None else json.loads(self.risk_limits_file.read_text())
-        if "max_position" not in base or "max_position" in self.model_fields_set:
-            base["max_position"] = self.max_position
-        return RiskLimits.model_validate(base)
 
     def toolset_names(self) -> list[str] | None:
         return _csv(self.toolsets)
@@ -131,6 +118,13 @@ class AgentSettings(BaseSettings):
     max_tokens_per_turn: int = Field(default=1024, ge=64, description="max_tokens of each Messages API call")
     dry_run: bool = Field(default=False, description="Leave the order tools out: the agent only decides")
     toolsets: str | None = None
+    max_signal_age_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=86_400,
+        validation_alias="TRADING_MCP_MAX_SIGNAL_AGE_SECONDS",
+        description="A signal older than this since it fired gets a stale_signal hold, no conversation",
+    )
     require_confirmation: bool = Field(default=True, validation_alias="TRADING_MCP_REQUIRE_CONFIRMATION")
     confirmation_ttl_seconds: float = Field(
         default=300.0, gt=0, le=86_400, validation_alias="TRADING_MCP_CONFIRMATION_TTL_SECONDS"

@@ -83,6 +83,10 @@ class AppState:
 
     async def ask(self, command: OrderCommand) -> OrderReply:
         """The authority's answer to `command`, once this process's fold holds it."""
+        if self.nc is None:
+            raise AuthorityUnavailable(
+                "this server has no connection to the bus, so no order authority: nothing was placed"
+            )
         reply = await ask(self.nc, command.model_copy(update={"account": self.account_id}))
         if self.journal is not None and reply.journal_seq:
             await self.journal.wait_for(reply.journal_seq, FOLD_WAIT_S)

@@ -103,3 +103,26 @@ mcp_agent_tokens_total = Counter("mcp_agent_tokens_total", "Tokens used by the a
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
+
+# the account authority (the one order admission per account)
+authority_requests_total = Counter(
+    "authority_requests_total", "Order requests answered by the authority, by kind and answer code", ["kind", "code"]
+)
+authority_decision_seconds = Histogram(
+    "authority_decision_seconds", "Authority time from request to reply", buckets=LATENCY_BUCKETS
+)
+authority_journal_appends_total = Counter(
+    "authority_journal_appends_total", "Entries appended to the account journal, by kind", ["kind"]
+)
+authority_journal_append_seconds = Histogram(
+    "authority_journal_append_seconds", "Time to append one journal entry", buckets=LATENCY_BUCKETS
+)
+authority_journal_conflicts_total = Counter(
+    "authority_journal_conflicts_total", "Appends refused because the journal moved (another writer)"
+)
+authority_marks_refused_total = Counter(
+    "authority_marks_refused_total", "Marks older than the symbol's latest known bar, not applied"
+)
+authority_republished_total = Counter(
+    "authority_republished_total", "Admitted intents re-published because the simulator had not acknowledged them"
+)

@@ -16,6 +16,8 @@ AgentOutcome = Literal[
     "tool_budget_exhausted",  # it wanted more tool calls than allowed per signal: hold
     "token_budget_exhausted",  # the conversation used more tokens than allowed per signal: hold
     "model_error",  # the Messages API refused the request (not a transient failure): hold
+    "stale_signal",  # the signal waited longer than the freshness limit since it fired: no conversation, hold
+    "gave_up",  # the conversation failed on every bounded retry (the API was down): hold
 ]
 
 

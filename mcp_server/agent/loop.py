@@ -127,6 +127,10 @@ class AgentLoop:
             return "tool_budget_exhausted", ""
         return "decided", "".join(block.text for block in last.content if block.type == "text")
 
+    def hold(self, signal: NormalizedSignal, outcome: AgentOutcome, why: str) -> AgentDecision:
+        """A hold decided without a conversation (a stale signal, or retries exhausted)."""
+        return self._hold(signal, _Tally(), outcome, why)
+
     def _hold(self, signal: NormalizedSignal, tally: _Tally, outcome: AgentOutcome, why: str) -> AgentDecision:
         return self._decision(signal, tally, outcome, action="hold", quantity=None, confidence=None, rationale=why)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 
 from bus.jetstream import Follower, consume, publish
 from mcp_server.agent.loop import AgentLoop, Budget, agent_tools
@@ -27,11 +27,14 @@ from observability import metrics
 from schemas.agent import AgentDecision
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
+from tools.clock import Clock, LiveClock
+from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S, signal_age
 
 log = structlog.get_logger("agent")
 
 DURABLE = "agent"
 ACK_WAIT_S = 600.0  # one conversation may take minutes; the signal must not be redelivered meanwhile
+MAX_ATTEMPTS = 3  # conversations tried per signal (the API down, a crash): then a `gave_up` hold
 
 
 @dataclass
@@ -39,6 +42,8 @@ class AgentWorker:
     js: JetStreamContext
     loop: AgentLoop
     decided: set[str] = field(default_factory=set)
+    max_signal_age_s: float = DEFAULT_MAX_SIGNAL_AGE_S
+    clock: Clock = field(default_factory=LiveClock)
 
     async def run(self, stop: asyncio.Event) -> None:
         follower = Follower(self.js, stream="DECISIONS", subject=Subject.AGENT_DECISION.value, handler=self._remember)
@@ -54,6 +59,7 @@ class AgentWorker:
                 stop=stop,
                 batch=1,
                 ack_wait=ACK_WAIT_S,
+                deliver_policy=api.DeliverPolicy.NEW,  # a first start trades new signals, never the backlog
             )
         finally:
             await follower.stop()
@@ -71,7 +77,22 @@ class AgentWorker:
             if signal.action is None:
                 log.info("market update without an action: no conversation", signal_id=signal.signal_id)
                 return
-            decision = await self.loop.decide(signal)
+            age = signal_age(signal, self.clock.now()).total_seconds()
+            if age > self.max_signal_age_s:
+                decision = self.loop.hold(
+                    signal, "stale_signal", f"the signal fired {age:.1f} s ago (limit {self.max_signal_age_s:g} s)"
+                )
+            else:
+                try:
+                    decision = await self.loop.decide(signal)
+                except Exception as exc:
+                    attempt = msg.metadata.num_delivered if msg.metadata else 1
+                    if attempt < MAX_ATTEMPTS:
+                        raise  # redelivered, at most MAX_ATTEMPTS times in all
+                    log.warning("agent gave up on a signal", signal_id=signal.signal_id, error=repr(exc))
+                    decision = self.loop.hold(
+                        signal, "gave_up", f"no decision after {attempt} attempts: {type(exc).__name__}"
+                    )
             await publish(
                 self.js,
                 Subject.AGENT_DECISION,
@@ -120,7 +141,7 @@ async def run_agent_worker(state: AppState, settings: AgentSettings, stop: async
             dry_run=settings.dry_run,
         )
         log.info("agent ready", model=settings.model, tools=[t.name for t in tools], dry_run=settings.dry_run)
-        await AgentWorker(state.js, loop).run(stop)
+        await AgentWorker(state.js, loop, max_signal_age_s=settings.max_signal_age_seconds).run(stop)
 
 
 async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:

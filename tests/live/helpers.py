@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from authority.service import Authority
 from bus.jetstream import connect, ensure_streams
+from bus.journal import ensure_journal
 from execsim.backtest.data import Bars, load_bundled
 from execsim.backtest.result import BacktestConfig
 from execsim.backtest.runner import run_backtest
@@ -18,11 +20,11 @@ from execsim.engine import Engine, EngineConfig
 from execsim.service import MARKET_DURABLE, ExecSimService, rebuild, start_consumers
 from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
 from mcp_server.bridge import Bridge
-from mcp_server.state import TERMINAL, AppState
+from mcp_server.state import AppState
 from mcp_server.strategy_mode import StrategyChoice, StrategyMode
 from strategies.registry import build_strategy
 from tools.clock import LiveClock
-from tools.risk import RiskGate, RiskLimits
+from tools.risk import RiskLimits
 
 NO_LIMIT = Decimal(10) ** 15
 
@@ -58,7 +60,7 @@ def live_trades(live: Live, symbol: str, last_close: Decimal) -> list[Trade]:
     for fill in live.state.portfolio.fills:
         if fill.symbol != symbol:
             continue
-        intent = live.state.orders.intents[fill.client_order_id]
+        intent = live.state.account.intents[fill.client_order_id]
         assert intent.at_open_of is not None
         signed = fill.quantity if fill.side == "buy" else -fill.quantity
         book.on_fill(signed, fill.price, fill.fee, intent.at_open_of, 0)
@@ -71,8 +73,7 @@ async def bridge_done(live: Live, signals: int) -> bool:
     """The bridge acked `signals` signals and every order it sent has ended."""
     info = await live.state.js.consumer_info("SIGNALS", BRIDGE_DURABLE)
     acked = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-    ended = all(o.status in TERMINAL for o in live.state.orders.orders.values())
-    return acked >= signals and ended and not live.state.pending
+    return acked >= signals and not live.state.account.working
 
 
 @contextlib.asynccontextmanager
@@ -82,24 +83,25 @@ async def strategy_pipeline(
     nc = await connect(nats_url, "live-test")
     js = nc.jetstream()
     await ensure_streams(js)
+    await ensure_journal(js)
     engine = Engine(LiveClock(), EngineConfig(fee_bps=commission * 10_000))
     await rebuild(js, engine, MARKET_DURABLE)  # as after a restart of the simulator
     service = ExecSimService(js, engine, MARKET_DURABLE)
     stop = asyncio.Event()
-    tasks = start_consumers(js, service, stop)
+    # replayed history bars fire "now" from the test's point of view, but the strategy runs on bars from 2000:
+    # the freshness limit is about the signal's firing time, which these test signals do not carry
+    authority = Authority(nc, js, key=b"live-test", limits=RiskLimits(max_position=NO_LIMIT), max_signal_age_s=10**9)
+    await authority.start()
+    tasks = [*start_consumers(js, service, stop), *authority.tasks(stop)]
     state = AppState(nc, js)
     await state.start()
-    bridge = Bridge(
-        state,
-        RiskGate(RiskLimits(max_position=NO_LIMIT)),
-        "strategy",
-        strategies=StrategyMode(choices, commission=commission),
-    )
+    bridge = Bridge(state, "strategy", strategies=StrategyMode(choices, commission=commission))
     tasks.append(asyncio.create_task(bridge.run(stop)))
     try:
         yield Live(state, engine, bridge)
     finally:
         stop.set()
+        await authority.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.stop()
         await nc.close()

@@ -46,7 +46,7 @@ async def test_300_real_daily_bars_through_the_gateway_trade_exactly_as_the_back
         await wait_for(lambda: bridge_done(live, BARS), 20, "the bridge to decide every bar and its orders to fill")
         got = live_trades(live, "AAPL", Decimal(payloads[-1]["close"]))
     assert comparable(got) == comparable(expected)
-    intents = list(live.state.orders.intents.values())
+    intents = list(live.state.account.intents.values())
     assert {i.strategy for i in intents} == {choice.strategy}
     assert all(0 <= (i.confidence or 0) <= 1 and "summary" in i.rationale for i in intents)
     orders_after = metrics.mcp_decisions_generated_total.labels(choice.strategy, "order")._value.get()

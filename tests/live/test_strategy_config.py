@@ -55,7 +55,8 @@ def test_up_in_strategy_mode_starts_serve_in_strategy_mode_sizing_for_the_simula
     args = parser.parse_args(["up", "--mode", "strategy", "--fee-bps", "10", "--max-position", "50000"])
     commands = service_commands(args)
     serve = vars(parser.parse_args(commands["mcp_server"]))
-    assert (serve["bridge"], serve["bridge_mode"], serve["max_position"]) == (True, "strategy", "50000")
+    authority = vars(parser.parse_args(commands["authority"]))
+    assert (serve["bridge"], serve["bridge_mode"], authority["max_position"]) == (True, "strategy", "50000")
     assert Decimal(serve["strategy_commission"]) == Decimal("0.001")
     assert "--fee-bps" in commands["execsim"] and "10" in commands["execsim"]
     plain = vars(parser.parse_args(service_commands(parser.parse_args(["up"]))["mcp_server"]))

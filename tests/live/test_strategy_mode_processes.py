@@ -83,8 +83,14 @@ async def test_the_demo_replays_real_bars_the_strategy_trades_them_and_the_gauge
 ) -> None:
     (tmp_path / SECRET_FILE).write_text(gateway.secret + "\n")
     env = {**os.environ, "NATS_URL": nats_server.url, "TRADING_MCP_STRATEGIES": STRATEGIES}
+    env["TRADING_MCP_DATA_DIR"] = str(tmp_path)  # execsim and the authority share the data dir's signing key
     serve = ["serve", "--data-dir", str(tmp_path), "--transport", "streamable-http", "--bridge"]
-    serve += ["--bridge-mode", "strategy", "--strategy-commission", "0.001", "--max-position", "1000000"]
+    serve += ["--bridge-mode", "strategy", "--strategy-commission", "0.001"]
+    # the backtest enforces max_position only: the same limits here, every other paper default switched off
+    no_limits = {k: None for k in ("max_order_notional", "max_gross_exposure", "max_open_orders")}
+    no_limits |= {"max_orders_per_window": None, "daily_loss_limit": None, "max_drawdown": None}
+    (tmp_path / "limits.json").write_text(json.dumps({**no_limits, "max_position": 1_000_000}))
+    authority = ["authority", "--data-dir", str(tmp_path), "--risk-limits-file", str(tmp_path / "limits.json")]
     expected = run_backtest(
         build_strategy("mean_reversion", PARAMS),
         first_bars("AAPL", BARS),
@@ -93,6 +99,7 @@ async def test_the_demo_replays_real_bars_the_strategy_trades_them_and_the_gauge
     assert any(t.open for t in expected.trades) and any(not t.open for t in expected.trades)
     async with (
         service(["execsim", "--fee-bps", "10"], env, free_port()) as execsim,
+        service(authority, env, free_port()),
         service(serve, env, free_port()) as mcp,
     ):
         code, out, err = await run(

@@ -21,7 +21,7 @@ from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tests.conftest import wait_for
 from tools.clock import LiveClock, TestClock
-from tools.risk import RiskLimits
+from tools.risk import RiskLimits, TradingState
 
 CLOCK = TestClock()
 
@@ -79,6 +79,7 @@ ALL_TOOLS = READ_ONLY_TOOLS | ORDER_TOOLS
 
 
 TEST_AUTHORITY_KEY = b"test-authority-key"
+TEST_OPERATOR_TOKEN = "test-operator-token"
 
 
 @dataclass
@@ -111,6 +112,7 @@ async def live_account(
         limits=limits or RiskLimits(max_position=Decimal(100)),
         clock=clock,
         max_signal_age_s=max_signal_age_s,
+        operator_token=TEST_OPERATOR_TOKEN,
     )
     await authority.start()
     tasks = [*start_consumers(js, service, stop), *authority.tasks(stop)]
@@ -140,3 +142,17 @@ async def publish_signal(
                 await asyncio.wait_for(state.changed.wait(), 1)
     if engine is not None:
         await wait_for(lambda: engine.last_price(symbol) == Decimal(price), 10, "the simulator to see the price")
+
+
+async def operator_sets(
+    acct: LiveAccount, *, state: TradingState | None = None, reason: str = "", **patch: Any
+) -> None:
+    """The operator's path (a signed control record in KV): returns once this process's fold shows it."""
+    from authority.control import read_signed, write_signed
+    from tools.risk_control import next_control, sign, verify
+
+    signed = await read_signed(acct.state.js)
+    previous = verify(signed, TEST_OPERATOR_TOKEN) if signed is not None else None
+    control = next_control(previous, acct.clock.now(), patch=patch, state=state, reason=reason)
+    await write_signed(acct.state.js, sign(control, TEST_OPERATOR_TOKEN))
+    await wait_for(lambda: acct.state.account.control_revision >= control.revision, 10, "the authority to apply it")

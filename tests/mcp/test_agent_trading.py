@@ -29,6 +29,7 @@ from schemas.agent import AgentDecision
 from schemas.orders import OrderIntent, RiskDenied
 from schemas.subjects import Subject
 from tests.conftest import serve_uvicorn, stream_count, wait_for
+from tests.execsim.process_helpers import Service
 from tests.mcp.helpers import ORDER_TOOLS, add_signal, live_account, offline_state, publish_signal
 from tests.mcp.messages_stub import MessagesStub, Turn, _message, answer, tool_use
 from tools.risk import RiskLimits
@@ -135,10 +136,10 @@ async def test_a_model_that_orders_over_the_risk_limit_gets_a_tool_error_and_no_
     assert "would DENY (max_position:" in preview
     assert refused.startswith("confirmation_invalid:")
     (result,) = [b for b in denied_stub.requests[1]["messages"][-1]["content"] if b["type"] == "tool_result"]
-    assert result["is_error"] is True
-    assert denied_stub.tool_results(1)[0].startswith("risk_denied: max_position: buy 50 AAPL would make the position")
+    assert result["is_error"] is True, denied_stub.tool_results(1)
+    assert denied_stub.tool_results(1)[0].startswith("risk_denied: max_position: buy 50 AAPL could make the position")
     assert (denial.reason_code, denial.origin, denial.quantity) == ("max_position", "agent", Decimal(50))
-    assert acct.state.orders.orders == {} and acct.state.portfolio.fills == []
+    assert acct.state.orders == {} and acct.state.portfolio.fills == []
 
 
 async def test_a_dry_run_agent_is_never_offered_an_order_tool() -> None:
@@ -189,7 +190,9 @@ async def test_serve_in_agent_bridge_mode_decides_each_signal_with_the_agent_thr
         TRADING_MCP_PORT=str(free_port()),
     )
     args = ["serve", "--data-dir", str(tmp_path), "--bridge", "--transport", "streamable-http"]
+    authority = Service(["authority", "--data-dir", str(tmp_path)], nats_server.url, tmp_path / "authority.log")
     try:
+        await authority.start()  # the agent's orders are decided by the account authority
         async with serve_uvicorn(stub.app(), port):
             proc = subprocess.Popen([EXE, *args], env=env)
             try:
@@ -208,6 +211,7 @@ async def test_serve_in_agent_bridge_mode_decides_each_signal_with_the_agent_thr
         intent = OrderIntent.model_validate_json((await js.get_last_msg("DECISIONS", "decisions.order_intent")).data)
         intents = await stream_count(js, "DECISIONS", Subject.ORDER_INTENT.value)
     finally:
+        authority.stop()
         await nc.close()
     assert (decision.signal_id, decision.tools_used) == ("sig_9", ["preview_order", "place_order"])
     assert (intent.origin, intent.quantity, intents) == ("agent", Decimal(3), 1), "the agent, not the follow rule"

@@ -13,8 +13,15 @@ from mcp_server.tooling import ToolOptions
 from schemas.orders import OrderIntent, RiskDenied
 from schemas.subjects import Subject
 from tests.conftest import stream_count, wait_for
-from tests.mcp.helpers import ORDER_TOOLS, READ_ONLY_TOOLS, live_account, offline_state, publish_signal
-from tools.risk import RiskLimits
+from tests.mcp.helpers import (
+    ORDER_TOOLS,
+    READ_ONLY_TOOLS,
+    live_account,
+    offline_state,
+    operator_sets,
+    publish_signal,
+)
+from tools.risk import RiskLimits, TradingState
 
 ORDER = {"symbol": "AAPL", "side": "buy", "quantity": "5"}
 SHARED_ARGS = {
@@ -144,7 +151,7 @@ async def test_place_without_a_valid_matching_unexpired_token_is_refused_and_sen
         )
         acct.clock.advance(301)
         expired = await client.call_tool("place_order", {**ORDER, "confirmation_token": token})
-        assert await _intents(acct.state) == 0 and acct.state.orders.orders == {}
+        assert await _intents(acct.state) == 0 and acct.state.orders == {}
     assert _text(missing).startswith("confirmation_required: placing an order needs the confirmation_token")
     assert _text(forged).startswith("confirmation_invalid: ")
     assert _text(tampered).startswith("confirmation_mismatch: ")
@@ -163,7 +170,8 @@ async def test_a_risk_denial_is_a_tool_error_with_the_reason_code_published_on_r
         over = {**ORDER, "quantity": "11"}
         preview = await client.call_tool("preview_order", over)
         ok_token = (await client.call_tool("preview_order", ORDER)).structured_content["confirmation_token"]
-        acct.state.gate.kill("operator halt")  # the state changed after the preview: place checks again
+        await operator_sets(acct, state=TradingState.HALTED, reason="operator halt")  # place checks again
+        no_price = await client.call_tool("preview_order", {**ORDER, "symbol": "TSLA"})
         denied = await client.call_tool("place_order", {**ORDER, "confirmation_token": ok_token})
         await wait_for(lambda: _denials(acct.state), 10, "the denial on decisions.risk_denied")
         assert await _intents(acct.state) == 0
@@ -173,6 +181,7 @@ async def test_a_risk_denial_is_a_tool_error_with_the_reason_code_published_on_r
     assert body["confirmation_token"] is None and "would DENY (max_position:" in _text(preview)
     assert denied.is_error
     assert _text(denied).startswith("risk_denied: trading_halted: trading is HALTED (operator halt)")
+    assert _text(no_price).startswith("no_price: no price is known for TSLA yet")
     record = RiskDenied.model_validate_json(msg.data)
     assert (record.reason_code, record.origin, record.symbol, record.quantity) == (
         "trading_halted",
@@ -193,7 +202,7 @@ async def test_with_confirmation_off_place_needs_no_token_but_still_passes_the_g
         await wait_for(lambda: acct.state.portfolio.quantity("AAPL") == 5, 10, "the fill")
         assert await _intents(acct.state) == 1 and await _denials(acct.state) == 1
     assert placed.structured_content["submitted"] is True
-    assert _text(over).startswith("risk_denied: max_position: buy 6 AAPL would make the position 11")
+    assert _text(over).startswith("risk_denied: max_position: buy 6 AAPL could make the position 11")
     assert preview.structured_content["confirmation_required"] is False
 
 
@@ -235,4 +244,4 @@ async def test_order_arguments_that_do_not_fit_together_are_invalid_arguments() 
     assert _text(stray_stop).startswith("invalid_arguments: a market order takes no stop_price")
     assert _text(negative).startswith("invalid_arguments: place_order: quantity: Input should be greater than 0")
     assert _text(side).startswith("invalid_arguments: preview_order: side: Input should be 'buy' or 'sell'")
-    assert _text(no_price).startswith("no_price: no price is known for AAPL yet")
+    assert _text(no_price).startswith("authority_unavailable: this server has no connection to the bus")

@@ -7,8 +7,11 @@ from decimal import Decimal
 
 from mcp import Client
 
+from bus.embedded import EmbeddedNats
 from mcp_server.server import build_server
-from tests.mcp.helpers import add_fill, add_signal, offline_state
+from mcp_server.tooling import ToolOptions
+from tests.conftest import wait_for
+from tests.mcp.helpers import add_fill, add_signal, live_account, offline_state, operator_sets, publish_signal
 from tools.clock import TestClock
 from tools.risk import RiskGate, RiskLimits, TradingState
 
@@ -166,7 +169,7 @@ async def test_get_portfolio_reports_cash_equity_pnl_fees_and_exposure() -> None
 def _gated(limits: RiskLimits) -> tuple:  # type: ignore[type-arg]
     state = offline_state()
     clock = TestClock()
-    state.gate = RiskGate(limits, clock=clock)
+    state.account.gate = RiskGate(limits, clock=clock)
     return state, clock
 
 
@@ -207,17 +210,22 @@ async def test_get_risk_status_reports_state_drawdown_daily_pnl_and_headroom_per
     ) and "daily_loss_limit: used 300.00 of 500, headroom 200.00 (60% used)" in _text(result)
 
 
-async def test_check_order_is_a_dry_run_of_the_gate_that_never_counts_toward_the_order_rate() -> None:
-    state, _ = _gated(RiskLimits(max_position=Decimal(100), max_orders_per_window=1))
-    add_signal(state, 1, price="200")
-    order = {"symbol": "AAPL", "side": "buy", "quantity": "10"}
-    async with Client(build_server(state)) as client:
+async def test_check_order_is_a_dry_run_of_the_gate_that_never_counts_toward_the_order_rate(
+    nats_server: EmbeddedNats,
+) -> None:
+    limits = RiskLimits(max_position=Decimal(100), max_orders_per_window=1)
+    async with live_account(nats_server.url, limits) as acct, Client(build_server(acct.state)) as client:
+        await publish_signal(acct.state, 1, price="200")
+        await wait_for(lambda: acct.state.account.last_price("AAPL") == 200, 10, "the authority's mark")
+        order = {"symbol": "AAPL", "side": "buy", "quantity": "10"}
         checks = [await client.call_tool("check_order", order) for _ in range(3)]
         too_big = await client.call_tool("check_order", {**order, "quantity": "101"})
         bad = await client.call_tool("check_order", {**order, "order_type": "stop_limit", "stop_price": "190"})
         no_price = await client.call_tool("check_order", {**order, "symbol": "TSLA"})
-    assert all(c.structured_content["approved"] for c in checks), "three dry runs pass a limit of one order a minute"
-    assert state.gate.orders_in_window() == 0
+        state = acct.state
+        assert all(c.structured_content["approved"] for c in checks), "three dry runs pass a limit of one a minute"
+        assert acct.authority.account.orders_in_window(acct.clock.now()) == 0
+        assert state.orders == {} and acct.authority.account.orders == {}, "a dry run places nothing"
     assert checks[0].structured_content["price_used"] == "200"
     assert (checks[0].structured_content["position_now"], checks[0].structured_content["position_after"]) == ("0", "10")
     assert "would be APPROVED" in _text(checks[0]) and "nothing was placed" in _text(checks[0])
@@ -226,18 +234,23 @@ async def test_check_order_is_a_dry_run_of_the_gate_that_never_counts_toward_the
     assert "would be DENIED (max_position:" in _text(too_big) and not too_big.is_error
     assert _text(bad) == "invalid_arguments: a stop_limit order needs limit_price. Fix the order and call again."
     assert _text(no_price).startswith("no_price: no price is known for TSLA yet")
-    assert state.orders.orders == {}, "a dry run places nothing"
 
 
-async def test_check_order_sees_the_trading_state() -> None:
-    state, _ = _gated(RiskLimits())
-    add_signal(state, 1, price="200")
-    add_fill(state, 1, "buy", "10", "200")
-    state.gate.set_state(TradingState.REDUCING, "test")
-    async with Client(build_server(state)) as client:
-        adding = await client.call_tool("check_order", {"symbol": "AAPL", "side": "buy", "quantity": "1"})
-        reducing = await client.call_tool("check_order", {"symbol": "AAPL", "side": "sell", "quantity": "4"})
+async def test_check_order_sees_the_trading_state(nats_server: EmbeddedNats) -> None:
+    options = ToolOptions(require_confirmation=False)
+    async with (
+        live_account(nats_server.url, RiskLimits()) as acct,
+        Client(build_server(acct.state, options=options)) as c,
+    ):
+        await publish_signal(acct.state, 1, price="200", engine=acct.engine)
+        await c.call_tool("place_order", {"symbol": "AAPL", "side": "buy", "quantity": "10"})
+        await wait_for(lambda: acct.state.portfolio.quantity("AAPL") == 10, 10, "the fill")
+        await operator_sets(acct, state=TradingState.REDUCING, reason="test")
+        adding = await c.call_tool("check_order", {"symbol": "AAPL", "side": "buy", "quantity": "1"})
+        reducing = await c.call_tool("check_order", {"symbol": "AAPL", "side": "sell", "quantity": "4"})
+        flipping = await c.call_tool("check_order", {"symbol": "AAPL", "side": "sell", "quantity": "11"})
     assert adding.structured_content["reason_code"] == "reducing_only"
     assert (
         reducing.structured_content["approved"] is True and reducing.structured_content["trading_state"] == "REDUCING"
     )
+    assert flipping.structured_content["reason_code"] == "reducing_only", "selling 11 of 10 would open a short"

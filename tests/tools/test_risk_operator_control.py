@@ -1,18 +1,24 @@
-"""The operator path: `trading-mcp risk` writes a signed record to JetStream KV; the gate applies it."""
+"""The operator path: `trading-mcp risk` writes a signed record to JetStream KV; the account authority applies it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from authority.control import TOKEN_FILE, load_or_create_token, read_signed, write_signed
+from authority.service import Authority
 from bus.embedded import EmbeddedNats
-from mcp_server.risk_control import TOKEN_FILE, ControlFollower, write_signed
-from tools.risk import RiskGate, RiskLimits, TradingState
+from bus.journal import ensure_journal
+from schemas.account import OrderCommand
+from tests.conftest import wait_for
+from tools.risk import RiskLimits, TradingState
 from tools.risk_control import RiskControl, sign
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
@@ -30,50 +36,78 @@ async def _risk(nats: EmbeddedNats, data_dir: Path, *args: str) -> subprocess.Co
     )
 
 
+@contextlib.asynccontextmanager
+async def authority(js, data_dir: Path, limits: RiskLimits) -> AsyncIterator[Authority]:  # type: ignore[no-untyped-def]
+    await ensure_journal(js)
+    token = load_or_create_token(data_dir / TOKEN_FILE)
+    auth = Authority(js._nc, js, key=b"k", limits=limits, operator_token=token)
+    await auth.start()
+    stop = asyncio.Event()
+    tasks = auth.tasks(stop)
+    try:
+        yield auth
+    finally:
+        stop.set()
+        await auth.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+BUY = OrderCommand(
+    kind="check", symbol="AAPL", side="buy", quantity=Decimal(1), limit_price=Decimal(10), order_type="limit"
+)
+
+
 async def test_the_operator_halts_changes_limits_and_resumes_through_the_signed_record(
     nats_server: EmbeddedNats, js, tmp_path: Path
 ) -> None:
-    configured = RiskLimits(max_position=Decimal(100))
-    gate = RiskGate(configured)
-    halted = await _risk(nats_server, tmp_path, "halt", "--reason", "incident")
-    assert halted.returncode == 0, halted.stderr
-    token = (tmp_path / TOKEN_FILE).read_text().strip()
-    assert oct((tmp_path / TOKEN_FILE).stat().st_mode & 0o777) == "0o600"
-    follower = ControlFollower(js, gate, token, configured)
-    await follower.refresh()
-    assert gate.state is TradingState.HALTED and gate.state_reason == "incident"
-    assert not gate.check(symbol="AAPL", side="buy", quantity=Decimal(1), projected_position=Decimal(0)).approved
+    async with authority(js, tmp_path, RiskLimits(max_position=Decimal(100))) as auth:
+        gate = auth.account.gate
+        halted = await _risk(nats_server, tmp_path, "halt", "--reason", "incident")
+        assert halted.returncode == 0, halted.stderr
+        assert "applied by the order authority: trading state HALTED" in halted.stderr
+        assert oct((tmp_path / TOKEN_FILE).stat().st_mode & 0o777) == "0o600"
+        assert gate.state is TradingState.HALTED and gate.state_reason == "incident"
+        assert (await auth.handle(BUY)).code == "trading_halted"
 
-    changed = await _risk(nats_server, tmp_path, "set", "--set", "max_position=5", "--set", "mcp_may_loosen=true")
-    assert changed.returncode == 0, changed.stderr
-    await follower.refresh()
-    assert gate.limits.max_position == Decimal(5) and gate.limits.mcp_may_loosen
-    assert gate.state is TradingState.HALTED, "a limit change keeps the operator's last state"
-    assert gate.changes[-1].actor == "operator" and "max_position" in gate.changes[-1].fields
+        changed = await _risk(nats_server, tmp_path, "set", "--set", "max_position=5", "--set", "mcp_may_loosen=true")
+        assert changed.returncode == 0, changed.stderr
+        await wait_for(lambda: gate.limits.max_position == Decimal(5), 10, "the new limit")
+        assert gate.limits.mcp_may_loosen
+        assert gate.state is TradingState.HALTED, "a limit change keeps the operator's last state"
 
-    resumed = await _risk(nats_server, tmp_path, "resume")
-    assert resumed.returncode == 0, resumed.stderr
-    await follower.refresh()
-    assert gate.state is TradingState.ACTIVE and gate.limits.max_position == Decimal(5)
+        resumed = await _risk(nats_server, tmp_path, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert gate.state is TradingState.ACTIVE and gate.limits.max_position == Decimal(5)
+        assert (await auth.handle(BUY)).ok
 
-    shown = await _risk(nats_server, tmp_path, "show")
+        shown = await _risk(nats_server, tmp_path, "show")
     assert '"revision": 3' in shown.stdout and '"operator": "ops-alice"' in shown.stdout
+    assert '"trading_state": "ACTIVE"' in shown.stdout and '"max_position": "5"' in shown.stdout
+
+
+async def test_risk_show_before_the_authority_ever_ran_prints_the_limits_it_will_start_with(
+    nats_server: EmbeddedNats, js, tmp_path: Path
+) -> None:
+    shown = await _risk(nats_server, tmp_path, "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "has not run on this data dir yet" in shown.stdout
+    for limit in ("max_order_notional", "max_gross_exposure", "daily_loss_limit", "max_drawdown"):
+        assert f'"{limit}": null' not in shown.stdout, f"{limit} is on by default"
 
 
 async def test_a_record_signed_with_another_token_is_refused_and_changes_nothing(
     nats_server: EmbeddedNats, js, tmp_path: Path
 ) -> None:
-    gate = RiskGate(RiskLimits(max_position=Decimal(100)))
     forged = RiskControl(
         revision=99,
         limits_patch={"max_position": 1_000_000},
-        state=TradingState.ACTIVE,
+        state=TradingState.HALTED,
         issued_at=datetime.now(UTC),
     )
     await write_signed(js, sign(forged, "not-the-operator-token"))
-    follower = ControlFollower(js, gate, "the-operator-token", gate.limits)
-    assert await follower.refresh() is None
-    assert gate.limits.max_position == Decimal(100) and gate.changes == []
+    async with authority(js, tmp_path, RiskLimits(max_position=Decimal(100))) as auth:
+        assert auth.account.gate.limits.max_position == Decimal(100)
+        assert auth.account.gate.state is TradingState.ACTIVE and auth.account.control_revision == 0
 
 
 async def test_a_bad_limit_value_is_refused_by_the_cli_before_anything_is_written(
@@ -83,5 +117,4 @@ async def test_a_bad_limit_value_is_refused_by_the_cli_before_anything_is_writte
     unknown = await _risk(nats_server, tmp_path, "set", "--set", "max_positions=5")
     assert bad.returncode == 2 and "invalid limits" in bad.stderr
     assert unknown.returncode == 2 and "expected FIELD=VALUE" in unknown.stderr
-    follower = ControlFollower(js, RiskGate(), "whatever", RiskLimits())
-    assert await follower.refresh() is None
+    assert await read_signed(js) is None
