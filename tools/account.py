@@ -28,7 +28,7 @@ from schemas.orders import TERMINAL_STATUSES, OrderCancel, OrderIntent, OrderVie
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import SYMBOL_PATTERN
 from tools.portfolio import Portfolio
-from tools.risk import RiskGate, Verdict, valuation_price
+from tools.risk import RiskGate, Verdict, bad_number, valuation_price
 
 ZERO = Decimal(0)
 _SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -250,8 +250,15 @@ class Account:
         shape = _shape_error(command)
         if shape is not None:
             return Verdict(False, "invalid_order", shape), None
+        bad_reference = bad_number(command.reference_price, "reference_price")
+        if bad_reference is not None:  # it would be the intent's reference price: the wire cannot carry it
+            return bad_reference, None
         market = self._market_price(command)
         buys, sells = self.resting_of(command.symbol)
+        gross = self.gross_exposure()
+        last = self.last_price(command.symbol)
+        if market is not None and market != last:  # the gate takes the symbol out at `market`: put it in at it
+            gross += self.worst_position(command.symbol) * (market - (last or ZERO))
         verdict = self.gate.check(
             symbol=command.symbol,
             side=command.side,
@@ -262,12 +269,14 @@ class Account:
             limit_price=command.limit_price,
             stop_price=command.stop_price,
             open_orders=len(self.working),
-            gross_exposure=self.gross_exposure(),
+            gross_exposure=gross,
             resting_buys=buys,
             resting_sells=sells,
             record=False,
             now=now,
         )
+        if verdict.reason_code in ("invalid_quantity", "invalid_price"):
+            return verdict, None  # a NaN or infinite price has no valuation (and no reply could carry it)
         return verdict, valuation_price(market, command.limit_price, command.stop_price)
 
     def _market_price(self, command: OrderCommand) -> Decimal | None:

@@ -36,7 +36,7 @@ from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side
 from schemas.risk import RiskLimits, TradingState
 from tools.clock import Clock, LiveClock
 
-__all__ = ["RiskGate", "RiskLimits", "TradingState", "Verdict", "loosened", "valuation_price"]
+__all__ = ["RiskGate", "RiskLimits", "TradingState", "Verdict", "bad_number", "loosened", "valuation_price"]
 
 ZERO = Decimal(0)
 RATE_HISTORY = timedelta(days=1)
@@ -122,8 +122,8 @@ class RiskGate:
         Bad numbers are coded denials, never exceptions.
         """
         lim = self.limits
-        bad = _bad_number(quantity, "quantity") or _bad_number(limit_price, "limit_price")
-        bad = bad or _bad_number(stop_price, "stop_price") or _bad_number(price, "price")
+        bad = bad_number(quantity, "quantity") or bad_number(limit_price, "limit_price")
+        bad = bad or bad_number(stop_price, "stop_price") or bad_number(price, "price")
         if bad is not None:
             return bad
         state = self.state
@@ -164,7 +164,8 @@ class RiskGate:
                     f"the market's) is beyond the limit of {notional_limit}",
                 )
         pos_limit = lim.position_limit(symbol)
-        if abs(worst_after) > pos_limit and abs(worst_after) > abs(worst_before):
+        flips = (worst_after > 0) != (worst_before > 0)  # past the limit only to shrink, never to flip
+        if abs(worst_after) > pos_limit and (abs(worst_after) > abs(worst_before) or flips):
             return Verdict(
                 False,
                 "max_position",
@@ -193,13 +194,18 @@ class RiskGate:
         now = now or self.clock.now()
         if lim.max_orders_per_window is not None:
             horizon = now - timedelta(seconds=lim.order_window_seconds)
-            while self._recent and self._recent[0] <= horizon:
-                self._recent.popleft()
-            if len(self._recent) + 1 > lim.max_orders_per_window:
+            # counted from the newest back, never pruned here: a check changes nothing (a replayed projection,
+            # which never checked, must hold the same history), and it costs at most the limit
+            in_window = 0
+            for t in reversed(self._recent):
+                if t <= horizon or in_window >= lim.max_orders_per_window:
+                    break
+                in_window += 1
+            if in_window + 1 > lim.max_orders_per_window:
                 return Verdict(
                     False,
                     "order_rate",
-                    f"{len(self._recent)} orders in the last {lim.order_window_seconds:g} s; "
+                    f"{in_window} orders in the last {lim.order_window_seconds:g} s; "
                     f"the limit is {lim.max_orders_per_window}",
                 )
         if record:
@@ -359,7 +365,9 @@ def valuation_price(
     return max(known) if known else None
 
 
-def _bad_number(value: Decimal | None, name: str) -> Verdict | None:
+def bad_number(value: Decimal | None, name: str) -> Verdict | None:
+    """The coded denial for a number the wire cannot carry (not finite, not positive, too large, too many
+    decimals); None when it is fine or absent. `name` "quantity" gives invalid_quantity, any other invalid_price."""
     if value is None:
         return None
     if not isinstance(value, Decimal) or not value.is_finite():

@@ -1,4 +1,5 @@
-"""Every risk rule at its edge (just under, at, just over), the trading states and limit changes."""
+"""Every risk rule at its edge (just under, at, just over), the worst case over resting orders, the trading
+states and limit changes."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from schemas.risk import paper_defaults
 from tools.clock import TestClock
-from tools.risk import LimitChangeRefused, RiskGate, RiskLimits, TradingState
+from tools.risk import LimitChangeRefused, RiskGate, RiskLimits, TradingState, loosened
 
 D = Decimal
 
@@ -61,13 +63,25 @@ def test_each_limit_allows_reaching_it_and_denies_going_beyond(
     assert check(g, **order) == ((True, "approved") if approved else (False, code))
 
 
-def test_a_limit_order_notional_is_priced_at_its_limit_not_at_the_last_price() -> None:
+def test_a_limit_or_stop_order_is_valued_at_the_worse_of_its_own_price_and_the_market() -> None:
     g, _ = gate(max_order_notional=D(1000))
     assert check(g, quantity=D(10), price=D(90), order_type="limit", limit_price=D("100.01")) == (
         False,
         "max_order_notional",
     )
-    assert check(g, quantity=D(10), price=D(110), order_type="limit", limit_price=D(100)) == (True, "approved")
+    # a marketable limit (or a stop far below the market) fills at the market: valued at 110, not 100
+    assert check(g, quantity=D(10), price=D(110), order_type="limit", limit_price=D(100)) == (
+        False,
+        "max_order_notional",
+    )
+    assert check(g, quantity=D(10), price=D(110), order_type="stop", stop_price=D(1)) == (False, "max_order_notional")
+    assert check(g, quantity=D(10), price=D(90), order_type="limit", limit_price=D(100)) == (True, "approved")
+
+
+def test_a_limit_order_with_no_market_price_is_valued_at_its_own_price() -> None:
+    g, _ = gate(max_order_notional=D(1000))
+    assert check(g, quantity=D(10), price=None, order_type="limit", limit_price=D(100)) == (True, "approved")
+    assert check(g, quantity=D(11), price=None, order_type="limit", limit_price=D(100)) == (False, "max_order_notional")
 
 
 def test_orders_that_reduce_a_position_pass_the_position_and_exposure_limits() -> None:
@@ -121,9 +135,107 @@ def test_only_allowed_symbols_pass() -> None:
     assert check(g, symbol="TSLA") == (False, "symbol_not_allowed")
 
 
-def test_a_notional_limit_without_any_price_denies_rather_than_guesses() -> None:
+def test_a_notional_or_exposure_limit_without_any_price_denies_no_price_rather_than_guesses() -> None:
     g, _ = gate(max_order_notional=D(1000))
-    assert check(g, price=None) == (False, "price_unknown")
+    assert check(g, price=None) == (False, "no_price")
+    g, _ = gate(max_gross_exposure=D(1000))
+    assert check(g, price=None) == (False, "no_price")
+    g, _ = gate()
+    assert check(g, price=None, order_type="stop_limit") == (False, "no_price")
+    assert check(g, price=None) == (True, "approved")  # a market order with no limit that needs a price
+
+
+@pytest.mark.parametrize(
+    ("side", "quantity", "approved"),
+    [("buy", D(400), True), ("buy", D("400.01"), False), ("sell", D(400), True), ("sell", D("400.01"), False)],
+)
+def test_the_position_limit_counts_every_resting_order_of_the_orders_side_and_never_nets_the_sides(
+    side: str, quantity: Decimal, approved: bool
+) -> None:
+    g, _ = gate(max_position=D(1000))
+    v = check(g, side=side, quantity=quantity, resting_buys=D(600), resting_sells=D(600))
+    assert v == ((True, "approved") if approved else (False, "max_position"))
+
+
+def test_an_order_may_shrink_a_position_beyond_the_limit_but_never_flip_it_beyond() -> None:
+    g, _ = gate(max_position=D(1000))
+    assert check(g, quantity=D(500), projected_position=D(-1500)) == (True, "approved")  # -1000: smaller, same side
+    assert check(g, quantity=D(2500), projected_position=D(-1500)) == (True, "approved")  # +1000: at the limit
+    assert check(g, quantity=D(2600), projected_position=D(-1500)) == (False, "max_position")  # +1100: flipped past it
+
+
+@pytest.mark.parametrize(
+    ("position", "side", "quantity", "resting", "approved"),
+    [
+        (D(100), "sell", D(100), D(0), True),  # closes it
+        (D(100), "sell", D(1), D(100), False),  # with the resting sell it could flip
+        (D(100), "sell", D(50), D(50), True),
+        (D(-100), "buy", D(100), D(0), True),
+        (D(-100), "buy", D(1), D(100), False),
+        (D(100), "buy", D(1), D(0), False),  # grows it
+        (D(0), "sell", D(1), D(0), False),  # opens one
+    ],
+)
+def test_reducing_admits_only_orders_that_cannot_grow_or_flip_even_with_every_resting_order_filled(
+    position: Decimal, side: str, quantity: Decimal, resting: Decimal, approved: bool
+) -> None:
+    g, _ = gate()
+    g.set_state(TradingState.REDUCING, "test")
+    rest = {"resting_sells": resting} if side == "sell" else {"resting_buys": resting}
+    v = check(g, side=side, quantity=quantity, projected_position=position, **rest)
+    assert v == ((True, "approved") if approved else (False, "reducing_only"))
+
+
+def test_gross_exposure_is_checked_at_the_worst_case_of_the_orders_side() -> None:
+    g, _ = gate(max_position=D(5000), max_gross_exposure=D(100_000))
+    # long 500 with 400 resting buys at 100: worst case 900 × 100 = 90 000 (the gross passed in)
+    assert check(g, quantity=D(100), projected_position=D(500), resting_buys=D(400), gross_exposure=D(90_000)) == (
+        True,
+        "approved",
+    )
+    assert check(g, quantity=D(101), projected_position=D(500), resting_buys=D(400), gross_exposure=D(90_000)) == (
+        False,
+        "max_gross_exposure",
+    )
+    # a sell that stays within the resting buys' worst case adds nothing
+    assert check(
+        g, side="sell", quantity=D(100), projected_position=D(500), resting_buys=D(400), gross_exposure=D(150_000)
+    ) == (
+        True,
+        "approved",
+    )
+
+
+def test_a_check_that_records_nothing_prunes_nothing() -> None:
+    g, clock = gate(max_orders_per_window=2, order_window_seconds=60)
+    assert check(g)[0] and check(g)[0]
+    clock.advance(120)
+    assert check(g, record=False) == (True, "approved")
+    assert len(g._recent) == 2  # still there for a wider window set later (a replay holds them too)
+    g.update_limits(RiskLimits(max_orders_per_window=2, order_window_seconds=3600), "operator")
+    assert check(g) == (False, "order_rate")
+
+
+def test_per_symbol_entries_above_the_global_value_count_as_loosening() -> None:
+    old = RiskLimits(max_position=D(1000), max_order_quantity=D(10), max_order_notional=D(5000))
+    assert loosened(old, old.model_copy(update={"max_position_per_symbol": {"AAPL": D(1001)}})) == [
+        "max_position_per_symbol"
+    ]
+    assert loosened(old, old.model_copy(update={"max_order_quantity_per_symbol": {"AAPL": D(11)}})) == [
+        "max_order_quantity_per_symbol"
+    ]
+    assert loosened(old, old.model_copy(update={"max_order_notional_per_symbol": {"AAPL": D(5001)}})) == [
+        "max_order_notional_per_symbol"
+    ]
+    assert loosened(old, old.model_copy(update={"max_position_per_symbol": {"AAPL": D(999)}})) == []
+    tight = old.model_copy(update={"max_position_per_symbol": {"AAPL": D(10)}})
+    assert loosened(tight, old) == ["max_position_per_symbol"]  # removing a tighter entry loosens it
+
+
+def test_paper_defaults_switch_every_limit_on() -> None:
+    limits = RiskLimits(**paper_defaults())  # type: ignore[arg-type]
+    assert limits.max_order_notional == D(100_000) and limits.max_gross_exposure == D(200_000)
+    assert limits.daily_loss_limit == D(5000) and limits.max_drawdown == D("0.25")
 
 
 @pytest.mark.parametrize(("equity", "state"), [(D(99_001), "ACTIVE"), (D(99_000), "REDUCING"), (D(98_999), "REDUCING")])
