@@ -41,7 +41,7 @@ from bus.journal import JournalConflict, JournalFollower, append, ensure_journal
 from execsim.service import consume_batches
 from observability import metrics
 from observability.http import ops_routes
-from schemas.account import AccountEvent, Mark, OrderCommand, OrderReply, request_subject
+from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, request_subject
 from schemas.market import Bar
 from schemas.orders import Fill, OrderEvent
 from schemas.risk import RiskLimits, TradingState
@@ -60,6 +60,7 @@ MARKET_DURABLE = "authority-market"
 QUEUE = "authority"
 REPUBLISH_AFTER = timedelta(seconds=3)
 HOUSEKEEPING_S = 0.5
+ACK_WAIT_S = 5.0  # a batch is folded in well under a second: after a crash, its redelivery need not wait long
 
 
 class Authority:
@@ -82,7 +83,8 @@ class Authority:
         self.operator_token = operator_token
         self.max_signal_age_s = max_signal_age_s
         self.clock = clock or LiveClock()
-        self.account = Account(gate=RiskGate(limits, clock=self.clock), portfolio=Portfolio(starting_cash))
+        # the fold starts where every reader's starts; the configured limits enter it as a journaled control event
+        self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio(starting_cash))
         self._lock = asyncio.Lock()
         self._republished: dict[str, datetime] = {}
         self._sub: Any = None
@@ -119,6 +121,7 @@ class Authority:
                     handler=self._on_executions,
                     stop=stop,
                     batch=256,
+                    ack_wait=ACK_WAIT_S,
                 ),
             ),
             (
@@ -131,6 +134,7 @@ class Authority:
                     handler=self._on_signals,
                     stop=stop,
                     batch=256,
+                    ack_wait=ACK_WAIT_S,
                 ),
             ),
             ("authority-housekeeping", self._housekeeping(stop)),
@@ -373,6 +377,8 @@ class Authority:
             return
         now = self.clock.now()
         event = self.account.control_event(limits, now, state=state, reason=reason, revision=revision)
+        if event is None and initial and self.account.seq == 0:  # a new journal states its limits first
+            event = AccountEvent(kind="control", ts=now, control=Control(limits=limits, revision=revision))
         if event is None:
             return
         await self._commit_retrying(lambda: (None, event), f"control-{revision}-{now.timestamp()}")

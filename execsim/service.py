@@ -366,15 +366,17 @@ async def consume_batches(
     handler,  # type: ignore[no-untyped-def]
     stop: asyncio.Event,
     batch: int = 128,
+    ack_wait: float = 30.0,
 ) -> None:
-    """A durable pull consumer that hands whole fetched batches to `handler`; ack after, nak on error."""
+    """A durable pull consumer that hands whole fetched batches to `handler`; ack after, nak on error.
+    `ack_wait`: how long a batch delivered to a process that died waits before it is delivered again."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.ALL,
         filter_subjects=subjects if len(subjects) > 1 else None,
         filter_subject=subjects[0] if len(subjects) == 1 else None,
-        ack_wait=30.0,
+        ack_wait=ack_wait,
         max_ack_pending=4096,
     )
     sub = None
@@ -451,10 +453,11 @@ async def _tick_loop(service: ExecSimService, stop: asyncio.Event) -> None:
 
 
 async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> None:
-    nc = await connect(settings.nats_url, "execsim")
+    data_dir = settings.data_dir or default_data_dir()
+    nc = await connect(settings.nats_url, "execsim", role="execsim", data_dir=data_dir)
     js = nc.jetstream()
     await ensure_streams(js)
-    key = load_or_create_key(settings.data_dir or default_data_dir())
+    key = load_or_create_key(data_dir)
     engine = Engine(clock or LiveClock(), settings.engine_config())
     known = await rebuild(js, engine, MARKET_DURABLE, authority_key=key)
     log.info("execsim ready", orders_rebuilt=known, open_orders=engine.open_count(), nats=settings.nats_url)

@@ -439,18 +439,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def _reset_external(url: str, data_dir: Path, streams: list[str]) -> int:
     import asyncio
-    import inspect
 
     from nats.js.errors import NotFoundError
 
     from bus.jetstream import connect
 
     async def run() -> int:
-        extra: dict[str, object] = {}
-        if {"role", "data_dir"} <= inspect.signature(connect).parameters.keys():  # a locked bus: the admin role
-            extra = {"role": "admin", "data_dir": data_dir}
         try:
-            nc = await asyncio.wait_for(connect(url, "reset", **extra), 10)
+            nc = await asyncio.wait_for(connect(url, "reset", role="admin", data_dir=data_dir), 10)
         except Exception as exc:
             print(f"trading-mcp reset: cannot reach {url}: {exc!r}", file=sys.stderr)
             return 1
