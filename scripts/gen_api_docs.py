@@ -117,7 +117,7 @@ def http_section() -> list[str]:
     out += [
         "Errors are `application/problem+json` with a stable `code`: see [ERROR_CATALOG.md](ERROR_CATALOG.md).",
         "",
-        "### Operational endpoints (every service: gateway 8001, mcp_server 8002, execsim 8004)",
+        "### Operational endpoints (every service: gateway 8001, mcp_server 8002, authority 8003, execsim 8004)",
         "",
         "| method | path | answer |",
         "|---|---|---|",
@@ -149,6 +149,18 @@ def http_section() -> list[str]:
 # ---------------------------------------------------------------- NATS
 
 
+# Who publishes each registered subject (the simulator ignores intents and cancels without the authority's signature).
+WRITERS = {
+    "signals.normalized": "gateway",
+    "decisions.order_intent": "authority (signed)",
+    "decisions.risk_denied": "authority",
+    "decisions.order_cancel": "authority (signed)",
+    "executions.report": "execsim",
+    "executions.fill": "execsim",
+    "decisions.agent": "agent",
+}
+
+
 def nats_section() -> list[str]:
     from schemas.subjects import REGISTRY, STREAMS
 
@@ -161,14 +173,14 @@ def nats_section() -> list[str]:
         "Every message carries the headers `Nats-Msg-Id` (deduplication) and `X-Correlation-ID`. "
         "Bodies are JSON; money, prices and quantities are decimal strings; times are UTC ISO 8601.",
         "",
-        "| subject | stream | model | version | JSON Schema |",
-        "|---|---|---|---|---|",
+        "| subject | stream | written by | model | version | JSON Schema |",
+        "|---|---|---|---|---|---|",
     ]
     for entry in REGISTRY.values():
         subject = entry.subject.value
         schema_file = f"schemas/json/{subject}.v{entry.version}.json"
         out.append(
-            f"| `{subject}` | `{stream_of(subject)}` | `{entry.model.__name__}` | {entry.version} "
+            f"| `{subject}` | `{stream_of(subject)}` | {WRITERS[subject]} | `{entry.model.__name__}` | {entry.version} "
             f"| [{schema_file}](../{schema_file}) |"
         )
     out.append("")
@@ -178,6 +190,65 @@ def nats_section() -> list[str]:
         out += [f"### `{entry.subject.value}` v{entry.version} — `{entry.model.__name__}`", ""]
         out += [doc, ""] if doc else []
         out += fields_with_defs(schema)
+    return [*out, *authority_section()]
+
+
+def authority_section() -> list[str]:
+    """The order authority's own subjects: its journal (stream ACCOUNT) and its request/reply subject."""
+    from bus.authority_client import REQUEST_TIMEOUT_S
+    from bus.authority_key import HEADER
+    from bus.journal import EXPECTED_LAST_SUBJECT_SEQ
+    from schemas.account import (
+        ACCOUNT_STREAM,
+        DEFAULT_ACCOUNT,
+        AccountEvent,
+        OrderCommand,
+        OrderReply,
+        journal_subject,
+        request_subject,
+    )
+
+    account = "<account>"
+    out = [
+        "## Order authority subjects",
+        "",
+        "The account authority (`trading-mcp authority`, port 8003) is the only admitter of orders: it alone "
+        "writes the account journal and publishes `decisions.order_intent`, `decisions.order_cancel` (both "
+        f"signed: header `{HEADER}`, HMAC-SHA256 of the body; the simulator ignores unsigned ones) and "
+        f"`decisions.risk_denied`. `{account}` matches `[A-Za-z0-9_-]{{1,32}}`; the default account is "
+        f"`{DEFAULT_ACCOUNT}`.",
+        "",
+        "| subject | kind | written by | read by | model |",
+        "|---|---|---|---|---|",
+        f"| `{journal_subject(account)}` | JetStream stream `{ACCOUNT_STREAM}` (`account.>`) | authority | every MCP "
+        "server, agent and `trading-mcp risk show` (folded in order) | `AccountEvent` |",
+        f"| `{request_subject(account)}` | core NATS request/reply, queue group `authority` | bridge, MCP order "
+        f"tools, agent (through the tools) | authority | `OrderCommand` → `OrderReply` |",
+        "",
+        f"### `{journal_subject(account)}` — `AccountEvent`",
+        "",
+        " ".join((AccountEvent.__doc__ or "").split()),
+        "",
+        f"Appended with `Nats-Msg-Id` and `{EXPECTED_LAST_SUBJECT_SEQ}`: an append by a writer whose view is "
+        "behind the journal is refused, so the account never forks. Folding every entry in sequence order "
+        "(`tools.account.Account.apply`) gives the authority's projection at that sequence.",
+        "",
+        *fields_with_defs(AccountEvent.model_json_schema(mode="serialization")),
+        f"### `{request_subject(account)}` — `OrderCommand` → `OrderReply`",
+        "",
+        " ".join((OrderCommand.__doc__ or "").split()),
+        "",
+        f"No responder, or no reply within {REQUEST_TIMEOUT_S:g} s, is `authority_unavailable` for the caller "
+        "(nothing placed; retry with the same `client_order_id`). Reply codes: "
+        "[ERROR_CATALOG.md](ERROR_CATALOG.md#order-authority-risk-gate-reason-codes).",
+        "",
+        *fields_table(OrderCommand.model_json_schema(mode="serialization")),
+        "`OrderReply`:",
+        "",
+        " ".join((OrderReply.__doc__ or "").split()),
+        "",
+        *fields_table(OrderReply.model_json_schema(mode="serialization")),
+    ]
     return out
 
 
@@ -239,6 +310,7 @@ def render() -> str:
         "",
         "- [HTTP](#http) — the gateway (OpenAPI) and the operational endpoints",
         "- [NATS JetStream subjects](#nats-jetstream-subjects) — schemas and versions",
+        "- [Order authority subjects](#order-authority-subjects) — the account journal and order requests",
         "- [MCP](#mcp) — tools, resources and prompts",
         "",
     ]
