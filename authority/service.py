@@ -36,9 +36,8 @@ from starlette.applications import Starlette
 from authority.control import TOKEN_FILE, load_or_create_token, read_signed
 from authority.settings import AuthoritySettings
 from bus import authority_key
-from bus.jetstream import CORRELATION_ID, MSG_ID, connect, ensure_streams, log_if_failed
+from bus.jetstream import CORRELATION_ID, MSG_ID, connect, consume_batches, ensure_streams, log_if_failed
 from bus.journal import JournalConflict, JournalFollower, append, ensure_journal
-from execsim.service import consume_batches
 from observability import metrics
 from observability.http import ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, request_subject
@@ -84,9 +83,11 @@ class Authority:
         self.max_signal_age_s = max_signal_age_s
         self.clock = clock or LiveClock()
         # the fold starts where every reader's starts; the configured limits enter it as a journaled control event
-        self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio(starting_cash))
+        self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio())
+        self.starting_cash = starting_cash
         self._lock = asyncio.Lock()
         self._republished: dict[str, datetime] = {}
+        self._refused_logged = ""
         self._sub: Any = None
         self.ready = asyncio.Event()
 
@@ -359,7 +360,12 @@ class Authority:
             try:
                 control = verify(signed, self.operator_token)
             except ControlRefused as refused:
-                log.warning("risk control refused", code=refused.code)
+                # a forged or foreign record changes nothing: not even back to the configured limits
+                if self._refused_logged != signed.signature:
+                    log.warning("risk control refused", code=refused.code)
+                    self._refused_logged = signed.signature
+                if not initial or self.account.seq:
+                    return
                 control = None
             if control is not None:
                 try:
@@ -377,8 +383,19 @@ class Authority:
             return
         now = self.clock.now()
         event = self.account.control_event(limits, now, state=state, reason=reason, revision=revision)
-        if event is None and initial and self.account.seq == 0:  # a new journal states its limits first
-            event = AccountEvent(kind="control", ts=now, control=Control(limits=limits, revision=revision))
+        cash_differs = initial and self.starting_cash != self.account.portfolio.starting_cash
+        if (event is None and initial and self.account.seq == 0) or cash_differs:  # a new journal states its terms
+            event = AccountEvent(
+                kind="control",
+                ts=now,
+                control=Control(
+                    limits=limits,
+                    state=state,
+                    reason=reason,
+                    revision=revision,
+                    starting_cash=self.starting_cash if cash_differs else None,
+                ),
+            )
         if event is None:
             return
         await self._commit_retrying(lambda: (None, event), f"control-{revision}-{now.timestamp()}")

@@ -235,3 +235,61 @@ class Follower:
                 await asyncio.wait_for(self._task, 2)
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
+
+
+async def consume_batches(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    durable: str,
+    subjects: list[str],
+    handler,  # type: ignore[no-untyped-def]
+    stop: asyncio.Event,
+    batch: int = 128,
+    ack_wait: float = 30.0,
+) -> None:
+    """A durable pull consumer that hands whole fetched batches to `handler`; ack after, nak on error.
+    `ack_wait`: how long a batch delivered to a process that died waits before it is delivered again."""
+    config = api.ConsumerConfig(
+        durable_name=durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        filter_subjects=subjects if len(subjects) > 1 else None,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+        ack_wait=ack_wait,
+        max_ack_pending=4096,
+    )
+    sub = None
+    delay = 0.2
+    while sub is None and not stop.is_set():
+        try:
+            sub = await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
+        except Exception as exc:
+            log.warning("cannot create consumer %s on %s (%r); retrying", durable, stream, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    if sub is None:
+        return
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=0.5)
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("fetch from %s failed (%r); retrying", durable, exc)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await handler(msgs)
+            except Exception:
+                log.exception("a batch from %s failed; redelivering", durable)
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=1.0)
+                await asyncio.sleep(0.2)
+                continue
+            await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

@@ -41,13 +41,13 @@ from decimal import Decimal
 import structlog
 import uvicorn
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 
 from bus.authority_key import HEADER as SIGNATURE_HEADER
 from bus.authority_key import load_or_create_key, verify
-from bus.jetstream import Follower, connect, ensure_streams, log_if_failed, publish
+from bus.jetstream import Follower, connect, consume_batches, ensure_streams, log_if_failed, publish
 from execsim.engine import Engine, Event
 from execsim.settings import ExecSimSettings, default_data_dir
 from observability import metrics
@@ -355,64 +355,6 @@ async def _ack_floor(js: JetStreamContext, stream: str, durable: str) -> int:
     except NotFoundError:
         return 0
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-
-
-async def consume_batches(
-    js: JetStreamContext,
-    *,
-    stream: str,
-    durable: str,
-    subjects: list[str],
-    handler,  # type: ignore[no-untyped-def]
-    stop: asyncio.Event,
-    batch: int = 128,
-    ack_wait: float = 30.0,
-) -> None:
-    """A durable pull consumer that hands whole fetched batches to `handler`; ack after, nak on error.
-    `ack_wait`: how long a batch delivered to a process that died waits before it is delivered again."""
-    config = api.ConsumerConfig(
-        durable_name=durable,
-        ack_policy=api.AckPolicy.EXPLICIT,
-        deliver_policy=api.DeliverPolicy.ALL,
-        filter_subjects=subjects if len(subjects) > 1 else None,
-        filter_subject=subjects[0] if len(subjects) == 1 else None,
-        ack_wait=ack_wait,
-        max_ack_pending=4096,
-    )
-    sub = None
-    delay = 0.2
-    while sub is None and not stop.is_set():
-        try:
-            sub = await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
-        except Exception as exc:
-            _stdlog.warning("cannot create consumer %s on %s (%r); retrying", durable, stream, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    if sub is None:
-        return
-    try:
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(batch, timeout=0.5)
-            except TimeoutError:
-                continue
-            except Exception as exc:
-                _stdlog.warning("fetch from %s failed (%r); retrying", durable, exc)
-                await asyncio.sleep(0.5)
-                continue
-            try:
-                await handler(msgs)
-            except Exception:
-                _stdlog.exception("a batch from %s failed; redelivering", durable)
-                for msg in msgs:
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=1.0)
-                await asyncio.sleep(0.2)
-                continue
-            await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
 
 
 def start_consumers(

@@ -60,6 +60,7 @@ class Control(Contract):
     state: TradingState | None = Field(default=None, description="The state the operator set; None leaves it")
     reason: str = ""
     revision: int = Field(default=0, ge=0, description="The operator record's revision (0: configured limits)")
+    starting_cash: Money | None = Field(default=None, description="The paper account's starting cash, when it changes")
 
 
 EventKind = Literal["admitted", "denied", "cancel_requested", "report", "fill", "mark", "control"]

@@ -190,6 +190,10 @@ class Account:
             self.gate.observe_equity(self.portfolio.equity(), applied_at)
 
     def _control(self, control: Control, ts: datetime) -> None:
+        cash = control.starting_cash
+        if cash is not None and cash != self.portfolio.starting_cash:
+            self.portfolio.cash += cash - self.portfolio.starting_cash
+            self.portfolio.starting_cash = cash
         self.gate.limits = control.limits
         self.control_revision = max(self.control_revision, control.revision)
         if control.state is not None and control.state is not self.gate.state:

@@ -26,7 +26,7 @@ Every change is kept in `changes` (and logged by the application that applies it
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -85,7 +85,7 @@ class RiskGate:
     state: TradingState = TradingState.ACTIVE
     state_reason: str = ""
     changes: list[LimitChange] = field(default_factory=list)
-    _recent: deque[datetime] = field(default_factory=deque)
+    _recent: _Times = field(default_factory=lambda: _Times())
     _peak: Decimal | None = None
     _day: date | None = None
     _day_start: Decimal | None = None
@@ -194,13 +194,9 @@ class RiskGate:
         now = now or self.clock.now()
         if lim.max_orders_per_window is not None:
             horizon = now - timedelta(seconds=lim.order_window_seconds)
-            # counted from the newest back, never pruned here: a check changes nothing (a replayed projection,
-            # which never checked, must hold the same history), and it costs at most the limit
-            in_window = 0
-            for t in reversed(self._recent):
-                if t <= horizon or in_window >= lim.max_orders_per_window:
-                    break
-                in_window += 1
+            # counted by bisection, never pruned here: a check changes nothing (a replayed projection, which
+            # never checked, must hold the same history), and costs O(log n) whatever the window holds
+            in_window = self._recent.count_after(horizon)
             if in_window + 1 > lim.max_orders_per_window:
                 return Verdict(
                     False,
@@ -213,14 +209,9 @@ class RiskGate:
         return APPROVED
 
     def record_order(self, at: datetime) -> None:
-        """Count one approved order at `at` toward the order rate."""
-        recent = self._recent
-        recent.append(at)
-        # a day of history (the longest window), not every order ever: a rate limit set or widened later
-        # still counts the orders already in its window
-        horizon = at - RATE_HISTORY
-        while recent[0] <= horizon:
-            recent.popleft()
+        """Count one approved order at `at` toward the order rate. A day of history (the longest window) is
+        kept, not every order ever: a rate limit set or widened later still counts the orders in its window."""
+        self._recent.append(at, at - RATE_HISTORY)
 
     # ------------------------------------------------------------------ read-only views
 
@@ -237,7 +228,7 @@ class RiskGate:
     def orders_in_window(self, now: datetime | None = None) -> int:
         """Approved orders counted in the current order-rate window (reads only; prunes nothing)."""
         horizon = (now or self.clock.now()) - timedelta(seconds=self.limits.order_window_seconds)
-        return sum(1 for t in self._recent if t > horizon)
+        return self._recent.count_after(horizon)
 
     # ------------------------------------------------------------------ trading state
 
@@ -353,6 +344,32 @@ def loosened(old: RiskLimits, new: RiskLimits) -> list[str]:
     if _SEVERITY[TradingState(new.drawdown_action)] < _SEVERITY[TradingState(old.drawdown_action)]:
         out.append("drawdown_action")
     return out
+
+
+class _Times:
+    """Approval times in order: append at the end, drop from the front, count the ones after a time by bisection."""
+
+    __slots__ = ("_items", "_start")
+
+    def __init__(self) -> None:
+        self._items: list[datetime] = []
+        self._start = 0
+
+    def append(self, at: datetime, drop_up_to: datetime) -> None:
+        items = self._items
+        if items and at < items[-1]:
+            at = items[-1]  # a clock that stepped back: keep the order (counts stay conservative)
+        items.append(at)
+        self._start = bisect_right(items, drop_up_to, self._start)
+        if self._start > 4096 and self._start * 2 > len(items):
+            del items[: self._start]
+            self._start = 0
+
+    def count_after(self, horizon: datetime) -> int:
+        return len(self._items) - bisect_right(self._items, horizon, self._start)
+
+    def __len__(self) -> int:
+        return len(self._items) - self._start
 
 
 def valuation_price(

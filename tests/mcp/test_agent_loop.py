@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -163,8 +164,10 @@ async def test_the_worker_consumes_signals_durably_and_publishes_one_decision_pe
     stop = asyncio.Event()
     try:
         async with rig(state, [tool_use("get_market_snapshot", {"symbol": "AAPL"}), answer(DECISION)]) as r:
-            worker = AgentWorker(js, r.loop)
+            worker = AgentWorker(js, r.loop, max_signal_age_s=10**9)  # the test clock's signals are old
             task = asyncio.create_task(worker.run(stop))
+            # a first start takes only signals that arrive after its consumer exists (never the backlog)
+            await wait_for(lambda: _consumer_exists(js), 10, "the agent's consumer")
             for s in (market_update, actionable):
                 await publish(js, Subject.SIGNALS_NORMALIZED, s, msg_id=s.signal_id, correlation_id=s.correlation_id)
 
@@ -183,7 +186,7 @@ async def test_the_worker_consumes_signals_durably_and_publishes_one_decision_pe
 
         # a second worker on the same durable consumer and stream decides nothing twice
         async with rig(state, [answer(DECISION)]) as again:
-            worker = AgentWorker(js, again.loop)
+            worker = AgentWorker(js, again.loop, max_signal_age_s=10**9)
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
             await wait_for(lambda: "sig_1" in worker.decided, 5, "the follower to load past decisions")
@@ -251,7 +254,10 @@ async def test_the_agent_command_takes_model_key_and_endpoint_from_configuration
     async with serve_uvicorn(stub.app(), port):
         proc = subprocess.Popen([EXE, "agent", "--data-dir", str(tmp_path), "--dry-run"], env=env)
         try:
-            s = add_signal(offline_state(), 7, action="sell", quantity=Decimal(2))
+            await wait_for(lambda: _consumer_exists(js), 30, "the agent's consumer (it trades new signals only)")
+            s = add_signal(offline_state(), 7, action="sell", quantity=Decimal(2)).model_copy(
+                update={"fired_at": datetime.now(UTC)}
+            )
             await publish(js, Subject.SIGNALS_NORMALIZED, s, msg_id=s.signal_id, correlation_id=s.correlation_id)
 
             async def decided() -> bool:
@@ -273,3 +279,55 @@ async def test_the_agent_command_takes_model_key_and_endpoint_from_configuration
     assert stub.requests[0]["model"] == "configured-model"
     assert stub.headers[0]["authorization"] == f"Bearer {API_KEY}"
     assert "sig_7" in stub.tool_results(1)[0]
+
+
+async def test_a_stale_signal_gets_a_hold_without_a_conversation_and_a_failing_api_a_bounded_gave_up(
+    nats_server: EmbeddedNats,
+) -> None:
+    nc = await connect(nats_server.url, "agent-stale-test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    state = AppState(nc, js)
+    await state.start()
+    stale = add_signal(offline_state(), 1, action="buy", quantity=Decimal(5))  # fired on the test clock: months ago
+    fresh = add_signal(offline_state(), 2, action="sell", quantity=Decimal(1)).model_copy(
+        update={"fired_at": datetime.now(UTC)}
+    )
+    stop = asyncio.Event()
+    try:
+        down = [refuse(503, "overloaded")] * 5
+        async with rig(state, down) as r:
+            task = asyncio.create_task(AgentWorker(js, r.loop).run(stop))
+            await wait_for(lambda: _consumer_exists(js), 10, "the agent's consumer")
+            for s in (stale, fresh):
+                await publish(js, Subject.SIGNALS_NORMALIZED, s, msg_id=s.signal_id, correlation_id=s.correlation_id)
+
+            async def both() -> bool:
+                return await stream_count(js, "DECISIONS", Subject.AGENT_DECISION.value) == 2
+
+            await wait_for(both, 30, "a decision for each signal")
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        decisions = {d.signal_id: d for d in [AgentDecision.model_validate_json(m) for m in await _agent_decisions(js)]}
+        assert (decisions["sig_1"].action, decisions["sig_1"].outcome) == ("hold", "stale_signal")
+        assert (decisions["sig_2"].action, decisions["sig_2"].outcome) == ("hold", "gave_up")
+        assert "after 3 attempts" in decisions["sig_2"].rationale
+        assert len(r.stub.requests) == 3, "no conversation for the stale signal; three tries for the fresh one"
+    finally:
+        stop.set()
+        await state.stop()
+        await nc.close()
+
+
+async def _consumer_exists(js) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        await js.consumer_info("SIGNALS", "agent")
+    except Exception:
+        return False
+    return True
+
+
+async def _agent_decisions(js) -> list[bytes]:  # type: ignore[no-untyped-def]
+    from tests.execsim.process_helpers import read_stream
+
+    return [data for _, data in await read_stream(js, "DECISIONS", Subject.AGENT_DECISION.value)]

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,19 @@ async def test_serve_in_agent_bridge_mode_decides_each_signal_with_the_agent_thr
         async with serve_uvicorn(stub.app(), port):
             proc = subprocess.Popen([EXE, *args], env=env)
             try:
-                s = add_signal(offline_state(), 9, price="120", action="buy", quantity=Decimal(3))
+
+                async def consuming() -> bool:
+                    assert proc.poll() is None, "serve exited"
+                    try:
+                        await js.consumer_info("SIGNALS", "agent")
+                    except Exception:
+                        return False
+                    return True
+
+                await wait_for(consuming, 30, "the agent's consumer (it trades new signals only)")
+                s = add_signal(offline_state(), 9, price="120", action="buy", quantity=Decimal(3)).model_copy(
+                    update={"fired_at": datetime.now(UTC)}
+                )
                 await publish(js, Subject.SIGNALS_NORMALIZED, s, msg_id=s.signal_id, correlation_id=s.correlation_id)
 
                 async def decided() -> bool:
