@@ -3,10 +3,15 @@
 A small state file (`nats.json`: pid, port) lets a second process on the same data dir (say, Claude
 Desktop's `trading-mcp serve --transport stdio` while `trading-mcp up` runs) reuse the running
 server instead of starting another on the same store.
+
+The embedded server is locked (`bus.credentials`): `ensure_embedded` makes `<data dir>/nats-auth.json`
+(0600), starts the server with per-role users and permissions, and provisions, as admin, everything
+the roles may not create themselves (`provision`: the streams, EXTRA_STREAMS and KV_BUCKETS).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,12 +20,38 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from nats.js import api
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from bus.credentials import ensure_credentials, server_authorization
+from bus.jetstream import DUPLICATE_WINDOW_S, connect, ensure_streams
 
 DEFAULT_PORT = 4222
 STATE_FILE = "nats.json"
+
+# Streams beyond schemas.subjects.STREAMS, provisioned by an admin because no other role may create streams.
+EXTRA_STREAMS: tuple[api.StreamConfig, ...] = (
+    # the order authority's journal
+    api.StreamConfig(
+        name="ACCOUNT",
+        subjects=["account.>"],
+        storage=api.StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    ),
+)
+# KV buckets provisioned by an admin. The gateway's two buckets (webhook_ids, idempotency_keys) are not
+# here: their TTLs are gateway settings, so the gateway creates them (its role may create exactly those).
+KV_BUCKETS: tuple[api.KeyValueConfig, ...] = (
+    api.KeyValueConfig(bucket="RISK_CONTROL", history=16, storage=api.StorageType.FILE),
+    api.KeyValueConfig(bucket="ACCOUNT_SNAPSHOT", history=1, storage=api.StorageType.FILE),
+)
 
 
 class EmbeddedNatsError(RuntimeError):
@@ -94,17 +125,33 @@ class EmbeddedNats:
 
 
 def start_nats_server(
-    store_dir: Path, port: int | None = None, *, max_payload: int = 2 * 1024 * 1024, log_file: Path | None = None
+    store_dir: Path,
+    port: int | None = None,
+    *,
+    max_payload: int = 2 * 1024 * 1024,
+    log_file: Path | None = None,
+    authorization: str | None = None,
 ) -> EmbeddedNats:
-    """Start a fresh nats-server with JetStream and a file store in `store_dir`; wait until it accepts."""
+    """Start a fresh nats-server with JetStream and a file store in `store_dir`; wait until it accepts.
+
+    `authorization` is a nats-server `authorization { ... }` block (`bus.credentials.server_authorization`);
+    None starts an unlocked server. The config file holds the passwords, so it is written 0600.
+    """
     store_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     config = store_dir / "nats-server.conf"
     # max_payload is raised so that a 1 MB webhook plus its envelope fits in one message.
-    config.write_text(
+    text = (
         f'listen: "127.0.0.1:{port}"\nmax_payload: {max_payload}\n'
         f'jetstream {{\n  store_dir: "{store_dir / "jetstream"}"\n}}\n'
     )
+    if authorization:
+        text += authorization
+    with contextlib.suppress(FileNotFoundError):
+        config.unlink()  # a fresh file, created 0600 (an older one may have other permissions)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [nats_server_binary(), "-c", str(config)],
@@ -125,13 +172,15 @@ def start_nats_server(
 
 
 def ensure_embedded(data_dir: Path, preferred_port: int | None = None) -> EmbeddedNats:
-    """Reuse the embedded server of this data dir if one runs, else start one.
+    """Reuse the embedded server of this data dir if one runs, else start one, locked, and provision it.
 
     The port is `preferred_port`, else TRADING_MCP_NATS_PORT, else 4222 — or a free one when taken.
+    The credentials file `<data_dir>/nats-auth.json` is created (0600) in either case.
     """
     if preferred_port is None:
         preferred_port = int(os.environ.get("TRADING_MCP_NATS_PORT", DEFAULT_PORT))
     data_dir.mkdir(parents=True, exist_ok=True)
+    passwords = ensure_credentials(data_dir)
     state_path = data_dir / STATE_FILE
     with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
         state = json.loads(state_path.read_text())
@@ -139,8 +188,67 @@ def ensure_embedded(data_dir: Path, preferred_port: int | None = None) -> Embedd
             port = int(state["port"])
             return EmbeddedNats(f"nats://127.0.0.1:{port}", port, data_dir, None, owned=False)
     port = preferred_port if not _port_open(preferred_port) else free_port()
-    server = start_nats_server(data_dir / "nats", port, log_file=data_dir / "nats-server.log")
+    server = start_nats_server(
+        data_dir / "nats",
+        port,
+        log_file=data_dir / "nats-server.log",
+        authorization=server_authorization(passwords),
+    )
     assert server.process is not None
+    try:
+        _run_sync(provision(server.url, data_dir))
+    except BaseException:
+        server.stop()
+        raise
     state_path.write_text(json.dumps({"pid": server.process.pid, "port": port}))
     server.data_dir = data_dir
     return server
+
+
+async def provision(url: str, data_dir: Path | None) -> None:
+    """As admin: the three streams, EXTRA_STREAMS and KV_BUCKETS, each created if missing.
+
+    For the embedded server `ensure_embedded` calls this. For a NATS_URL deployment run it once with
+    the admin credentials in the environment (NATS_CREDS_ADMIN / NATS_USER_ADMIN + NATS_PASSWORD_ADMIN,
+    or the plain NATS_* variables).
+    """
+    nc = await connect(url, "provision", role="admin", data_dir=data_dir)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        for stream in EXTRA_STREAMS:
+            assert stream.name is not None
+            try:
+                await js.stream_info(stream.name)
+            except NotFoundError:
+                await js.add_stream(stream)
+        for bucket in KV_BUCKETS:
+            assert bucket.bucket is not None
+            try:
+                await js.key_value(bucket.bucket)
+            except BucketNotFoundError:
+                await js.create_key_value(bucket)
+    finally:
+        await nc.close()
+
+
+def _run_sync(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion from sync code, even when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="nats-provision")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nats
 import structlog
@@ -17,6 +18,7 @@ from nats.aio.client import Client as NATS
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from bus.credentials import connect_with_credentials
 from bus.jetstream import ensure_streams
 from gateway import replay
 from gateway.correlation import CorrelationMiddleware, correlation_id
@@ -46,15 +48,20 @@ class Runtime:
     buckets: list[str] = field(default_factory=lambda: [replay.SEEN_BUCKET, replay.IDEMPOTENCY_BUCKET])
 
 
-async def connect_gateway(url: str) -> NATS:
+async def connect_gateway(url: str, data_dir: Path | None = None) -> NATS:
     """Like bus.connect, but with no reconnect buffer: while disconnected a publish fails at once (503)
-    instead of being queued and stored later, after the sender was told it was not."""
+    instead of being queued and stored later, after the sender was told it was not.
+
+    Connects as the `gateway` role (bus.credentials): credentials from NATS_CREDS / NATS_USER /
+    NATS_TOKEN, else `<data_dir>/nats-auth.json` of the embedded server, else none."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", error=type(exc).__name__)
 
-    return await nats.connect(
+    return await connect_with_credentials(
         url,
+        role="gateway",
+        data_dir=data_dir,
         name="gateway",
         error_cb=on_error,
         max_reconnect_attempts=-1,
@@ -69,7 +76,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nc = await connect_gateway(settings.nats_url)
+        nc = await connect_gateway(settings.nats_url, settings.data_dir)
         js = nc.jetstream(timeout=settings.publish_timeout_s)
         admin = nc.jetstream()
         await ensure_streams(admin)
