@@ -32,6 +32,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from nats.js import JetStreamContext, api
 
+from bus.credentials import nats_auth
 from bus.jetstream import CORRELATION_ID
 from gateway import signing
 from schemas.orders import Fill, OrderIntent, RiskDenied
@@ -112,7 +113,9 @@ async def _mcp_position(mcp_url: str, token: str | None, symbol: str, fill_id: s
 
 async def follow(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
-    nc = await nats.connect(args.nats_url, name="signal-flow", connect_timeout=5, max_reconnect_attempts=2)
+    # a reader: the MCP role's credentials (from the data dir, or NATS_CREDS / NATS_USER / NATS_TOKEN)
+    auth = nats_auth("mcp", args.data_dir)
+    nc = await nats.connect(args.nats_url, name="signal-flow", connect_timeout=5, max_reconnect_attempts=2, **auth)
     try:
         js = nc.jetstream()
         signals = await _subscribe(js, "SIGNALS", "signals.normalized")
