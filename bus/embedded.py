@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,7 @@ def start_nats_server(
     max_payload: int = 2 * 1024 * 1024,
     log_file: Path | None = None,
     authorization: str | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> EmbeddedNats:
     """Start a fresh nats-server with JetStream and a file store in `store_dir`; wait until it accepts.
 
@@ -159,6 +160,7 @@ def start_nats_server(
         stdout=out,
         stderr=out,
         start_new_session=True,  # Ctrl-C reaches us, and we stop the child in order
+        preexec_fn=preexec_fn,  # noqa: PLW1509  (`up` passes one that makes it die with `up`)
     )
     deadline = time.monotonic() + 10
     while not _port_open(port):
@@ -171,7 +173,9 @@ def start_nats_server(
     return EmbeddedNats(f"nats://127.0.0.1:{port}", port, store_dir, process, owned=True)
 
 
-def ensure_embedded(data_dir: Path, preferred_port: int | None = None) -> EmbeddedNats:
+def ensure_embedded(
+    data_dir: Path, preferred_port: int | None = None, *, preexec_fn: Callable[[], object] | None = None
+) -> EmbeddedNats:
     """Reuse the embedded server of this data dir if one runs, else start one, locked, and provision it.
 
     The port is `preferred_port`, else TRADING_MCP_NATS_PORT, else 4222 — or a free one when taken.
@@ -193,6 +197,7 @@ def ensure_embedded(data_dir: Path, preferred_port: int | None = None) -> Embedd
         port,
         log_file=data_dir / "nats-server.log",
         authorization=server_authorization(passwords),
+        preexec_fn=preexec_fn,
     )
     assert server.process is not None
     try:

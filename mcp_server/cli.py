@@ -152,14 +152,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from bus.embedded import EmbeddedNats, ensure_embedded
-    from mcp_server.supervisor import ChildSpec, StartFailed, Supervisor
+    from mcp_server.supervisor import ChildSpec, StartFailed, Supervisor, die_with_parent
 
     data_dir: Path = args.data_dir
     load_or_create_secret(data_dir)
     embedded = None
     nats_url = os.environ.get("NATS_URL")
     if not nats_url:
-        embedded = ensure_embedded(data_dir)
+        embedded = ensure_embedded(data_dir, preexec_fn=die_with_parent)  # a kill -9 of `up` orphans nothing
         nats_url = embedded.url
     env = {**os.environ, "NATS_URL": nats_url, "TRADING_MCP_DATA_DIR": str(data_dir)}
     me = [sys.executable, "-m", "mcp_server.cli"]
@@ -175,7 +175,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     ]
 
     def restart_nats(port: int) -> EmbeddedNats:
-        server = ensure_embedded(data_dir, port)
+        server = ensure_embedded(data_dir, port, preexec_fn=die_with_parent)
         if server.port != port:  # the port was taken meanwhile: the children only know the old one
             server.stop()
             raise RuntimeError(f"port {port} is taken")
