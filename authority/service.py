@@ -8,12 +8,17 @@ under one lock:
 - market marks (durable `authority-market` on SIGNALS): a symbol's price at its bar's own time;
 - the operator's signed control record (KV `RISK_CONTROL`).
 
-Each decision is appended to the account journal (stream ACCOUNT) with an expected-sequence check,
-then folded into the projection exactly as every reader folds it, then acted on: an admitted order
-is published, signed, on `decisions.order_intent`; a denial on `decisions.risk_denied`; a cancel on
-`decisions.order_cancel`. A crash between the journal and the publish is repaired by re-publishing
-what the journal says was admitted (or cancelled) and the simulator has not acknowledged: the
-publish's message id and the simulator's own id check make that a no-op when it did get through.
+Each decision is folded into the projection exactly as every reader folds it and appended to the
+account journal (stream ACCOUNT) with an expected-sequence check, in the same order. Appends are
+pipelined (a group commit): the lock covers only the in-memory decision and the send, and nobody is
+answered, nor is any consequence acted on, before the journal has acknowledged the entry. Then an
+admitted order is published, signed, on `decisions.order_intent`; a denial on
+`decisions.risk_denied`; a cancel on `decisions.order_cancel` — in journal order, by one worker.
+If an append fails (another writer moved the journal, NATS went away), the projection is ahead of
+the journal: the authority answers `authority_unavailable` until it has folded the journal again.
+A crash between the journal and a publish is repaired by re-publishing what the journal says was
+admitted (or cancelled) and the simulator has not acknowledged: the publish's message id and the
+simulator's own id check make that a no-op when it did get through.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -37,7 +43,7 @@ from authority.control import TOKEN_FILE, load_or_create_token, read_signed
 from authority.settings import AuthoritySettings
 from bus import authority_key
 from bus.jetstream import CORRELATION_ID, MSG_ID, connect, consume_batches, ensure_streams, log_if_failed
-from bus.journal import JournalConflict, JournalFollower, append, ensure_journal
+from bus.journal import JournalFollower, ensure_journal, stage_append
 from observability import metrics
 from observability.http import ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, request_subject
@@ -60,6 +66,22 @@ QUEUE = "authority"
 REPUBLISH_AFTER = timedelta(seconds=3)
 HOUSEKEEPING_S = 0.5
 ACK_WAIT_S = 5.0  # a batch is folded in well under a second: after a crash, its redelivery need not wait long
+JOURNAL_ACK_S = 5.0  # an append not acknowledged by then counts as failed (the fold is rebuilt)
+
+
+class Unavailable(RuntimeError):
+    """The authority cannot decide right now (its journal append failed; it is folding the journal again)."""
+
+
+@dataclass
+class _Staged:
+    """One journal entry in flight: its sequence, the journal's acknowledgement, what to publish once it is
+    durable, and `done` for whoever waits (a requester, a consumer batch)."""
+
+    seq: int
+    ack: asyncio.Future[Any]
+    effect: tuple[Subject, bytes, str, str, bool] | None
+    done: asyncio.Future[int]
 
 
 class Authority:
@@ -86,6 +108,9 @@ class Authority:
         self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio())
         self.starting_cash = starting_cash
         self._lock = asyncio.Lock()
+        self._tail = 0  # the journal sequence of the last entry sent (acknowledged or in flight)
+        self._broken = False
+        self._effects: asyncio.Queue[_Staged] = asyncio.Queue()
         self._republished: dict[str, datetime] = {}
         self._refused_logged = ""
         self._sub: Any = None
@@ -96,9 +121,13 @@ class Authority:
     async def start(self) -> None:
         """Fold the journal, put the configured and operator limits in force, answer requests."""
         await ensure_journal(self.js)
-        await self._catch_up()
+        await self._fold_journal()
+        self._effects_task = asyncio.create_task(self._effects_worker(), name="authority-effects")
+        self._effects_task.add_done_callback(log_if_failed)
         async with self._lock:
-            await self._apply_control(initial=True)
+            staged = await self._apply_control(initial=True)
+        if staged is not None:
+            await staged.done
         self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
         self.ready.set()
         log.info(
@@ -151,47 +180,77 @@ class Authority:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._drained(), 3)
+        self._effects_task.cancel()
 
-    async def _catch_up(self) -> None:
-        """Fold every journal entry after the projection's sequence (at start, and after a conflict)."""
+    async def _drained(self) -> None:
+        while not self._effects.empty():
+            await asyncio.sleep(0.01)
+
+    async def _fold_journal(self) -> None:
+        """Fold every journal entry after the projection's sequence (at start, and after a failed append)."""
         follower = JournalFollower(
             self.js, lambda seq, ev: self.account.apply(ev, seq), self.account_id, self.account.seq
         )
         await follower.start()
         try:
-            await asyncio.wait_for(follower.caught_up.wait(), 60)
+            await asyncio.wait_for(follower.caught_up.wait(), 120)
         finally:
             await follower.stop()
+        self._tail = self.account.seq
 
     # ------------------------------------------------------------------ the journal
 
-    async def _commit(self, event: AccountEvent, msg_id: str) -> int:
-        """Append `event` and fold it. Raises JournalConflict when the journal moved under us."""
-        started = time.perf_counter()
-        seq, duplicate = await append(self.js, self.account_id, event, msg_id=msg_id, expected_seq=self.account.seq)
-        metrics.authority_journal_append_seconds.observe(time.perf_counter() - started)
-        if duplicate:
-            if seq > self.account.seq:  # journaled by an earlier run and not folded yet
-                await self._catch_up()
-            return seq
-        self.account.apply(event, seq)
+    async def _stage(self, event: AccountEvent, msg_id: str, effect: bool = True) -> _Staged:
+        """Send `event` to the journal and fold it (the caller holds the lock). The entry is durable once
+        `done` resolves; its consequence (an intent, a denial, a cancel) is published after that."""
+        if self._broken:
+            raise Unavailable("the authority is folding its journal again after a failed append")
+        expected = self._tail
+        ack = await stage_append(self.js, self.account_id, event, msg_id=msg_id, expected_seq=expected)
+        self._tail = expected + 1
+        self.account.apply(event, self._tail)
+        staged = _Staged(
+            self._tail, ack, self._effect_of(event) if effect else None, asyncio.get_running_loop().create_future()
+        )
+        self._effects.put_nowait(staged)
         metrics.authority_journal_appends_total.labels(event.kind).inc()
-        return seq
+        return staged
 
-    async def _commit_retrying(self, build: Any, msg_id: str) -> tuple[Any, int]:
-        """Decide with `build()` (returns (result, event | None)) and append; on a conflict, catch up and
-        decide again (at most 3 times)."""
-        for attempt in range(3):
-            result, event = build()
-            if event is None:
-                return result, self.account.seq
+    async def _effects_worker(self) -> None:
+        """In journal order: wait until each entry is durable, then publish its consequence."""
+        while True:
+            staged = await self._effects.get()
+            started = time.perf_counter()
             try:
-                return result, await self._commit(event, msg_id)
-            except JournalConflict:
-                metrics.authority_journal_conflicts_total.inc()
-                log.warning("journal moved under the authority; catching up", attempt=attempt)
-                await self._catch_up()
-        raise RuntimeError("the account journal kept moving: is a second authority writing to it?")
+                ack = await asyncio.wait_for(staged.ack, JOURNAL_ACK_S)
+                if ack.duplicate or ack.seq != staged.seq:
+                    raise RuntimeError(
+                        f"the journal stored entry {staged.seq} as {ack.seq} (duplicate={ack.duplicate})"
+                    )
+            except Exception as exc:
+                if not self._broken:
+                    self._broken = True
+                    metrics.authority_journal_conflicts_total.inc()
+                    log.warning("journal append failed; folding the journal again", seq=staged.seq, error=repr(exc))
+                if not staged.done.done():
+                    staged.done.set_exception(Unavailable(f"the journal append failed ({type(exc).__name__})"))
+                continue
+            metrics.authority_journal_append_seconds.observe(time.perf_counter() - started)
+            if staged.effect is not None:
+                await self._publish_effect(staged.effect)
+            if not staged.done.done():
+                staged.done.set_result(staged.seq)
+
+    async def _recover(self) -> None:
+        """After a failed append: fold the whole journal into a fresh projection (holding the lock)."""
+        while not self._effects.empty():  # let every entry in flight settle first
+            await asyncio.sleep(0.01)
+        self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio())
+        await self._fold_journal()
+        self._broken = False
+        log.warning("authority recovered: the projection is the journal again", journal_seq=self.account.seq)
 
     # ------------------------------------------------------------------ requests
 
@@ -214,7 +273,8 @@ class Authority:
         try:
             reply = await self.handle(command)
         except Exception as exc:
-            log.exception("order request failed", client_order_id=command.client_order_id)
+            if not isinstance(exc, Unavailable):
+                log.exception("order request failed", client_order_id=command.client_order_id)
             reply = OrderReply(
                 ok=False,
                 code="authority_unavailable",
@@ -233,101 +293,103 @@ class Authority:
                 await msg.respond(reply.model_dump_json().encode())
 
     async def handle(self, command: OrderCommand) -> OrderReply:
-        """Decide one command: journal it, fold it, act on it. The one order path."""
+        """Decide one command, journal it, fold it, act on it: the one order path. The answer goes out only
+        once the decision is durable."""
+        staged: _Staged | None = None
         async with self._lock:
+            if self._broken:
+                raise Unavailable("the authority is folding its journal again after a failed append")
             now = self.clock.now()
-
-            def build() -> tuple[Any, AccountEvent | None]:
-                decision = self.account.decide(command, now, self.max_signal_age_s)
-                return decision, decision.event
-
-            decision, seq = await self._commit_retrying(build, _msg_id(command, self.account, now))
+            decision = self.account.decide(command, now, self.max_signal_age_s)
             event = decision.event
             if event is not None:
-                await self._act(event)
-                if event.kind == "denied":
-                    log.info(
-                        "order denied",
-                        client_order_id=decision.reply.client_order_id,
-                        reason=decision.reply.code,
-                        origin=command.origin,
-                    )
-                else:
-                    log.info(
-                        "order admitted" if event.kind == "admitted" else "cancel sent",
-                        client_order_id=decision.reply.client_order_id,
-                        origin=command.origin,
-                    )
+                staged = await self._stage(event, _msg_id(command, decision.reply.client_order_id, now))
             elif decision.reply.duplicate and decision.reply.code == "duplicate":
                 await self._republish_if_unacknowledged(decision.reply.client_order_id, now, force=True)
             coid = decision.reply.client_order_id
-            return decision.reply.model_copy(
+            reply = decision.reply.model_copy(
                 update={
-                    "journal_seq": seq,
+                    "journal_seq": self.account.seq,
                     "order": self.account.orders.get(coid) if coid else None,
                     "trading_state": self.account.gate.state,
                 }
             )
+        if staged is not None:
+            await staged.done
+            if event is not None and event.kind == "denied":
+                log.info("order denied", client_order_id=coid, reason=reply.code, origin=command.origin)
+            elif event is not None:
+                what = "order admitted" if event.kind == "admitted" else "cancel sent"
+                log.info(what, client_order_id=coid, origin=command.origin)
+        return reply
 
-    async def _act(self, event: AccountEvent) -> None:
-        """Publish what a journaled decision means for the simulator (signed) or the record."""
-        try:
-            if event.kind == "admitted" and event.intent is not None:
-                i = event.intent
-                await self._publish(
-                    Subject.ORDER_INTENT, i.model_dump_json().encode(), i.client_order_id, i.correlation_id, signed=True
-                )
-            elif event.kind == "cancel_requested" and event.cancel is not None:
-                c = event.cancel
-                await self._publish(
-                    Subject.ORDER_CANCEL,
-                    c.model_dump_json().encode(),
-                    f"cancel-{c.client_order_id}",
-                    c.correlation_id,
-                    signed=True,
-                )
-            elif event.kind == "denied" and event.denied is not None:
-                d = event.denied
-                await self._publish(
-                    Subject.RISK_DENIED,
-                    d.model_dump_json().encode(),
-                    f"deny-{d.client_order_id}",
-                    d.correlation_id,
-                    signed=False,
-                )
-        except Exception as exc:  # journaled already: housekeeping re-publishes it
-            log.warning("publish after the journal failed; will re-publish", kind=event.kind, error=repr(exc))
+    def _effect_of(self, event: AccountEvent) -> tuple[Subject, bytes, str, str, bool] | None:
+        if event.kind == "admitted" and event.intent is not None:
+            i = event.intent
+            return Subject.ORDER_INTENT, i.model_dump_json().encode(), i.client_order_id, i.correlation_id, True
+        if event.kind == "cancel_requested" and event.cancel is not None:
+            c = event.cancel
+            return (
+                Subject.ORDER_CANCEL,
+                c.model_dump_json().encode(),
+                f"cancel-{c.client_order_id}",
+                c.correlation_id,
+                True,
+            )
+        if event.kind == "denied" and event.denied is not None:
+            d = event.denied
+            return (
+                Subject.RISK_DENIED,
+                d.model_dump_json().encode(),
+                f"deny-{d.client_order_id}",
+                d.correlation_id,
+                False,
+            )
+        return None
 
-    async def _publish(self, subject: Subject, data: bytes, msg_id: str, correlation: str, *, signed: bool) -> None:
+    async def _publish_effect(self, effect: tuple[Subject, bytes, str, str, bool]) -> None:
+        subject, data, msg_id, correlation, signed = effect
         headers = {MSG_ID: msg_id, CORRELATION_ID: correlation}
         if signed:
             headers[authority_key.HEADER] = authority_key.sign(self.key, data)
-        await self.js.publish(subject.value, data, timeout=2.0, headers=headers)
+        try:
+            await self.js.publish(subject.value, data, timeout=2.0, headers=headers)
+        except Exception as exc:  # journaled already: housekeeping re-publishes it
+            log.warning("publish after the journal failed; will re-publish", subject=subject.value, error=repr(exc))
 
     # ------------------------------------------------------------------ executions and marks
 
     async def _on_executions(self, msgs: list[Msg]) -> None:
-        async with self._lock:
-            for msg in msgs:
-                if msg.subject == Subject.EXECUTION_FILL.value:
-                    fill = Fill.model_validate_json(msg.data)
-                    if self.account.portfolio.knows_fill(fill.fill_id):
-                        continue
-                    event = AccountEvent(kind="fill", ts=self.clock.now(), fill=fill)
-                    await self._commit_retrying(lambda e=event: (None, e), f"fill-{fill.fill_id}")
-                elif msg.subject == Subject.EXECUTION_REPORT.value:
-                    report = OrderEvent.model_validate_json(msg.data)
-                    view = self.account.orders.get(report.client_order_id)
-                    if view is None or not view.is_open:
-                        continue  # not an order of this account's authority, or final already
-                    event = AccountEvent(kind="report", ts=self.clock.now(), report=report)
-                    await self._commit_retrying(lambda e=event: (None, e), f"rep-{report.event_id}")
+        """Reports and fills, journaled in stream order; the batch is acked once every entry is durable."""
+        staged: list[_Staged] = []
+        for msg in msgs:  # the lock per message: an order request never waits behind a whole batch
+            async with self._lock:
+                event, msg_id = self._execution_event(msg)
+                if event is not None:
+                    staged.append(await self._stage(event, msg_id))
+        await asyncio.gather(*(s.done for s in staged))
+
+    def _execution_event(self, msg: Msg) -> tuple[AccountEvent | None, str]:
+        if msg.subject == Subject.EXECUTION_FILL.value:
+            fill = Fill.model_validate_json(msg.data)
+            if self.account.portfolio.knows_fill(fill.fill_id):
+                return None, ""
+            return AccountEvent(kind="fill", ts=self.clock.now(), fill=fill), f"fill-{fill.fill_id}"
+        if msg.subject == Subject.EXECUTION_REPORT.value:
+            report = OrderEvent.model_validate_json(msg.data)
+            view = self.account.orders.get(report.client_order_id)
+            if view is None or not view.is_open:
+                return None, ""  # not an order of this account's authority, or final already
+            return AccountEvent(kind="report", ts=self.clock.now(), report=report), f"rep-{report.event_id}"
+        return None, ""
 
     async def _on_signals(self, msgs: list[Msg]) -> None:
-        async with self._lock:
-            for msg in msgs:
-                signal = NormalizedSignal.model_validate_json(msg.data)
-                bar = Bar.from_signal(signal)
+        """Marks at each bar's own time (never backwards), journaled; acked once durable."""
+        staged: list[_Staged] = []
+        for msg in msgs:
+            signal = NormalizedSignal.model_validate_json(msg.data)
+            bar = Bar.from_signal(signal)
+            async with self._lock:
                 latest = self.account.price_ts.get(bar.symbol)
                 if latest is not None and (
                     bar.ts < latest or (bar.ts == latest and self.account.prices.get(bar.symbol) == bar.close)
@@ -339,18 +401,20 @@ class Authority:
                     kind="mark", ts=self.clock.now(), mark=Mark(symbol=bar.symbol, price=bar.close, ts=bar.ts)
                 )
                 before = self.account.gate.state
-                await self._commit_retrying(lambda e=event: (None, e), f"mark-{signal.signal_id}")
+                staged.append(await self._stage(event, f"mark-{signal.signal_id}"))
                 if self.account.gate.state is not before:
                     log.warning(
                         "trading state changed",
                         state=self.account.gate.state.value,
                         reason=self.account.gate.state_reason,
                     )
+        await asyncio.gather(*(s.done for s in staged))
 
     # ------------------------------------------------------------------ control and housekeeping
 
-    async def _apply_control(self, initial: bool = False) -> None:
-        """Put the configured limits with the operator's newest signed record on top in force."""
+    async def _apply_control(self, initial: bool = False) -> _Staged | None:
+        """Put the configured limits with the operator's newest signed record on top in force (the caller
+        holds the lock); returns the staged control entry, if any."""
         state: TradingState | None = None
         reason = ""
         revision = self.account.control_revision
@@ -365,14 +429,14 @@ class Authority:
                     log.warning("risk control refused", code=refused.code)
                     self._refused_logged = signed.signature
                 if not initial or self.account.seq:
-                    return
+                    return None
                 control = None
             if control is not None:
                 try:
                     limits = patched_limits(self.configured, control.limits_patch)
                 except ValidationError as exc:
                     log.warning("risk control has an invalid limit patch; ignored", error=str(exc))
-                    return
+                    return None
                 if control.revision > self.account.control_revision:
                     state, reason, revision = (
                         control.state,
@@ -380,7 +444,7 @@ class Authority:
                         control.revision,
                     )
         if not initial and revision == self.account.control_revision and limits == self.account.gate.limits:
-            return
+            return None
         now = self.clock.now()
         event = self.account.control_event(limits, now, state=state, reason=reason, revision=revision)
         cash_differs = initial and self.starting_cash != self.account.portfolio.starting_cash
@@ -397,14 +461,15 @@ class Authority:
                 ),
             )
         if event is None:
-            return
-        await self._commit_retrying(lambda: (None, event), f"control-{revision}-{now.timestamp()}")
+            return None
+        staged = await self._stage(event, f"control-{revision}-{now.timestamp()}")
         log.warning(
             "risk control applied",
             revision=revision,
             state=self.account.gate.state.value,
             reason=self.account.gate.state_reason,
         )
+        return staged
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -412,6 +477,8 @@ class Authority:
                 await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
             try:
                 async with self._lock:
+                    if self._broken:
+                        await self._recover()
                     await self._apply_control()
                     now = self.clock.now()
                     for coid in [
@@ -422,7 +489,9 @@ class Authority:
                         await self._republish_if_unacknowledged(coid, now)
                     for coid, cancel in list(self.account.cancels.items()):
                         if now - cancel.created_at >= REPUBLISH_AFTER and self._due(f"c:{coid}", now):
-                            await self._act(AccountEvent(kind="cancel_requested", ts=now, cancel=cancel))
+                            effect = self._effect_of(AccountEvent(kind="cancel_requested", ts=now, cancel=cancel))
+                            assert effect is not None
+                            await self._publish_effect(effect)
             except Exception as exc:
                 log.warning("authority housekeeping failed", error=repr(exc))
 
@@ -446,13 +515,15 @@ class Authority:
             return
         if self._due(f"i:{coid}", now) or force:
             metrics.authority_republished_total.inc()
-            await self._act(AccountEvent(kind="admitted", ts=now, intent=intent))
+            effect = self._effect_of(AccountEvent(kind="admitted", ts=now, intent=intent))
+            assert effect is not None
+            await self._publish_effect(effect)
 
 
-def _msg_id(command: OrderCommand, account: Account, now: datetime) -> str:
+def _msg_id(command: OrderCommand, coid: str | None, now: datetime) -> str:
     if command.kind == "cancel":
-        return f"cancel-{command.client_order_id}"
-    return f"order-{command.client_order_id or now.timestamp()}"
+        return f"cancel-{command.client_order_id}-{now.timestamp()}"
+    return f"order-{coid or now.timestamp()}"
 
 
 # ---------------------------------------------------------------------- the process

@@ -61,6 +61,16 @@ async def append(
     return int(ack.seq), bool(ack.duplicate)
 
 
+async def stage_append(
+    js: JetStreamContext, account: str, event: AccountEvent, *, msg_id: str, expected_seq: int
+) -> asyncio.Future[Any]:
+    """Send one event now and return the future of its acknowledgement (a PubAck, or the JetStream error:
+    a failed expected-sequence check among them). Entries sent one after another on a connection are
+    stored in that order, so a writer may keep many in flight (a group commit)."""
+    headers = {MSG_ID: msg_id, EXPECTED_LAST_SUBJECT_SEQ: str(expected_seq), CORRELATION_ID: msg_id}
+    return await js.publish_async(journal_subject(account), event.model_dump_json().encode(), headers=headers)
+
+
 Apply = Callable[[int, AccountEvent], Any]
 
 

@@ -51,6 +51,8 @@ class Bridge:
     clock: Clock = field(default_factory=LiveClock)
     strategies: StrategyMode | None = None
 
+    _last_seq: int = field(default=0, init=False)  # the journal entry of this bridge's latest answer
+
     def __post_init__(self) -> None:
         if self.mode == "strategy" and self.strategies is None:
             self.strategies = StrategyMode()
@@ -69,7 +71,8 @@ class Bridge:
         )
 
     def decide(self, signal: NormalizedSignal) -> Order | None:
-        """follow mode: the sender's action; `close` flattens the projected position."""
+        """follow mode: the sender's action; `close` flattens the projected position (`_decide_and_publish`
+        has the fold hold this bridge's own orders first)."""
         if signal.action is None:
             return None
         if signal.action == "close":
@@ -97,6 +100,8 @@ class Bridge:
             structlog.contextvars.unbind_contextvars("correlation_id")
 
     async def _decide_and_publish(self, signal: NormalizedSignal) -> None:
+        if signal.action == "close":
+            await self.state.folded(self._last_seq)  # the position must include this bridge's last orders
         order = self.decide(signal)
         if order is None:
             metrics.mcp_decisions_generated_total.labels(self.mode, "no_action").inc()
@@ -133,6 +138,7 @@ class Bridge:
     async def _execute_plan(
         self, signal: NormalizedSignal, bar: Bar, strategy: str, plan: Plan, strategies: StrategyMode
     ) -> None:
+        await self.state.folded(self._last_seq)
         await self._settled(signal.symbol)
         price = bar.open
         position = self.state.account.projected_position(signal.symbol)
@@ -216,7 +222,10 @@ class Bridge:
             fired_at=fired_at(signal),
             correlation_id=signal.correlation_id,
         )
-        answer = await self.state.ask(command)  # AuthorityUnavailable: not acked, so redelivered later
+        # AuthorityUnavailable: not acked, so redelivered later. No wait for the fold here: what reads it next
+        # (a close, the strategy's sizing) waits for `_last_seq` itself
+        answer = await self.state.ask(command, fold=False)
+        self._last_seq = max(self._last_seq, answer.journal_seq)
         if answer.ok and answer.duplicate:
             outcome = "already_decided"
         elif answer.ok:

@@ -81,16 +81,22 @@ class AppState:
         if self.journal is not None:
             await self.journal.stop()
 
-    async def ask(self, command: OrderCommand) -> OrderReply:
-        """The authority's answer to `command`, once this process's fold holds it."""
+    async def ask(self, command: OrderCommand, *, fold: bool = True) -> OrderReply:
+        """The authority's answer to `command` — once this process's fold holds it, unless `fold` is False
+        (a caller that reads nothing right after, like the bridge's buys and sells)."""
         if self.nc is None:
             raise AuthorityUnavailable(
                 "this server has no connection to the bus, so no order authority: nothing was placed"
             )
         reply = await ask(self.nc, command.model_copy(update={"account": self.account_id}))
-        if self.journal is not None and reply.journal_seq:
-            await self.journal.wait_for(reply.journal_seq, FOLD_WAIT_S)
+        if fold:
+            await self.folded(reply.journal_seq)
         return reply
+
+    async def folded(self, seq: int) -> None:
+        """Wait (bounded) until this process's fold holds journal entry `seq`."""
+        if self.journal is not None and seq:
+            await self.journal.wait_for(seq, FOLD_WAIT_S)
 
     def observe_gauges(self) -> None:
         """Set the account and risk gauges (/metrics) from the folded account."""
