@@ -246,7 +246,10 @@ def _mode(args: argparse.Namespace) -> list[str]:
 
 def _limits(args: argparse.Namespace) -> list[str]:
     """The account's limits belong to the authority, the one component that enforces them."""
-    return [] if getattr(args, "max_position", None) is None else ["--max-position", str(args.max_position)]
+    out = [] if getattr(args, "max_position", None) is None else ["--max-position", str(args.max_position)]
+    if getattr(args, "risk_limits_file", None) is not None:
+        out += ["--risk-limits-file", str(args.risk_limits_file)]
+    return out
 
 
 def _bps(args: argparse.Namespace) -> list[str]:
@@ -616,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--slippage-bps", type=str, default=None)
     up.add_argument("--fee-bps", type=str, default=None)
     up.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
+    up.add_argument(
+        "--risk-limits-file", type=Path, default=None, help="risk: JSON of limits on top of the paper defaults"
+    )
     up.add_argument(
         "--mode",
         choices=["follow", "strategy", "agent"],
