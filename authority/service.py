@@ -238,10 +238,10 @@ class Authority:
                     staged.done.set_exception(Unavailable(f"the journal append failed ({type(exc).__name__})"))
                 continue
             metrics.authority_journal_append_seconds.observe(time.perf_counter() - started)
-            if staged.effect is not None:
-                await self._publish_effect(staged.effect)
-            if not staged.done.done():
+            if not staged.done.done():  # durable: the requester may have its answer
                 staged.done.set_result(staged.seq)
+            if staged.effect is not None:  # then its consequence, still in journal order
+                await self._publish_effect(staged.effect)
 
     async def _recover(self) -> None:
         """After a failed append: fold the whole journal into a fresh projection (holding the lock)."""

@@ -119,9 +119,12 @@ async def consume(
     batch: int = 64,
     ack_wait: float = 30.0,
     deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL,
+    key: Callable[[Msg], str] | None = None,
 ) -> None:
     """Run a durable pull consumer until `stop` is set. Ack after the handler returns; nak on error.
-    `deliver_policy` applies when the durable is first created (DeliverPolicy.NEW: skip the backlog)."""
+    `deliver_policy` applies when the durable is first created (DeliverPolicy.NEW: skip the backlog).
+    `key`: messages of one key are handled one after another in stream order, different keys at the same
+    time (the bridge: one lane per symbol); None handles every message in turn."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -143,18 +146,28 @@ async def consume(
                 log.warning("fetch from %s failed (%r); retrying", durable, exc)
                 await asyncio.sleep(0.5)
                 continue
-            for msg in msgs:
-                try:
-                    await handler(msg)
-                except Exception:
-                    log.exception("handler failed on %s; redelivering", msg.subject)
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=1.0)
-                    continue
-                await msg.ack()
+            if key is None:
+                await _handle_in_turn(msgs, handler)
+            else:
+                lanes: dict[str, list[Msg]] = {}
+                for msg in msgs:
+                    lanes.setdefault(key(msg), []).append(msg)
+                await asyncio.gather(*(_handle_in_turn(lane, handler) for lane in lanes.values()))
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def _handle_in_turn(msgs: list[Msg], handler: Handler) -> None:
+    for msg in msgs:
+        try:
+            await handler(msg)
+        except Exception:
+            log.exception("handler failed on %s; redelivering", msg.subject)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
+            continue
+        await msg.ack()
 
 
 async def _subscribe_with_retry(

@@ -8,6 +8,7 @@ on bar t is sized at bar t+1's open and sent as a market order at that open, as 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +69,7 @@ class Bridge:
             subject=Subject.SIGNALS_NORMALIZED.value,
             handler=self.handle,
             stop=stop,
+            key=symbol_of,  # one lane per symbol: a symbol's signals in order, symbols side by side
         )
 
     def decide(self, signal: NormalizedSignal) -> Order | None:
@@ -254,3 +256,12 @@ class Bridge:
     def _decided(self, coid: str) -> bool:
         account = self.state.account
         return coid in account.intents or coid in account.denials
+
+
+_SYMBOL = re.compile(rb'"symbol"\s*:\s*"([^"]*)"')
+
+
+def symbol_of(msg: Msg) -> str:
+    """The signal's symbol, without parsing the whole message (the lane key)."""
+    found = _SYMBOL.search(msg.data)
+    return found.group(1).decode() if found else ""
