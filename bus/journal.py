@@ -1,9 +1,9 @@
 """The account journal on the bus: the authority appends, every other process follows it in order.
 
-Stream `ACCOUNT` (subjects `account.>`), one subject per account. `append` publishes with
+Stream `ACCOUNT` (subjects `account.>`), one subject per account. `stage_append` publishes with
 `Nats-Expected-Last-Subject-Sequence`, so an append by a writer whose view is behind the journal is
-refused (`JournalConflict`) instead of forking the account: the authority then catches up and
-decides again. `JournalFollower` hands every entry, in sequence order, to a callback.
+refused instead of forking the account: the authority then folds the journal again before it decides.
+`JournalFollower` hands every entry, in sequence order, to a callback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from bus.jetstream import CORRELATION_ID, MSG_ID, log_if_failed
 from schemas.account import ACCOUNT_STREAM, AccountEvent, journal_subject
@@ -23,11 +23,6 @@ from schemas.account import ACCOUNT_STREAM, AccountEvent, journal_subject
 log = logging.getLogger(__name__)
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed expected-sequence check
-
-
-class JournalConflict(RuntimeError):
-    """Someone else appended since the sequence this writer expected."""
 
 
 async def ensure_journal(js: JetStreamContext) -> None:
@@ -42,23 +37,6 @@ async def ensure_journal(js: JetStreamContext) -> None:
                 duplicate_window=600.0,
             )
         )
-
-
-async def append(
-    js: JetStreamContext, account: str, event: AccountEvent, *, msg_id: str, expected_seq: int, timeout: float = 2.0
-) -> tuple[int, bool]:
-    """Append one event; returns (its stream sequence, duplicate). Raises JournalConflict when the
-    account's last entry is not `expected_seq`."""
-    headers = {MSG_ID: msg_id, EXPECTED_LAST_SUBJECT_SEQ: str(expected_seq), CORRELATION_ID: msg_id}
-    try:
-        ack = await js.publish(
-            journal_subject(account), event.model_dump_json().encode(), timeout=timeout, headers=headers
-        )
-    except APIError as exc:
-        if getattr(exc, "err_code", None) == WRONG_LAST_SEQUENCE or "wrong last sequence" in str(exc).lower():
-            raise JournalConflict(str(exc)) from exc
-        raise
-    return int(ack.seq), bool(ack.duplicate)
 
 
 async def stage_append(

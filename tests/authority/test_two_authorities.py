@@ -1,0 +1,56 @@
+"""Two authorities on one journal (a misconfiguration: run exactly one per account) cannot fork the account:
+the journal's expected-sequence check refuses the one whose view is behind, which answers
+`authority_unavailable`, folds the journal again, and then decides on the truth."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from authority.service import Authority
+from bus.embedded import EmbeddedNats
+from bus.journal import ensure_journal
+from schemas.account import OrderCommand
+from tests.authority.test_authority_processes import fold
+from tests.conftest import stream_count
+from tools.risk import RiskLimits
+
+LIMITS = RiskLimits(max_position=Decimal(10))
+
+
+def buy(coid: str, quantity: int = 8) -> OrderCommand:
+    return OrderCommand(
+        kind="place", symbol="CNF", side="buy", quantity=Decimal(quantity), order_type="limit",
+        limit_price=Decimal(10), time_in_force="GTC", client_order_id=coid, origin="mcp",
+    )  # fmt: skip
+
+
+async def test_the_authority_whose_view_is_behind_is_refused_by_the_journal_and_then_decides_on_the_truth(
+    nats_server: EmbeddedNats, js
+) -> None:
+    await ensure_journal(js)
+    first = Authority(js._nc, js, key=b"k", limits=LIMITS)
+    second = Authority(js._nc, js, key=b"k", limits=LIMITS)
+    await first.start()
+    await second.start()  # both folded the same journal: the configured limits
+    try:
+        assert (await first.handle(buy("a-1"))).ok
+        refused = await _answer(second, buy("b-1"))
+        assert refused == "authority_unavailable", "its view missed a-1: the journal refused the append"
+        async with second._lock:
+            await second._recover()
+        after = await second.handle(buy("b-2"))
+        assert (after.ok, after.code) == (False, "max_position"), "8 resting + 8 more is past 10"
+        journal = await fold(js)
+        assert set(journal.intents) == {"a-1"} and set(journal.denials) == {"b-2"}
+        assert await stream_count(js, "DECISIONS", "decisions.order_intent") == 1
+        assert second.account.seq == journal.seq and set(second.account.intents) == {"a-1"}
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def _answer(authority: Authority, command: OrderCommand) -> str:
+    try:
+        return (await authority.handle(command)).code
+    except Exception as exc:  # what _on_request turns into an authority_unavailable reply
+        return "authority_unavailable" if type(exc).__name__ == "Unavailable" else repr(exc)
