@@ -104,6 +104,7 @@ mcp_agent_tokens_total = Counter("mcp_agent_tokens_total", "Tokens used by the a
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
+
 # the account authority (the one order admission per account)
 authority_requests_total = Counter(
     "authority_requests_total", "Order requests answered by the authority, by kind and answer code", ["kind", "code"]

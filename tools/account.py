@@ -396,7 +396,14 @@ class Account:
             correlation_id=correlation,
         )
         return Decision(
-            self._reply(command, True, "approved", "admitted (journaled); the simulator receives it next", price=price, submitted=True),
+            self._reply(
+                command,
+                True,
+                "approved",
+                "admitted (journaled); the simulator receives it next",
+                price=price,
+                submitted=True,
+            ),
             AccountEvent(kind="admitted", ts=now, intent=intent),
         )
 
