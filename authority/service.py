@@ -42,7 +42,7 @@ from starlette.applications import Starlette
 from authority.control import TOKEN_FILE, load_or_create_token, read_signed
 from authority.settings import AuthoritySettings
 from bus import authority_key
-from bus.jetstream import CORRELATION_ID, MSG_ID, connect, consume_batches, ensure_streams, log_if_failed
+from bus.jetstream import connect, consume_batches, ensure_streams, log_if_failed, publish_bytes
 from bus.journal import JournalFollower, ensure_journal, stage_append
 from observability import metrics
 from observability.http import ops_routes
@@ -349,11 +349,9 @@ class Authority:
 
     async def _publish_effect(self, effect: tuple[Subject, bytes, str, str, bool]) -> None:
         subject, data, msg_id, correlation, signed = effect
-        headers = {MSG_ID: msg_id, CORRELATION_ID: correlation}
-        if signed:
-            headers[authority_key.HEADER] = authority_key.sign(self.key, data)
+        headers = {authority_key.HEADER: authority_key.sign(self.key, data)} if signed else None
         try:
-            await self.js.publish(subject.value, data, timeout=2.0, headers=headers)
+            await publish_bytes(self.js, subject, data, msg_id=msg_id, correlation_id=correlation, headers=headers)
         except Exception as exc:  # journaled already: housekeeping re-publishes it
             log.warning("publish after the journal failed; will re-publish", subject=subject.value, error=repr(exc))
 

@@ -86,13 +86,28 @@ async def publish(
     timeout: float = 2.0,
 ) -> api.PubAck:
     """Publish a contract model; a second publish with the same `msg_id` is a no-op (`ack.duplicate`)."""
+    data = message.model_dump_json().encode()
+    return await publish_bytes(js, subject, data, msg_id=msg_id, correlation_id=correlation_id, timeout=timeout)
+
+
+async def publish_bytes(
+    js: JetStreamContext,
+    subject: Subject,
+    data: bytes,
+    *,
+    msg_id: str,
+    correlation_id: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 2.0,
+) -> api.PubAck:
+    """`publish` for a body already serialized (one that is signed over its exact bytes), with extra headers."""
     started = time.perf_counter()
     try:
         ack = await js.publish(
             subject.value,
-            message.model_dump_json().encode(),
+            data,
             timeout=timeout,
-            headers={MSG_ID: msg_id, CORRELATION_ID: correlation_id},
+            headers={MSG_ID: msg_id, CORRELATION_ID: correlation_id, **(headers or {})},
         )
     except Exception:
         metrics.jetstream_publish_errors_total.labels(subject.value).inc()
@@ -196,21 +211,29 @@ def log_if_failed(task: asyncio.Task[Any]) -> None:
 
 
 class Follower:
-    """Apply every message of a stream, from the first, to `handler`; then keep following."""
+    """Apply every message of a stream (after sequence `after`), in order, to `handler`; then keep following.
+    `caught_up` is set once what the stream held at start is applied; `applied_seq` is the last sequence
+    applied, and `wait_for(seq)` waits (bounded) until it reaches `seq`."""
 
-    def __init__(self, js: JetStreamContext, *, stream: str, subject: str, handler: Callable[[Msg], Any]):
+    def __init__(
+        self, js: JetStreamContext, *, stream: str, subject: str, handler: Callable[[Msg], Any], after: int = 0
+    ):
         self._js = js
         self._stream = stream
         self._subject = subject
         self._handler = handler
+        self._after = after
+        self.applied_seq = after
         self.caught_up = asyncio.Event()
+        self.progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.NONE,
-            deliver_policy=api.DeliverPolicy.ALL,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if self._after else api.DeliverPolicy.ALL,
+            opt_start_seq=self._after + 1 if self._after else None,
             filter_subject=self._subject,
             inactive_threshold=60.0,
         )
@@ -224,7 +247,7 @@ class Follower:
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                msgs = await self._sub.fetch(256, timeout=0.5)
+                msgs = await self._sub.fetch(512, timeout=0.5)
             except TimeoutError:  # nats-py raises its own subclass or asyncio's, depending on the path
                 continue
             except Exception as exc:
@@ -232,14 +255,29 @@ class Follower:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq <= self.applied_seq:
+                    continue  # a redelivery after a reconnect
                 try:
                     result = self._handler(msg)
                     if asyncio.iscoroutine(result):
                         await result
                 except Exception:
-                    log.exception("follower of %s could not apply a message", self._stream)
+                    log.exception("follower of %s could not apply message %s", self._stream, seq)
+                self.applied_seq = seq
                 if msg.metadata.num_pending == 0:
                     self.caught_up.set()
+            async with self.progress:
+                self.progress.notify_all()
+
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """Wait until the message at stream sequence `seq` is applied; False on timeout."""
+        if self.applied_seq >= seq:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with self.progress:
+                await asyncio.wait_for(self.progress.wait_for(lambda: self.applied_seq >= seq), timeout)
+        return self.applied_seq >= seq
 
     async def stop(self) -> None:
         self._stop.set()
@@ -272,15 +310,7 @@ async def consume_batches(
         ack_wait=ack_wait,
         max_ack_pending=4096,
     )
-    sub = None
-    delay = 0.2
-    while sub is None and not stop.is_set():
-        try:
-            sub = await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
-        except Exception as exc:
-            log.warning("cannot create consumer %s on %s (%r); retrying", durable, stream, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    sub = await _subscribe_with_retry(js, subjects[0], durable, stream, config, stop)
     if sub is None:
         return
     try:

@@ -9,15 +9,15 @@ refused instead of forking the account: the authority then folds the journal aga
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from bus.jetstream import CORRELATION_ID, MSG_ID, log_if_failed
+from bus.jetstream import CORRELATION_ID, MSG_ID, Follower
 from schemas.account import ACCOUNT_STREAM, AccountEvent, journal_subject
 
 log = logging.getLogger(__name__)
@@ -52,77 +52,15 @@ async def stage_append(
 Apply = Callable[[int, AccountEvent], Any]
 
 
-class JournalFollower:
-    """Fold an account's journal, from `after + 1`, in order; then keep following. `caught_up` is set
-    once every entry present at start has been applied; `applied_seq` is the last sequence folded."""
+class JournalFollower(Follower):
+    """Fold an account's journal, from `after + 1`, in order, into `apply(seq, event)`; then keep following."""
 
     def __init__(self, js: JetStreamContext, apply: Apply, account: str, after: int = 0) -> None:
-        self._js = js
-        self._apply = apply
-        self._account = account
-        self._after = after
-        self.applied_seq = after
-        self.caught_up = asyncio.Event()
-        self.progress = asyncio.Condition()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        def handler(msg: Msg) -> Any:
+            return apply(msg.metadata.sequence.stream, AccountEvent.model_validate_json(msg.data))
+
+        super().__init__(js, stream=ACCOUNT_STREAM, subject=journal_subject(account), handler=handler, after=after)
 
     async def start(self) -> None:
         await ensure_journal(self._js)
-        subject = journal_subject(self._account)
-        config = api.ConsumerConfig(
-            ack_policy=api.AckPolicy.NONE,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if self._after else api.DeliverPolicy.ALL,
-            opt_start_seq=self._after + 1 if self._after else None,
-            filter_subject=subject,
-            inactive_threshold=60.0,
-        )
-        self._sub = await self._js.pull_subscribe(subject, stream=ACCOUNT_STREAM, config=config)
-        info = await self._sub.consumer_info()
-        if info.num_pending == 0:
-            self.caught_up.set()
-        self._task = asyncio.create_task(self._run(), name=f"journal-{self._account}")
-        self._task.add_done_callback(log_if_failed)
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                msgs = await self._sub.fetch(512, timeout=0.5)
-            except TimeoutError:
-                continue
-            except Exception as exc:
-                log.warning("journal follower: fetch failed (%r); retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if seq <= self.applied_seq:
-                    continue
-                try:
-                    result = self._apply(seq, AccountEvent.model_validate_json(msg.data))
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:
-                    log.exception("journal entry %s could not be applied", seq)
-                self.applied_seq = seq
-                if msg.metadata.num_pending == 0:
-                    self.caught_up.set()
-            async with self.progress:
-                self.progress.notify_all()
-
-    async def wait_for(self, seq: int, timeout: float) -> bool:
-        """Wait until entry `seq` is folded; False on timeout."""
-        if self.applied_seq >= seq:
-            return True
-        with contextlib.suppress(TimeoutError):
-            async with self.progress:
-                await asyncio.wait_for(self.progress.wait_for(lambda: self.applied_seq >= seq), timeout)
-        return self.applied_seq >= seq
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 2)
-        with contextlib.suppress(Exception):
-            await self._sub.unsubscribe()
+        await super().start()

@@ -31,7 +31,7 @@ from mcp_server.bridge import Bridge
 from mcp_server.state import AppState
 from schemas.subjects import Subject
 from tools.clock import LiveClock
-from tools.risk import RiskGate, RiskLimits
+from tools.risk import RiskLimits
 
 SECRET = signing.new_secret()
 
@@ -134,10 +134,15 @@ class Pipeline:
 
 @pytest.fixture
 async def pipeline(nats_server: EmbeddedNats) -> AsyncIterator[Pipeline]:
-    """execsim consumer + rebuilt state + bridge, in this process, on the real nats-server."""
+    """execsim consumer + the account authority + the folded state + bridge, in this process, on the real
+    nats-server."""
+    from authority.service import Authority
+    from bus.journal import ensure_journal
+
     nc = await connect(nats_server.url, "pipeline")
     jsc = nc.jetstream()
     await ensure_streams(jsc)
+    await ensure_journal(jsc)
     engine = Engine(LiveClock(), EngineConfig(slippage_bps=Decimal(0)))
     service = ExecSimService(jsc, engine)
     stop = asyncio.Event()
@@ -153,12 +158,16 @@ async def pipeline(nats_server: EmbeddedNats) -> AsyncIterator[Pipeline]:
             )
         )
     ]
+    authority = Authority(nc, jsc, key=b"pipeline", limits=RiskLimits(max_position=Decimal(100)))
+    await authority.start()
+    tasks += authority.tasks(stop)
     state = AppState(nc, jsc)
     await state.start()
-    bridge = Bridge(state, RiskGate(RiskLimits(max_position=Decimal(100))))
+    bridge = Bridge(state)
     tasks.append(asyncio.create_task(bridge.run(stop)))
     yield Pipeline(state, engine, stop)
     stop.set()
+    await authority.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
     await state.stop()
     await nc.close()

@@ -92,12 +92,17 @@ def test_the_rules_use_only_metrics_the_services_export() -> None:
             assert used <= known, f"{rule.get('alert') or rule.get('record')}: unknown {sorted(used - known)}"
 
 
-def test_prometheus_scrapes_the_three_services_on_their_ports() -> None:
+def test_prometheus_scrapes_the_four_services_on_their_ports() -> None:
     config = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text())
     targets = {
         job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in config["scrape_configs"]
     }
-    assert targets == {"gateway": ["gateway:8001"], "mcp_server": ["mcp_server:8002"], "execsim": ["execsim:8004"]}
+    assert targets == {
+        "gateway": ["gateway:8001"],
+        "mcp_server": ["mcp_server:8002"],
+        "execsim": ["execsim:8004"],
+        "authority": ["authority:8003"],
+    }
     assert config["rule_files"] == ["alerts.yml"]
 
 
