@@ -11,10 +11,12 @@ When orders are worked:
   of its symbol (from `set_price` / `on_bar`; `intent.reference_price` when none is known);
 - later, when its latency has passed: at the next `set_price`, `on_bar` or `tick`;
 - every resting order, against each new bar along the intrabar path (`execsim.engine.intrabar`).
-A market order `at_open_of` a bar time fills at the open of that bar of its symbol (or of the first
-later bar), from the engine's own bars (matched by the bars' timestamps, not by when they arrived): at
-submit when that bar is already known, else at the bar's arrival; prices on the engine's tick. Latency
-does not apply (the order was placed before the open).
+A market order `at_open_of` a bar time fills at the open of that bar of its symbol, from the engine's own
+bars (matched by the bars' timestamps, not by when they arrived), or of the first later bar when there was
+none at that time: at submit when that bar is already known, else at the bar's arrival; prices on the
+engine's tick. When the bar at that time was refused (older than the symbol's latest) the order is
+rejected `at_open_of_bar_refused`: a decision from one era never fills at another's prices.
+Latency does not apply (the order was placed before the open).
 IOC and FOK are worked once, at their first opportunity (a price, or a bar's open); what does not
 fill then is canceled (FOK: all of it unless all of it fills).
 A DAY order lives for the UTC date of the first bar it is worked against; the first bar of a later
@@ -124,6 +126,8 @@ class Engine:
     _open: dict[str, dict[str, WorkingOrder]] = field(default_factory=dict)
     _market: dict[str, MarketState] = field(default_factory=dict)
     _canceled_early: set[str] = field(default_factory=set)
+    # per symbol, the times of the last bars refused as older than the latest (insertion-ordered, bounded)
+    _refused: dict[str, dict[datetime, None]] = field(default_factory=dict)
     _opens: dict[str, BarOpens] = field(default_factory=dict)
     stale_bars: int = 0  # bars refused as older than the symbol's latest bar
     duplicate_bars: int = 0  # bars refused as the symbol's latest bar again (same timestamp)
@@ -238,6 +242,10 @@ class Engine:
         if reason is None and coid in self._canceled_early:
             reason = "canceled_before_accepted"
         events: list[Event] = []
+        if reason is None and intent.at_open_of in self._refused.get(intent.symbol, {}):
+            # its bar was refused as older than the symbol's latest: filling it at a later bar's open would
+            # trade a decision from one era at the prices of another
+            reason = "at_open_of_bar_refused"
         if reason is None and intent.replaces is not None:
             old = self._orders.get(intent.replaces)
             if old is None or not old.is_open or old.intent.symbol != intent.symbol:
@@ -321,6 +329,10 @@ class Engine:
                 self.duplicate_bars += 1
             else:
                 self.stale_bars += 1
+                refused_times = self._refused.setdefault(bar.symbol, {})
+                refused_times[bar.ts] = None
+                if len(refused_times) > OPENS_KEPT:
+                    del refused_times[next(iter(refused_times))]
             return []
         events: list[Event] = []
         now = self.clock.now()

@@ -63,9 +63,10 @@ def test_a_2000_bar_after_a_2026_bar_serves_no_order_at_the_open_of_a_2026_time(
     assert eng.on_bar(bar_at(Y2000, "20", "21", "19", "20.5")) == []
     [fill] = fills(eng.submit(at_open("a", T0)))
     assert fill.price == D("200")
-    # the refused 2000 bar is not remembered either: nothing of it fills an order at the open of 2000
-    [fill] = fills(eng.submit(at_open("b", Y2000)))
-    assert fill.price == D("200")
+    # the refused 2000 bar is not remembered either: an order at the open of 2000 is rejected, never filled
+    # at the 2026 open (the demo bars after a send-signal of today)
+    [rejected] = eng.submit(at_open("b", Y2000))
+    assert (rejected.status, rejected.reason) == ("rejected", "at_open_of_bar_refused")
 
 
 def test_a_2026_bar_after_a_2000_bar_serves_the_2026_time_and_the_2000_bar_the_2000_time() -> None:
@@ -91,9 +92,12 @@ def test_a_bar_older_than_the_latest_works_no_order_fills_no_open_and_moves_no_p
     assert eng.on_bar(old) == []
     assert eng.last_price("AAPL") == D("100.5") and eng.stale_bars == 1 and eng.duplicate_bars == 0
     assert {o.intent.client_order_id for o in eng.open_orders()} == {"limit", "waiting"}
-    # not remembered either: an order at the open of its time gets the first later bar applied (minute 5)
-    [fill] = fills(eng.submit(at_open("at-4", T0 + timedelta(minutes=4))))
-    assert fill.price == D("100")
+    # not remembered either: an order at the open of its time is rejected, never filled at a later bar's open
+    # (a decision on a bar from another era, the 2000 bars after a 2026 price)
+    [rejected] = eng.submit(at_open("at-4", T0 + timedelta(minutes=4)))
+    assert (rejected.status, rejected.reason) == ("rejected", "at_open_of_bar_refused")
+    [later] = fills(eng.submit(at_open("at-4.5", T0 + timedelta(minutes=4, seconds=30))))
+    assert later.price == D("100"), "a time with no bar at all still means the first later bar's open"
 
     # a newer bar is applied as ever; the one before it is now older
     events = eng.on_bar(bar("94", "97", "93", "96", minutes=6))
