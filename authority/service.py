@@ -127,7 +127,7 @@ class Authority:
         async with self._lock:
             staged = await self._apply_control(initial=True)
         if staged is not None:
-            await staged.done
+            await self._durable([staged])
         self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
         self.ready.set()
         log.info(
@@ -243,6 +243,13 @@ class Authority:
             if staged.effect is not None:  # then its consequence, still in journal order
                 await self._publish_effect(staged.effect)
 
+    async def _durable(self, staged: list[_Staged]) -> None:
+        """Wait until every entry is in the journal; Unavailable if one failed or none answered in time."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*(asyncio.shield(s.done) for s in staged)), 2 * JOURNAL_ACK_S)
+        except TimeoutError as exc:
+            raise Unavailable("the journal did not acknowledge in time") from exc
+
     async def _recover(self) -> None:
         """After a failed append: fold the whole journal into a fresh projection (holding the lock)."""
         while not self._effects.empty():  # let every entry in flight settle first
@@ -315,7 +322,7 @@ class Authority:
                 }
             )
         if staged is not None:
-            await staged.done
+            await self._durable([staged])
             if event is not None and event.kind == "denied":
                 log.info("order denied", client_order_id=coid, reason=reply.code, origin=command.origin)
             elif event is not None:
@@ -365,7 +372,7 @@ class Authority:
                 event, msg_id = self._execution_event(msg)
                 if event is not None:
                     staged.append(await self._stage(event, msg_id))
-        await asyncio.gather(*(s.done for s in staged))
+        await self._durable(staged)
 
     def _execution_event(self, msg: Msg) -> tuple[AccountEvent | None, str]:
         if msg.subject == Subject.EXECUTION_FILL.value:
@@ -406,7 +413,7 @@ class Authority:
                         state=self.account.gate.state.value,
                         reason=self.account.gate.state_reason,
                     )
-        await asyncio.gather(*(s.done for s in staged))
+        await self._durable(staged)
 
     # ------------------------------------------------------------------ control and housekeeping
 
