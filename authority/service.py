@@ -546,7 +546,7 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
     nc = await connect(url, "authority", role="authority", data_dir=settings.data_dir)
     js = nc.jetstream()
     await ensure_streams(js)
-    token = load_or_create_token(settings.data_dir / TOKEN_FILE)
+    token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
     authority = Authority(
         nc,
         js,

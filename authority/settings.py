@@ -45,6 +45,13 @@ class AuthoritySettings(BaseSettings):
             "risk_limits_file", "TRADING_MCP_AUTHORITY_RISK_LIMITS_FILE", "TRADING_MCP_RISK_LIMITS_FILE"
         ),
     )
+    operator_token_file: Path | None = Field(
+        default=None,
+        description="The operator token that signs risk control records (default <data_dir>/operator_token)",
+        validation_alias=AliasChoices(
+            "operator_token_file", "TRADING_MCP_AUTHORITY_OPERATOR_TOKEN_FILE", "TRADING_MCP_OPERATOR_TOKEN_FILE"
+        ),
+    )
     max_signal_age_seconds: float = Field(
         default=DEFAULT_MAX_SIGNAL_AGE_S,
         gt=0,

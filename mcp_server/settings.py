@@ -59,10 +59,6 @@ class ServeSettings(BaseSettings):
     strategy_slippage_bps: Decimal = Field(default=Decimal(0), ge=0, lt=1000)
     strategy_fractional: bool = Field(default=False, description="Size in fractional units (4 decimals)")
 
-    operator_token_file: Path | None = Field(
-        default=None, description="Operator token for risk changes (default <data_dir>/operator_token)"
-    )
-
     toolsets: str | None = Field(
         default=None, description="Comma-separated groups, e.g. market,positions; all if unset"
     )
