@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.account import ACCOUNT_PATTERN, DEFAULT_ACCOUNT
 from schemas.risk import PAPER_STARTING_CASH, RiskLimits, paper_defaults
-from tools.account import DEFAULT_MAX_SIGNAL_AGE_S
+from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
 
 
 def default_data_dir() -> Path:

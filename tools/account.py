@@ -20,19 +20,19 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from schemas.account import AccountEvent, Control, OrderCommand, OrderReply
 from schemas.orders import TERMINAL_STATUSES, OrderCancel, OrderIntent, OrderView, RiskDenied
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import SYMBOL_PATTERN
+from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
 from tools.portfolio import Portfolio
 from tools.risk import RiskGate, Verdict, bad_number, valuation_price
 
 ZERO = Decimal(0)
 _SYMBOL = re.compile(SYMBOL_PATTERN)
-DEFAULT_MAX_SIGNAL_AGE_S = 5.0
 
 
 @dataclass(slots=True)
@@ -502,7 +502,3 @@ def _shape_error(c: OrderCommand) -> str | None:
     if c.at_open_of is not None and t != "market":
         return "at_open_of is for market orders only"
     return None
-
-
-def max_signal_age(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)
