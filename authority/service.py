@@ -82,6 +82,7 @@ class _Staged:
     ack: asyncio.Future[Any]
     effect: tuple[Subject, bytes, str, str, bool] | None
     done: asyncio.Future[int]
+    order: str | None = None  # the client order id an admission or cancel is about
 
 
 class Authority:
@@ -111,6 +112,7 @@ class Authority:
         self._tail = 0  # the journal sequence of the last entry sent (acknowledged or in flight)
         self._broken = False
         self._effects: asyncio.Queue[_Staged] = asyncio.Queue()
+        self._in_flight: set[str] = set()  # orders whose admission or cancel the journal has not acknowledged
         self._republished: dict[str, datetime] = {}
         self._refused_logged = ""
         self._sub: Any = None
@@ -211,9 +213,16 @@ class Authority:
         ack = await stage_append(self.js, self.account_id, event, msg_id=msg_id, expected_seq=expected)
         self._tail = expected + 1
         self.account.apply(event, self._tail)
+        order = _order_of(event)
         staged = _Staged(
-            self._tail, ack, self._effect_of(event) if effect else None, asyncio.get_running_loop().create_future()
+            self._tail,
+            ack,
+            self._effect_of(event) if effect else None,
+            asyncio.get_running_loop().create_future(),
+            order,
         )
+        if order is not None:
+            self._in_flight.add(order)  # nothing about it reaches the simulator before the journal has it
         self._effects.put_nowait(staged)
         metrics.authority_journal_appends_total.labels(event.kind).inc()
         return staged
@@ -238,6 +247,8 @@ class Authority:
                     staged.done.set_exception(Unavailable(f"the journal append failed ({type(exc).__name__})"))
                 continue
             metrics.authority_journal_append_seconds.observe(time.perf_counter() - started)
+            if staged.order is not None:
+                self._in_flight.discard(staged.order)
             if not staged.done.done():  # durable: the requester may have its answer
                 staged.done.set_result(staged.seq)
             if staged.effect is not None:  # then its consequence, still in journal order
@@ -255,6 +266,7 @@ class Authority:
         while not self._effects.empty():  # let every entry in flight settle first
             await asyncio.sleep(0.01)
         self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio())
+        self._in_flight.clear()
         await self._fold_journal()
         self._broken = False
         log.warning("authority recovered: the projection is the journal again", journal_seq=self.account.seq)
@@ -493,6 +505,8 @@ class Authority:
                     ]:
                         await self._republish_if_unacknowledged(coid, now)
                     for coid, cancel in list(self.account.cancels.items()):
+                        if coid in self._in_flight:
+                            continue
                         if now - cancel.created_at >= REPUBLISH_AFTER and self._due(f"c:{coid}", now):
                             effect = self._effect_of(AccountEvent(kind="cancel_requested", ts=now, cancel=cancel))
                             assert effect is not None
@@ -514,8 +528,8 @@ class Authority:
             return
         view = self.account.orders.get(coid)
         intent = self.account.intents.get(coid)
-        if view is None or intent is None or view.status != "submitted":
-            return
+        if view is None or intent is None or view.status != "submitted" or coid in self._in_flight:
+            return  # unknown, answered already, or not yet in the journal (its worker publishes it then)
         if not force and now - intent.created_at < REPUBLISH_AFTER:
             return
         if self._due(f"i:{coid}", now) or force:
@@ -523,6 +537,14 @@ class Authority:
             effect = self._effect_of(AccountEvent(kind="admitted", ts=now, intent=intent))
             assert effect is not None
             await self._publish_effect(effect)
+
+
+def _order_of(event: AccountEvent) -> str | None:
+    if event.kind == "admitted" and event.intent is not None:
+        return event.intent.client_order_id
+    if event.kind == "cancel_requested" and event.cancel is not None:
+        return event.cancel.client_order_id
+    return None
 
 
 def _msg_id(command: OrderCommand, coid: str | None, now: datetime) -> str:

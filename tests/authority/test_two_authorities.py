@@ -54,3 +54,25 @@ async def _answer(authority: Authority, command: OrderCommand) -> str:
         return (await authority.handle(command)).code
     except Exception as exc:  # what _on_request turns into an authority_unavailable reply
         return "authority_unavailable" if type(exc).__name__ == "Unavailable" else repr(exc)
+
+
+async def test_nothing_about_an_order_reaches_the_simulator_before_the_journal_has_it(
+    nats_server: EmbeddedNats, js
+) -> None:
+    from observability import metrics
+
+    await ensure_journal(js)
+    authority = Authority(js._nc, js, key=b"k", limits=LIMITS)
+    await authority.start()
+    try:
+        assert (await authority.handle(buy("x-1", 2))).ok  # no simulator runs: it stays `submitted`
+        republished = metrics.authority_republished_total._value.get()
+        authority._in_flight.add("x-1")  # as while its journal entry is unacknowledged
+        again = await authority.handle(buy("x-1", 2))
+        assert (again.ok, again.code) == (True, "duplicate")
+        assert metrics.authority_republished_total._value.get() == republished, "not re-sent before the journal"
+        authority._in_flight.discard("x-1")
+        await authority.handle(buy("x-1", 2))
+        assert metrics.authority_republished_total._value.get() == republished + 1, "re-sent once it is durable"
+    finally:
+        await authority.stop()
