@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from gateway import signing
 from gateway.settings import SECRET_FILE
@@ -63,17 +63,17 @@ async def replay(
     secret: str,
     payloads: list[dict[str, Any]],
     speed: float = 0,
-    progress: Callable[[int, dict[str, Any], httpx.Response], None] | None = None,
-) -> list[httpx.Response]:
+    progress: Callable[[int, dict[str, Any], httpx2.Response], None] | None = None,
+) -> list[httpx2.Response]:
     """Send each payload in order, `speed` per second (0: as fast as the gateway answers)."""
     run = uuid.uuid4().hex[:12]
     answers = []
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx2.AsyncClient(timeout=10) as client:
         for i, payload in enumerate(payloads):
             if speed > 0:
                 await asyncio.sleep(max(0.0, started + i / speed - time.monotonic()))  # pacing, not waiting
-            body = httpx.Request("POST", url, json=payload).content
+            body = httpx2.Request("POST", url, json=payload).content
             response = await client.post(url, content=body, headers=signed_request(secret, body, f"demo_{run}_{i}"))
             answers.append(response)
             if progress is not None:
@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"replaying {total} daily bars of {args.symbol} to {args.url} at {args.speed:g} bars/s", flush=True)
     every = max(1, total // 20)
 
-    def progress(i: int, payload: dict[str, Any], response: httpx.Response) -> None:
+    def progress(i: int, payload: dict[str, Any], response: httpx2.Response) -> None:
         if response.status_code >= 400:
             print(f"bar {i + 1}: HTTP {response.status_code} {response.text}", file=sys.stderr, flush=True)
         elif (i + 1) % every == 0 or i + 1 == total:
@@ -118,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         answers = asyncio.run(replay(args.url, secret, payloads, args.speed, progress))
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         print(f"could not reach {args.url}: {exc} (is `trading-mcp up --mode strategy` running?)", file=sys.stderr)
         return 2
     accepted = sum(1 for r in answers if r.status_code < 400)

@@ -21,7 +21,10 @@ def _finite(value: Decimal) -> Decimal:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone (UTC)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:59:59-14:00 is past the year 9999 in UTC
+        raise ValueError("timestamp is out of range once converted to UTC") from exc
 
 
 # Decimals travel as strings so that no JSON parser on the way turns them into floats.

@@ -137,6 +137,8 @@ async def test_malformed_json_is_400_and_schema_violations_are_422_listing_each_
     problem(await gw.send(http, {**SIGNAL, "price": "1.12345678901"}), 422, "schema_violation")
     problem(await gw.send(http, {**SIGNAL, "comment": "x" * 501}), 422, "schema_violation")
     problem(await gw.send(http, {**SIGNAL, "leverage": 100}), 422, "schema_violation")
+    far = problem(await gw.send(http, {**SIGNAL, "time": "9999-12-31T23:59:59-14:00"}), 422, "schema_violation")
+    assert "out of range" in str(far["errors"]), "past the year 9999 in UTC: a coded 422, not a 500"
     assert await stream_count(js, "SIGNALS") == 0
 
 
