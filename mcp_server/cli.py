@@ -612,12 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
         "restart any of them that dies",
     )
     data_dir(up)
-    up.add_argument("--gateway-port", type=int, default=8001)
-    up.add_argument("--mcp-port", type=int, default=8002)
-    up.add_argument("--execsim-port", type=int, default=8004)
-    up.add_argument("--authority-port", type=int, default=8003)
-    up.add_argument("--slippage-bps", type=str, default=None)
-    up.add_argument("--fee-bps", type=str, default=None)
+    up.add_argument("--gateway-port", type=int, default=8001, help="webhook gateway HTTP port (default 8001)")
+    up.add_argument(
+        "--mcp-port", type=int, default=8002, help="MCP server (streamable HTTP at /mcp) and bridge port (default 8002)"
+    )
+    up.add_argument("--execsim-port", type=int, default=8004, help="execution simulator health/metrics port (8004)")
+    up.add_argument("--authority-port", type=int, default=8003, help="order authority health/metrics port (8003)")
+    up.add_argument("--slippage-bps", type=str, default=None, help="simulated slippage in basis points (default 0)")
+    up.add_argument("--fee-bps", type=str, default=None, help="simulated fee in basis points of notional (default 0)")
     up.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
     up.add_argument(
         "--risk-limits-file", type=Path, default=None, help="risk: JSON of limits on top of the paper defaults"
