@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bus.embedded import default_data_dir
 from schemas.account import ACCOUNT_PATTERN, DEFAULT_ACCOUNT
 from schemas.risk import PAPER_STARTING_CASH, RiskLimits, paper_defaults
 from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
-
-
-def default_data_dir() -> Path:
-    if env := os.environ.get("TRADING_MCP_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "trading-mcp"
 
 
 class AuthoritySettings(BaseSettings):

@@ -58,6 +58,15 @@ class EmbeddedNatsError(RuntimeError):
     pass
 
 
+def default_data_dir() -> Path:
+    """`$TRADING_MCP_DATA_DIR`, else `$XDG_DATA_HOME/trading-mcp`, else `~/.local/share/trading-mcp`: where every
+    process keeps the embedded NATS store, the secrets and the credentials."""
+    if env := os.environ.get("TRADING_MCP_DATA_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "trading-mcp"
+
+
 def nats_server_binary() -> str:
     beside_python = Path(sys.executable).parent / "nats-server"
     if beside_python.exists():

@@ -47,9 +47,10 @@ from starlette.applications import Starlette
 
 from bus.authority_key import HEADER as SIGNATURE_HEADER
 from bus.authority_key import load_or_create_key, verify
+from bus.embedded import default_data_dir
 from bus.jetstream import Follower, connect, consume_batches, ensure_streams, log_if_failed, publish
 from execsim.engine import Engine, Event
-from execsim.settings import ExecSimSettings, default_data_dir
+from execsim.settings import ExecSimSettings
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
 from observability.http import ops_routes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -10,15 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bus.embedded import default_data_dir
 from execsim.engine import EngineConfig
-
-
-def default_data_dir() -> Path:
-    """`$TRADING_MCP_DATA_DIR`, else `$XDG_DATA_HOME/trading-mcp`, else `~/.local/share/trading-mcp` (as the CLI)."""
-    if env := os.environ.get("TRADING_MCP_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "trading-mcp"
 
 
 class ExecSimSettings(BaseSettings):

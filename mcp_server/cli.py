@@ -14,15 +14,9 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+from bus.embedded import default_data_dir
 from gateway import signing
 from gateway.settings import SECRET_FILE
-
-
-def default_data_dir() -> Path:
-    if env := os.environ.get("TRADING_MCP_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "trading-mcp"
 
 
 def load_or_create_secret(data_dir: Path) -> str:

@@ -131,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from mcp_server.cli import default_data_dir
+    from bus.embedded import default_data_dir
 
     demo = sub.add_parser("demo", help="replay real daily bars (bundled data) through the gateway as signed signals")
     demo.add_argument("--symbol", default="AAPL", help="bundled: AAPL, GOOG, IBM, MSFT, FB (default AAPL)")
