@@ -2,7 +2,7 @@
 
 The record is cumulative: `limits_patch` holds every limit the operator changed (applied on top of
 the configured limits), `state` the last state the operator set (HALTED by the kill switch,
-ACTIVE by resume). `revision` grows with each change; a gate applies a record only if its
+ACTIVE by resume). `revision` grows with each change; the account authority applies a record only if its
 revision is newer than the last one it applied. The signature is HMAC-SHA256 over the canonical
 JSON of the record, keyed with the operator token; a record with a bad signature is refused and
 changes nothing.
@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from schemas.common import UtcDatetime
-from tools.risk import RiskGate, RiskLimits, TradingState
+from tools.risk import RiskLimits, TradingState
 
 
 class RiskControl(BaseModel, frozen=True):
@@ -65,19 +65,6 @@ def verify(signed: SignedControl, token: str) -> RiskControl:
 def patched_limits(base: RiskLimits, patch: dict[str, Any]) -> RiskLimits:
     """`base` with the operator's patch on top; raises pydantic's ValidationError on a bad patch."""
     return RiskLimits.model_validate({**base.model_dump(), **patch})
-
-
-def apply(gate: RiskGate, control: RiskControl, configured: RiskLimits) -> tuple[str, ...]:
-    """Apply an operator record to the gate; returns the names of the limits that changed."""
-    changed: tuple[str, ...] = ()
-    new_limits = patched_limits(configured, control.limits_patch)
-    if new_limits != gate.limits:
-        changed = gate.update_limits(
-            new_limits, "operator", f"revision {control.revision} by {control.operator}"
-        ).fields
-    if control.state is not None and control.state is not gate.state:
-        gate.set_state(control.state, control.reason or f"operator:{control.operator}", "operator")
-    return changed
 
 
 def next_control(
