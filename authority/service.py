@@ -56,7 +56,7 @@ from tools.account import Account
 from tools.clock import Clock, LiveClock
 from tools.portfolio import Portfolio
 from tools.risk import RiskGate
-from tools.risk_control import ControlRefused, patched_limits, verify
+from tools.risk_control import ControlRefused, SignedControl, patched_limits, verify
 
 log = structlog.get_logger("authority")
 
@@ -127,7 +127,7 @@ class Authority:
         self._effects_task = asyncio.create_task(self._effects_worker(), name="authority-effects")
         self._effects_task.add_done_callback(log_if_failed)
         async with self._lock:
-            staged = await self._apply_control(initial=True)
+            staged = await self._apply_control(await read_signed(self.js), initial=True)
         if staged is not None:
             await self._durable([staged])
         self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
@@ -429,14 +429,13 @@ class Authority:
 
     # ------------------------------------------------------------------ control and housekeeping
 
-    async def _apply_control(self, initial: bool = False) -> _Staged | None:
-        """Put the configured limits with the operator's newest signed record on top in force (the caller
-        holds the lock); returns the staged control entry, if any."""
+    async def _apply_control(self, signed: SignedControl | None, initial: bool = False) -> _Staged | None:
+        """Put the configured limits with the operator's newest signed record (`signed`, read from KV by the
+        caller before it took the lock) on top in force; returns the staged control entry, if any."""
         state: TradingState | None = None
         reason = ""
         revision = self.account.control_revision
         limits = self.configured
-        signed = await read_signed(self.js)
         if signed is not None:
             try:
                 control = verify(signed, self.operator_token)
@@ -493,10 +492,11 @@ class Authority:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
             try:
+                signed = await read_signed(self.js)  # the KV round trip outside the lock: requests do not wait on it
                 async with self._lock:
                     if self._broken:
                         await self._recover()
-                    await self._apply_control()
+                    await self._apply_control(signed)
                     now = self.clock.now()
                     for coid in [
                         c

@@ -83,7 +83,7 @@ async def test_the_operator_halts_changes_limits_and_resumes_through_the_signed_
         shown = await _risk(nats_server, tmp_path, "show")
         forged = RiskControl(revision=4, limits_patch={}, state=TradingState.ACTIVE, issued_at=datetime.now(UTC))
         await write_signed(js, sign(forged, "not-the-operator-token"))
-        await auth._apply_control()  # what its housekeeping does every half second
+        await auth._apply_control(await read_signed(js))  # what its housekeeping does every half second
         assert gate.limits.max_position == Decimal(5), "a forged record does not even restore the configured limits"
     assert '"revision": 3' in shown.stdout and '"operator": "ops-alice"' in shown.stdout
     assert '"trading_state": "ACTIVE"' in shown.stdout and '"max_position": "5"' in shown.stdout
