@@ -64,7 +64,6 @@ class Account:
     cancels: dict[str, OrderCancel] = field(default_factory=dict)  # open orders with a cancel sent
     control_revision: int = 0
     seq: int = 0  # the journal sequence folded so far
-    marks_refused: int = 0
 
     # ------------------------------------------------------------------ the fold
 
@@ -181,8 +180,7 @@ class Account:
     def _mark(self, symbol: str, price: Decimal, ts: datetime, applied_at: datetime) -> None:
         latest = self.price_ts.get(symbol)
         if latest is not None and ts < latest:
-            self.marks_refused += 1  # a bar older than the symbol's latest: market time never runs back
-            return
+            return  # a bar older than the symbol's latest: market time never runs back
         self.prices[symbol] = price
         self.price_ts[symbol] = ts
         self.portfolio.mark(symbol, price)

@@ -4,10 +4,10 @@ Orders are decided by the account authority alone (`authority.service`, the rule
 `tools.account.Account.decide`); callers turn an `OrderRequest` into an `OrderCommand` with
 `command_of` and send it over the bus. There is no other path to the simulator.
 
-Errors in the input have a stable `code` and change nothing: `invalid_order` (a field combination
-that cannot work), `no_price` (a market order for a symbol with no known price),
+The authority answers input errors with a stable `code` and changes nothing: `invalid_order` (a
+field combination that cannot work), `no_price` (a market order for a symbol with no known price),
 `duplicate_client_order_id` (the id was used for a different order), `unknown_order`,
-`order_not_open`.
+`order_not_open` (docs/ERROR_CATALOG.md).
 """
 
 from __future__ import annotations
@@ -24,22 +24,12 @@ from schemas.signals import SYMBOL_PATTERN
 
 __all__ = [
     "CancelResult",
-    "OrderInputError",
     "OrderPreview",
     "OrderRequest",
     "OrderView",
     "PlaceResult",
     "command_of",
 ]
-
-ZERO = Decimal(0)
-
-
-class OrderInputError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
 
 class OrderRequest(BaseModel):
     """An order as a caller (an MCP tool, the agent) asks for it."""
