@@ -8,7 +8,6 @@ A consumer that does not exist yet (the service has not subscribed) is skipped, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -55,6 +54,12 @@ def watch_consumer_lag(
 
 
 async def stop_watching(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    """Cancel the watcher and wait until it has ended.
+
+    One cancel is not always enough: on Python 3.11 `asyncio.wait_for` (under every nats-py request) drops a
+    cancellation that lands in the same loop pass as the reply it was waiting for, and the loop goes on
+    sampling. So cancel again until the task is done; the caller's own cancellation is never swallowed.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
