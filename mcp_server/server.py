@@ -13,10 +13,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, Tool
 from pydantic import ValidationError
 
 from mcp_server import toolsets
+from mcp_server.auth import current_scopes, visible_tool
 from mcp_server.prompts_loader import PromptTemplate, PromptTemplateError, load_all
 from mcp_server.rate_limit import TokenBucket
 from mcp_server.state import AppState
@@ -69,6 +70,12 @@ class TradingServer(MCPServer[AppState]):
                 metrics.mcp_tool_duration_seconds.labels(name).observe(time.perf_counter() - started)
         metrics.mcp_tool_calls_total.labels(label, "ok").inc()
         return result
+
+    async def list_tools(self) -> list[Tool]:
+        """The tools the caller may use, in registration order: under OAuth the order tools
+        (auth.TRADE_TOOLS) only for a token with trading:trade."""
+        scopes = current_scopes()
+        return [tool for tool in await super().list_tools() if visible_tool(tool.name, scopes)]
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None

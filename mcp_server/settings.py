@@ -64,6 +64,7 @@ class ServeSettings(BaseSettings):
     )
     read_only: bool = Field(default=False, description="Never register tools that can change the account")
     auth_token: SecretStr | None = Field(default=None, description="Bearer token for HTTP; required beyond loopback")
+    oauth_issuer: str | None = Field(default=None, description="OAuth issuer (mcp_server.auth.OAuthSettings)")
     allowed_hosts: str = Field(default="", description="Extra Host header values for HTTP, e.g. mcp.example.org:*")
     allowed_origins: str = Field(default="", description="Extra Origin values for HTTP, e.g. https://app.example.org")
     rate_limit_per_minute: float = Field(default=600, gt=0, description="Tool calls a minute (all clients)")
@@ -86,6 +87,8 @@ class ServeSettings(BaseSettings):
         if self.transport == "stdio" or is_loopback(self.host):
             if self.auth_token is not None:
                 self._check_token(self.auth_token)
+            return
+        if self.auth_token is None and self.oauth_issuer:
             return
         if self.auth_token is None:
             raise ConfigError(

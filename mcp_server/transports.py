@@ -2,8 +2,10 @@
 
 - Host and Origin headers are checked on every MCP request (DNS-rebinding protection): loopback
   names always, plus the bind host and what TRADING_MCP_ALLOWED_HOSTS / _ORIGINS add.
-- With a bearer token configured (required beyond loopback), every route but /healthz and /readyz
-  needs `Authorization: Bearer <token>`.
+- With a bearer token (TRADING_MCP_AUTH_TOKEN) and/or OAuth (TRADING_MCP_OAUTH_*, docs/OAUTH.md) configured,
+  every route but /healthz, /readyz and the protected-resource metadata needs `Authorization: Bearer ...`:
+  the static token, or a JWT of the configured issuer with `trading:read`; the order tools (auth.TRADE_TOOLS)
+  also need `trading:trade`. Refusals are problem+json with a stable code (docs/ERROR_CATALOG.md).
 """
 
 from __future__ import annotations
@@ -11,18 +13,52 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlparse
 
+import structlog
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
+from starlette.authentication import AuthCredentials
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_server.auth import (
+    SCOPE_KEY,
+    SCOPE_READ,
+    SCOPE_TRADE,
+    SCOPES_SUPPORTED,
+    STATIC_TOKEN_PRINCIPAL,
+    TRADE_TOOLS,
+    OAuthSettings,
+    Principal,
+    current_principal,
+)
+from mcp_server.oauth_tokens import KeysUnavailable, TokenRejected, TokenValidator
 from mcp_server.settings import ServeSettings
 from observability.http import ops_routes
+from tools.clock import Clock, LiveClock
+
+log = structlog.get_logger("mcp_server.auth")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+METADATA_PATH = "/.well-known/oauth-protected-resource"
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://trading-mcp.dev/errors/"
+# code -> (HTTP status, title); docs/ERROR_CATALOG.md, section "MCP over HTTP"
+AUTH_CODES: dict[str, tuple[int, str]] = {
+    "unauthorized": (401, "Authentication required"),
+    "invalid_token": (401, "The bearer token is not valid"),
+    "insufficient_scope": (403, "The token lacks a scope this request needs"),
+    "payload_too_large": (413, "The body is larger than the limit"),
+    "auth_unavailable": (503, "The token could not be checked; retry later"),
+}
 
 
 def security_settings(settings: ServeSettings) -> TransportSecuritySettings:
@@ -33,44 +69,202 @@ def security_settings(settings: ServeSettings) -> TransportSecuritySettings:
     )
 
 
-class BearerGuard:
-    """Refuse HTTP requests without the configured bearer token (constant-time comparison)."""
+def problem(code: str, detail: str, www_authenticate: str | None = None) -> Response:
+    status, title = AUTH_CODES[code]
+    body = {"type": TYPE_BASE + code, "title": title, "status": status, "code": code, "detail": detail}
+    headers = {"WWW-Authenticate": www_authenticate} if www_authenticate else {}
+    if code == "auth_unavailable":
+        headers["Retry-After"] = "5"
+    return Response(json.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+class AuthGuard:
+    """Refuse HTTP requests without an accepted credential: the static bearer token (constant-time comparison)
+    or, with OAuth on, a valid JWT with `trading:read` (and `trading:trade` for a tools/call of an order tool).
+    The accepted caller goes into the ASGI scope (`auth.SCOPE_KEY`, and `user` for the SDK's session binding)
+    and into `auth.current_principal` for the handlers of the request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None = None,
+        validator: TokenValidator | None = None,
+        metadata_url: str | None = None,
+        open_paths: frozenset[str] = OPEN_PATHS,
+    ) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = f"Bearer {token}".encode() if token is not None else None
+        self._validator = validator
+        self._metadata_url = metadata_url
+        self._open_paths = open_paths
+
+    def _challenge(self, **params: str) -> str:
+        if self._validator is None:
+            return 'Bearer realm="trading-mcp"'
+        if self._metadata_url:
+            params["resource_metadata"] = self._metadata_url
+        return "Bearer " + ", ".join(f'{k}="{v}"' for k, v in params.items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self._open_paths:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self._expected):
-            await self.app(scope, receive, send)
+        refusal, principal = await self._authenticate(given)
+        if principal is not None and refusal is None and not principal.may(SCOPE_TRADE) and scope["method"] == "POST":
+            refusal, receive = await self._check_tool_call(principal, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        body = {
-            "code": "unauthorized",
-            "detail": "missing or wrong bearer token: send `Authorization: Bearer <TRADING_MCP_AUTH_TOKEN>`",
+        assert principal is not None
+        scope = {**scope, SCOPE_KEY: principal}
+        if principal.scopes is not None:
+            user = AuthenticatedUser(
+                AccessToken(
+                    token="", client_id=principal.subject, scopes=sorted(principal.scopes), subject=principal.subject
+                )
+            )
+            scope |= {"user": user, "auth": AuthCredentials(sorted(principal.scopes))}
+        reset = current_principal.set(principal)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_principal.reset(reset)
+
+    async def _authenticate(self, given: bytes) -> tuple[Response | None, Principal | None]:
+        if self._expected is not None and hmac.compare_digest(given, self._expected):
+            return None, Principal(STATIC_TOKEN_PRINCIPAL)
+        if self._validator is None:
+            detail = "missing or wrong bearer token: send `Authorization: Bearer <TRADING_MCP_AUTH_TOKEN>`"
+            return problem("unauthorized", detail, self._challenge()), None
+        scheme, _, credentials = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not credentials.strip():
+            detail = "this server needs `Authorization: Bearer <access token>`; get one from the authorization server"
+            detail += f" named in {self._metadata_url}" if self._metadata_url else ""
+            return problem("unauthorized", detail, self._challenge()), None
+        try:
+            principal = await self._validator.validate(credentials.strip().decode("ascii"))
+        except (TokenRejected, UnicodeDecodeError) as exc:
+            reason = str(exc) if isinstance(exc, TokenRejected) else "the bearer token is not a JWT"
+            log.info("bearer token refused", code="invalid_token", reason=reason)
+            return problem("invalid_token", reason, self._challenge(error="invalid_token")), None
+        except KeysUnavailable as exc:
+            return problem("auth_unavailable", f"{exc}; retry shortly"), None
+        if not principal.may(SCOPE_READ):
+            log.info("bearer token refused", code="insufficient_scope", sub=principal.subject, needed=SCOPE_READ)
+            detail = f"the token has no {SCOPE_READ} scope, which every request here needs"
+            return problem(
+                "insufficient_scope", detail, self._challenge(error="insufficient_scope", scope=SCOPE_READ)
+            ), None
+        return None, principal
+
+    async def _check_tool_call(self, principal: Principal, receive: Receive) -> tuple[Response | None, Receive]:
+        """Read the body (the app gets it replayed, unchanged) and refuse a tools/call of an order tool."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, _replay(b"".join(chunks), receive, first=message)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > DEFAULT_MAX_REQUEST_BODY_SIZE:
+                limit = DEFAULT_MAX_REQUEST_BODY_SIZE
+                return problem("payload_too_large", f"the body is larger than {limit} bytes; send less"), receive
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        tool = _trade_tool_called(body)
+        if tool is None:
+            return None, _replay(body, receive)
+        log.info("tool call refused", code="insufficient_scope", sub=principal.subject, tool=tool, needed=SCOPE_TRADE)
+        detail = f"{tool} needs the {SCOPE_TRADE} scope, which this token lacks; ask the authorization server for it"
+        challenge = self._challenge(error="insufficient_scope", scope=SCOPE_TRADE)
+        return problem("insufficient_scope", detail, challenge), _replay(body, receive)
+
+
+def _trade_tool_called(body: bytes) -> str | None:
+    """The order tool a JSON-RPC tools/call (or a batch holding one) names, if any."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None  # not JSON: the transport refuses it
+    for message in parsed if isinstance(parsed, list) else [parsed]:
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            continue
+        params = message.get("params")
+        if isinstance(params, dict) and params.get("name") in TRADE_TOOLS:
+            return str(params["name"])
+    return None
+
+
+def _replay(body: bytes, receive: Receive, first: Message | None = None) -> Receive:
+    """A receive that hands out the buffered body once, then whatever the client sends next."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    if first is not None:
+        pending.append(first)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def protected_resource_metadata(oauth: OAuthSettings) -> ProtectedResourceMetadata:
+    """RFC 9728: this resource, its authorization server, the scopes, and that tokens go in the header."""
+    return ProtectedResourceMetadata.model_validate(
+        {
+            "resource": oauth.resource_url,
+            "authorization_servers": [oauth.issuer],
+            "scopes_supported": list(SCOPES_SUPPORTED),
+            "bearer_methods_supported": ["header"],
+            "resource_name": "trading-mcp",
         }
-        response = Response(
-            json.dumps(body),
-            status_code=401,
-            media_type="application/problem+json",
-            headers={"WWW-Authenticate": 'Bearer realm="trading-mcp"'},
-        )
-        await response(scope, receive, send)
+    )
 
 
-def http_app(server: MCPServer, settings: ServeSettings, ready: ReadyCheck) -> ASGIApp:  # type: ignore[type-arg]
+def _metadata_endpoint(metadata: ProtectedResourceMetadata) -> Callable[[Request], Awaitable[Response]]:
+    body = metadata.model_dump(mode="json", exclude_none=True)
+
+    async def serve(_: Request) -> Response:
+        return JSONResponse(body, headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+
+    return serve
+
+
+def http_app(
+    server: MCPServer,  # type: ignore[type-arg]
+    settings: ServeSettings,
+    ready: ReadyCheck,
+    oauth: OAuthSettings | None = None,
+    clock: Clock | None = None,
+) -> ASGIApp:
+    """The ASGI app for `settings.transport`; OAuth from `oauth` (TRADING_MCP_OAUTH_* when not given)."""
+    oauth = oauth if oauth is not None else OAuthSettings()
+    oauth.check()
     for route in ops_routes(ready):
         server.custom_route(route.path, methods=["GET"], include_in_schema=False)(_endpoint(route.endpoint))
+    open_paths = OPEN_PATHS
+    validator = metadata_url = None
+    if oauth.enabled:
+        assert oauth.resource_url is not None
+        metadata_url = str(build_resource_metadata_url(oauth.resource_url))  # type: ignore[arg-type]
+        paths = {METADATA_PATH, urlparse(metadata_url).path}
+        for path in paths:
+            server.custom_route(path, methods=["GET"], include_in_schema=False)(
+                _metadata_endpoint(protected_resource_metadata(oauth))
+            )
+        open_paths = open_paths | paths
+        validator = TokenValidator(oauth, clock or LiveClock())
     security = security_settings(settings)
     if settings.transport == "sse":
         app: ASGIApp = server.sse_app(transport_security=security, host=settings.host)
     else:
         app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=settings.host)
-    if settings.auth_token is not None:
-        app = BearerGuard(app, settings.auth_token.get_secret_value())
+    token = settings.auth_token.get_secret_value() if settings.auth_token is not None else None
+    if token is not None or validator is not None:
+        app = AuthGuard(app, token=token, validator=validator, metadata_url=metadata_url, open_paths=open_paths)
     return app
 
 
