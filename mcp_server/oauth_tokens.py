@@ -68,7 +68,7 @@ class JwksCache:
                 await self._refresh(keep_old=not stale)
         found = self._find(kid)
         if found is None:
-            named = f"key id {kid!r}" if kid is not None else "no key id (and the issuer has several keys)"
+            named = f"key id {str(kid)[:64]!r}" if kid is not None else "no key id (and the issuer has several keys)"
             raise TokenRejected(f"the token is signed with {named}, which is not among the issuer's keys")
         return found
 

@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -307,6 +308,13 @@ async def call_over_http(url: str, token: str, tool: str, arguments: dict[str, A
         assert (await http.post(url, json=initialized, headers=headers)).status_code == 202
         call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
         return await http.post(url, content=json.dumps(call), headers=headers)
+
+
+async def test_a_body_beyond_the_limit_from_a_token_without_trade_is_refused_with_413_unread() -> None:
+    async with served() as s, httpx.AsyncClient() as http:
+        headers = {**MCP_HEADERS, "authorization": f"Bearer {s.issuer.token(scope='trading:read')}"}
+        response = await http.post(s.mcp, content=b" " * (DEFAULT_MAX_REQUEST_BODY_SIZE + 1), headers=headers)
+    assert_problem(response, 413, "payload_too_large")
 
 
 async def test_a_token_without_trading_read_gets_403_on_every_request() -> None:
