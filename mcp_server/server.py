@@ -21,7 +21,7 @@ from mcp_server.auth import current_scopes, visible_tool
 from mcp_server.prompts_loader import PromptTemplate, PromptTemplateError, load_all
 from mcp_server.rate_limit import TokenBucket
 from mcp_server.state import AppState
-from mcp_server.tooling import ToolFailure, ToolOptions
+from mcp_server.tooling import ToolFailure, ToolOptions, finish_tools
 from observability import metrics
 
 log = structlog.get_logger("mcp_server")
@@ -170,6 +170,7 @@ def build_server(
     )
     for toolset in chosen:
         toolset.register(server, state)
+    finish_tools(server)  # titles from tooling.TITLES (a missing one fails here) and compact schemas
     tools = {t.name: t for t in server._tool_manager.list_tools()}
     if read_only:
         writable = [n for n, t in tools.items() if not (t.annotations and t.annotations.read_only_hint)]

@@ -1,8 +1,10 @@
 """The toolset registry: each group of tools (and the resources over the same data) is one module.
 
-Configuration picks groups by name (`market,positions,...`); read-only mode leaves out every group
-that can change the account, so those tools are never registered at all. Adding a group is one
-module with a `TOOLSET` and one line in `_MODULES`.
+Configuration picks groups by name (`market,positions,...`, or `all`); unconfigured, a server offers
+`DEFAULT` (`DEFAULT_READ_ONLY` in read-only mode), small enough for a model's context
+(tests/mcp/test_context_budget.py). Read-only mode leaves out every group that can change the account, so
+those tools are never registered at all. Adding a group is one module with a `TOOLSET` and one line in
+`_MODULES`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ class UnknownToolset(ValueError):
 
 
 # Order matters only for tools/list.
-_MODULES = ("market", "strategies", "positions", "risk", "orders")
+_MODULES = ("market", "strategies", "positions", "risk", "order_check", "orders")
+# strategies (catalog, evaluation, backtests) is opt-in; order_check stands in for preview_order when orders is off
+DEFAULT = ("market", "positions", "risk", "orders")
+DEFAULT_READ_ONLY = ("market", "positions", "risk", "order_check")
 
 
 def available() -> dict[str, Toolset]:
@@ -41,9 +46,14 @@ def available() -> dict[str, Toolset]:
 
 
 def select(names: Iterable[str] | None, *, read_only: bool) -> list[Toolset]:
-    """The toolsets to register: the named ones (all when None), minus the writing ones in read-only mode."""
+    """The toolsets to register: the named ones (`all` for every one, the defaults when None), minus the
+    writing ones in read-only mode."""
     known = available()
-    chosen = list(known) if names is None else [n.strip() for n in names if n.strip()]
+    chosen = [n.strip() for n in names if n.strip()] if names is not None else None
+    if chosen is None:
+        chosen = list(DEFAULT_READ_ONLY if read_only else DEFAULT)
+    elif chosen == ["all"]:
+        chosen = list(known)
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise UnknownToolset(f"unknown toolset(s) {', '.join(unknown)}; available: {', '.join(known)}")

@@ -11,26 +11,19 @@ from mcp_server.tooling import SymbolArg, ToolFailure, _upper
 from schemas.orders import CLIENT_ORDER_ID
 from tools.orders import OrderRequest
 
-SideArg = Annotated[Literal["buy", "sell"], Field(description="buy or sell (sell more than you hold to go short)")]
+SideArg = Annotated[Literal["buy", "sell"], Field(description="Selling more than held goes short")]
 QuantityArg = Annotated[
     Decimal, Field(gt=0, le=Decimal(10**9), max_digits=20, decimal_places=10, description="Units, e.g. 10 or 0.5")
 ]
 OrderTypeArg = Annotated[
     Literal["market", "limit", "stop", "stop_limit"],
-    Field(
-        description="market (at the next price), limit (needs limit_price), stop (needs stop_price), "
-        "stop_limit (needs both)"
-    ),
+    Field(description="limit needs limit_price, stop needs stop_price, stop_limit both"),
 ]
-LimitPriceArg = Annotated[
-    Decimal | None, Field(default=None, gt=0, description="Limit price; only for limit and stop_limit orders")
-]
-StopPriceArg = Annotated[
-    Decimal | None, Field(default=None, gt=0, description="Stop (trigger) price; only for stop and stop_limit orders")
-]
+LimitPriceArg = Annotated[Decimal | None, Field(default=None, gt=0)]
+StopPriceArg = Annotated[Decimal | None, Field(default=None, gt=0)]
 TimeInForceArg = Annotated[
     Literal["DAY", "GTC", "IOC", "FOK"],
-    Field(description="DAY (until the end of the day), GTC, IOC (fill what you can now), FOK (all now or nothing)"),
+    Field(description="IOC fills what it can now, FOK all now or nothing"),
     BeforeValidator(_upper),
 ]
 ClientOrderIdArg = Annotated[
@@ -38,8 +31,7 @@ ClientOrderIdArg = Annotated[
     Field(
         default=None,
         pattern=CLIENT_ORDER_ID,
-        description="Your id for this order (letters, digits . _ : -, up to 64). Retrying with the same id "
-        "and the same order never places it twice",
+        description="Your id: a retry with the same id never places the order twice",
     ),
 ]
 

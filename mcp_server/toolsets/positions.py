@@ -11,7 +11,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, add_tools, app, reply
+from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, add_tools, app, money, price, qty, reply
 from mcp_server.toolsets import Toolset
 from schemas.common import Money
 from schemas.orders import Fill
@@ -90,70 +90,50 @@ def summary(portfolio: Portfolio) -> PortfolioSummary:
     )
 
 
-def money(value: Decimal) -> str:
-    """For the text rendering only: an average cost rarely terminates, so show 4 decimals (the structured
-    result keeps the exact value)."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -4:
-        value = value.quantize(Decimal("0.0001"))
-    return format(value, "f")
-
-
 def _position_line(p: PositionView) -> str:
+    costs = f"realized PnL {money(p.realized_pnl)}, fees {money(p.fees_paid)}"
     if p.quantity == 0:
-        return f"{p.symbol} flat, realized PnL {money(p.realized_pnl)}, fees {money(p.fees_paid)}"
+        return f"{p.symbol} flat, {costs}"
     side = "long" if p.quantity > 0 else "short"
-    return (
-        f"{p.symbol} {side} {abs(p.quantity)} @ {money(p.avg_price)} avg, "
-        f"realized PnL {money(p.realized_pnl)}, fees {money(p.fees_paid)}"
-    )
+    mark = f", mark {price(p.mark_price)}, unrealized PnL {money(p.unrealized_pnl)}" if p.mark_price is not None else ""
+    return f"{p.symbol} {side} {qty(abs(p.quantity))} @ {price(p.avg_price)} avg{mark}, {costs}"
 
 
-async def get_positions(ctx: Context) -> Annotated[CallToolResult, PositionsResult]:
-    """Current paper positions per symbol: signed quantity (negative = short), average entry
-    price, realized PnL and fees paid. Built from simulated fills only; symbols closed flat
-    with realized PnL are listed too."""
-    result = PositionsResult(positions=app(ctx).portfolio.open_positions())
-    if not result.positions:
-        return reply(result, "No positions: the paper account is flat and has no fills.")
-    return reply(result, "\n".join(["Positions:", *map(_position_line, result.positions)]))
-
-
-async def get_portfolio(ctx: Context) -> Annotated[CallToolResult, PortfolioResult]:
-    """The paper account as a whole: cash, equity (cash + positions at their latest prices),
-    realized and unrealized PnL, fees paid, gross and net exposure, and the positions. Read this
-    before sizing an order."""
+async def get_positions(ctx: Context) -> Annotated[CallToolResult, PortfolioResult]:
+    """The paper account: cash, equity, PnL, fees, exposure, and per symbol the signed quantity
+    (negative = short), average price, mark and PnL. Read before sizing an order."""
     portfolio = app(ctx).portfolio
     a = portfolio.account()
     result = PortfolioResult(account=a, positions=portfolio.open_positions())
     text = (
         f"Equity {money(a.equity)} = cash {money(a.cash)} + market value {money(a.market_value)} "
-        f"(started with {a.starting_cash}).\n"
+        f"(started with {money(a.starting_cash)}).\n"
         f"PnL: realized {money(a.realized_pnl)}, unrealized {money(a.unrealized_pnl)}; "
         f"fees paid {money(a.fees_paid)}.\n"
         f"Exposure: gross {money(a.gross_exposure)}, net {money(a.net_exposure)}; {a.open_positions} open position(s)."
     )
-    if result.positions:
-        text += "\n" + "\n".join(map(_position_line, result.positions))
-    return reply(result, text)
+    if not result.positions:
+        return reply(result, f"{text}\nNo positions: the paper account is flat and has no fills.")
+    return reply(result, "\n".join([text, "Positions:", *map(_position_line, result.positions)]))
 
 
 async def list_fills(
     ctx: Context, symbol: SymbolFilter = None, limit: Limit = 50
 ) -> Annotated[CallToolResult, FillsResult]:
-    """Simulated executions, newest first: symbol, side, quantity, price, fee and time."""
+    """Simulated fills, newest first: side, quantity, price, fee and the order's client_order_id."""
     result = FillsResult(fills=[fill_view(f) for f in app(ctx).portfolio.recent_fills(limit, symbol)])
     if not result.fills:
         return reply(result, f"No fills{f' for {symbol}' if symbol else ''} yet.")
     lines = [
-        f"{f.time:%Y-%m-%d %H:%M:%S}Z {f.side} {f.quantity} {f.symbol} @ {f.price} fee {f.fee} ({f.client_order_id})"
+        f"{f.time:%Y-%m-%d %H:%M:%S}Z {f.side} {qty(f.quantity)} {f.symbol} @ {price(f.price)} fee {money(f.fee)} "
+        f"order={f.client_order_id}"
         for f in result.fills
     ]
     return reply(result, "\n".join([f"{len(result.fills)} fill(s), newest first:", *lines]))
 
 
 def _register(server: MCPServer[AppState], state: AppState) -> None:
-    add_tools(server, get_positions, get_portfolio, list_fills, annotations=READ_ONLY)
+    add_tools(server, get_positions, list_fills, annotations=READ_ONLY)
     # static resources get no request context (SDK rule), so they read the state handed to the toolset
 
     @server.resource(

@@ -1,7 +1,8 @@
-"""risk: the limits, the trading state with the headroom left, and the pre-trade gate as a dry run."""
+"""risk: the limits, the trading state and the headroom left under each limit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -10,21 +11,18 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, ToolFailure, add_tools, app, ask_authority, gate_of, options_of, reply
-from mcp_server.toolsets import Toolset
-from mcp_server.toolsets.order_args import (
-    ClientOrderIdArg,
-    LimitPriceArg,
-    OrderTypeArg,
-    QuantityArg,
-    SideArg,
-    StopPriceArg,
-    SymbolArg,
-    TimeInForceArg,
-    order_request,
+from mcp_server.tooling import (
+    READ_ONLY,
+    add_tools,
+    app,
+    gate_of,
+    money,
+    pct,
+    qty,
+    reply,
 )
+from mcp_server.toolsets import Toolset
 from schemas.common import Money
-from tools.orders import command_of
 from tools.risk import RiskLimits
 
 ZERO = Decimal(0)
@@ -55,18 +53,7 @@ class RiskStatus(BaseModel):
     open_orders: int
     gross_exposure: Money
     headroom: list[Headroom]
-
-
-class CheckResult(BaseModel):
-    approved: bool
-    reason_code: str
-    message: str
-    trading_state: str
-    price_used: Money | None = Field(
-        description="The price the order is valued at: the worse (higher) of its limit/stop and the last market price"
-    )
-    position_now: Money = Field(description="Projected position: held plus every open order filled")
-    position_after: Money
+    limits: RiskLimits = Field(description="Every limit the gate enforces; null switches one off")
 
 
 def _row(name: str, limit: Decimal | int | None, used: Decimal | int) -> Headroom | None:
@@ -116,93 +103,70 @@ def risk_status(state: AppState) -> RiskStatus:
         open_orders=open_orders,
         gross_exposure=gross,
         headroom=[r for r in rows if r is not None],
+        limits=lim,
     )
 
 
-def _limits_text(limits: RiskLimits) -> str:
-    shown: dict[str, Any] = limits.model_dump(mode="json", exclude_defaults=False)
-    parts = [f"{k}={v}" for k, v in shown.items() if v not in (None, {}, [])]
-    return ", ".join(parts)
+def _each_symbol(values: dict[str, Decimal], fmt: Callable[[Decimal], str]) -> str:
+    return f" ({', '.join(f'{s} {fmt(v)}' for s, v in sorted(values.items()))})" if values else ""
 
 
-async def get_risk_limits(ctx: Context) -> Annotated[CallToolResult, LimitsResult]:
-    """Every risk limit the pre-trade gate enforces on this paper account (null = switched off):
-    position, order quantity and notional limits (global and per symbol), allowed symbols, gross
-    exposure, open orders, order rate, daily loss and max drawdown with the state they trigger.
-    Only the operator changes them."""
-    gate = gate_of(app(ctx))
-    result = LimitsResult(limits=gate.limits, trading_state=gate.state.value)
-    return reply(result, f"Trading state {gate.state.value}. Limits: {_limits_text(gate.limits)}")
+def _then(limit: object, action: str) -> str:
+    return f" (then {action})" if limit is not None else ""
+
+
+def _limits_text(lim: RiskLimits) -> str:
+    def on(value: Any, fmt: Callable[[Any], str]) -> str:
+        return "off" if value is None else fmt(value)
+
+    allowed = "all" if lim.allowed_symbols is None else ", ".join(sorted(lim.allowed_symbols)) or "none"
+    return "; ".join(
+        [
+            f"max position {qty(lim.max_position)}{_each_symbol(lim.max_position_per_symbol, qty)}",
+            f"max order quantity {on(lim.max_order_quantity, qty)}"
+            f"{_each_symbol(lim.max_order_quantity_per_symbol, qty)}",
+            f"max order notional {on(lim.max_order_notional, money)}"
+            f"{_each_symbol(lim.max_order_notional_per_symbol, money)}",
+            f"max gross exposure {on(lim.max_gross_exposure, money)}",
+            f"max open orders {on(lim.max_open_orders, str)}",
+            f"max orders per {lim.order_window_seconds:g} s {on(lim.max_orders_per_window, str)}",
+            f"daily loss limit {on(lim.daily_loss_limit, money)}{_then(lim.daily_loss_limit, lim.daily_loss_action)}",
+            f"max drawdown {on(lim.max_drawdown, pct)}{_then(lim.max_drawdown, lim.drawdown_action)}",
+            f"symbols allowed: {allowed}",
+        ]
+    )
+
+
+# how a limit's values read: a fraction, cash, or a count of units / orders
+_SHOWN: dict[str, Callable[[Decimal], str]] = {
+    "max_drawdown": pct,
+    "daily_loss_limit": money,
+    "max_gross_exposure": money,
+}
+
+
+def _headroom_line(h: Headroom) -> str:
+    fmt = _SHOWN.get(h.limit, qty)
+    return f"{h.limit}: {fmt(h.used)} of {fmt(h.limit_value)} used ({pct(h.used_fraction)}), {fmt(h.headroom)} left"
 
 
 async def get_risk_status(ctx: Context) -> Annotated[CallToolResult, RiskStatus]:
-    """The risk picture now: trading_state (ACTIVE / REDUCING / HALTED) and why, equity, drawdown
-    from the peak, today's PnL, and the headroom left under each limit that is switched on."""
+    """Trading state (ACTIVE; REDUCING = only orders that shrink a position; HALTED) and why,
+    drawdown, today's PnL, the headroom under each limit, and every limit (null = off; only the
+    operator changes them)."""
     status = risk_status(app(ctx))
     lines = [
         f"Trading state {status.trading_state}{f' ({status.state_reason})' if status.state_reason else ''}.",
-        f"Equity {status.equity}, drawdown {status.drawdown:.2%}, daily PnL {status.daily_pnl}; "
+        f"Equity {money(status.equity)}, drawdown {pct(status.drawdown)}, daily PnL {money(status.daily_pnl)}; "
         f"{status.open_orders} open order(s), {status.orders_in_window} order(s) in the rate window.",
+        *map(_headroom_line, status.headroom),
+        f"Limits: {_limits_text(status.limits)}.",
     ]
-    for h in status.headroom:
-        used = f" ({h.used_fraction:.0%} used)" if h.used_fraction is not None else ""
-        lines.append(f"{h.limit}: used {h.used} of {h.limit_value}, headroom {h.headroom}{used}")
-    if not status.headroom:
-        lines.append("No limit with a measurable use is switched on beyond the defaults.")
     return reply(status, "\n".join(lines))
 
 
-async def check_order(
-    ctx: Context,
-    symbol: SymbolArg,
-    side: SideArg,
-    quantity: QuantityArg,
-    order_type: OrderTypeArg = "market",
-    limit_price: LimitPriceArg = None,
-    stop_price: StopPriceArg = None,
-    time_in_force: TimeInForceArg = "DAY",
-    client_order_id: ClientOrderIdArg = None,
-) -> Annotated[CallToolResult, CheckResult]:
-    """Ask the pre-trade risk gate about an order without placing it (a dry run): approved or
-    denied with a stable reason code (max_position, max_order_notional, trading_halted, ...) and
-    what the position would become. Changes nothing and does not count toward the order rate."""
-    state = app(ctx)
-    request = order_request(
-        symbol=symbol,
-        side=side,
-        quantity=quantity,
-        order_type=order_type,
-        limit_price=limit_price,
-        stop_price=stop_price,
-        time_in_force=time_in_force,
-        client_order_id=client_order_id,
-    )
-    answer = await ask_authority(state, command_of(request, "check", options_of(ctx.mcp_server).origin))
-    if answer.code == "authority_unavailable":
-        raise ToolFailure(answer.code, answer.message)
-    if answer.price_used is None and order_type == "market":
-        raise ToolFailure("no_price", f"no price is known for {symbol} yet: wait for a signal or use a limit order")
-    now = answer.position_now if answer.position_now is not None else ZERO
-    after = answer.position_after if answer.position_after is not None else now
-    result = CheckResult(
-        approved=answer.ok,
-        reason_code=answer.code,
-        message=answer.message,
-        trading_state=answer.trading_state.value,
-        price_used=answer.price_used,
-        position_now=now,
-        position_after=after,
-    )
-    head = "would be APPROVED" if answer.ok else f"would be DENIED ({answer.code}: {answer.message})"
-    text = (
-        f"{side} {quantity} {symbol} {order_type} {head}. Position {now} -> {after} (held plus open orders); "
-        f"trading state {answer.trading_state.value}. Dry run by the account authority: nothing was placed."
-    )
-    return reply(result, text)
-
-
 def _register(server: MCPServer[AppState], state: AppState) -> None:
-    add_tools(server, get_risk_limits, get_risk_status, check_order, annotations=READ_ONLY)
+    add_tools(server, get_risk_status, annotations=READ_ONLY)
 
     @server.resource(
         "risk://limits",
@@ -226,4 +190,4 @@ def _register(server: MCPServer[AppState], state: AppState) -> None:
         return risk_status(state).model_dump_json()
 
 
-TOOLSET = Toolset("risk", "Risk limits, trading state and headroom, and the pre-trade check as a dry run", _register)
+TOOLSET = Toolset("risk", "Risk limits, trading state and the headroom left", _register)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server.bars import bars_oldest_first
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, reply
+from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, pct, reply
 from mcp_server.toolsets import Toolset
 from mcp_server.toolsets.strategy_catalog import StrategyInfo, catalog
 from schemas.common import Money
@@ -77,24 +78,33 @@ def _strategy(name: str, params: dict[str, Any] | None) -> Strategy:
 
 
 async def list_strategies() -> Annotated[CallToolResult, CatalogResult]:
-    """The strategies evaluate_strategy and run_backtest can run: each one's name, variants and
-    parameters (type, default, description, allowed range). Pass overrides as `params`."""
+    """The strategies evaluate_strategy and run_backtest run: name, variants, bars needed, and
+    each parameter's default and allowed range. Pass overrides as `params`."""
     result = CatalogResult(strategies=catalog())
     lines = []
     for s in result.strategies:
         variants = f" (variants: {', '.join(s.variants)})" if s.variants else ""
-        params = ", ".join(f"{p.name}={p.default}" for p in s.parameters)
-        lines.append(f"{s.name}{variants}: {s.description}\n  defaults: {params}")
+        params = ", ".join(f"{p.name}={json.dumps(p.default)}{_range(p.constraints)}" for p in s.parameters)
+        lines.append(f"{s.name}{variants}, needs {s.warmup_bars} bars: {s.description}\n  params: {params}")
     return reply(result, "\n".join(lines))
+
+
+def _range(bounds: dict[str, Any]) -> str:
+    low = f"{bounds['ge']}" if "ge" in bounds else f">{bounds['gt']}" if "gt" in bounds else ""
+    high = f"{bounds['le']}" if "le" in bounds else f"<{bounds['lt']}" if "lt" in bounds else ""
+    return f" ({low}..{high})" if low or high else ""
+
+
+def _value(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else json.dumps(x, default=str)
 
 
 async def evaluate_strategy(
     ctx: Context, symbol: SymbolArg, strategy: StrategyName, params: Params = None
 ) -> Annotated[CallToolResult, EvaluationResult]:
-    """Run one strategy over the symbol's bar history (built from the signals received, oldest
-    first) and return its decision on the last bar: side (buy/sell/flat/hold), target (signed
-    fraction of equity), confidence and the indicator values behind it. With too little history
-    the decision has status `insufficient_data` and says how many bars are missing."""
+    """One strategy's decision on the last bar of the symbol's signal history: side
+    (buy/sell/flat/hold), target (signed fraction of equity), confidence and the indicator values
+    behind it; status `insufficient_data` (and the bars missing) when history is too short."""
     built = _strategy(strategy, params)
     signals = app(ctx).signals.recent(HISTORY, symbol)
     if not signals:
@@ -113,10 +123,11 @@ async def evaluate_strategy(
             "before the first decision. Hold; try run_backtest on bundled data to see the strategy at work."
         )
     else:
+        why = ", ".join(f"{k}={_value(v)}" for k, v in decision.rationale.items())
         text = (
             f"{strategy} on {symbol} at {decision.ts:%Y-%m-%d %H:%M:%S}Z: {decision.side}, target "
-            f"{decision.target:+.4g} of equity (was {decision.previous_target:+.4g}), confidence "
-            f"{decision.confidence:.2f}.\n{decision.summary}\nrationale: {decision.rationale}"
+            f"{pct(decision.target, signed=True)} of equity (was {pct(decision.previous_target, signed=True)}), "
+            f"confidence {pct(decision.confidence)}.\n{decision.summary}\nrationale: {why}"
         )
     return reply(result, text)
 

@@ -61,21 +61,19 @@ def add_fill(state: AppState, n: int, side: str, quantity: str, price: str, symb
     return fill
 
 
+# a default read-only server's tools (mcp_server.toolsets.DEFAULT_READ_ONLY); strategies is opt-in
 READ_ONLY_TOOLS = {
     "list_signals",
     "get_market_snapshot",
-    "list_strategies",
-    "evaluate_strategy",
-    "run_backtest",
     "get_positions",
-    "get_portfolio",
     "list_fills",
-    "get_risk_limits",
     "get_risk_status",
     "check_order",
 }
+STRATEGY_TOOLS = {"list_strategies", "evaluate_strategy", "run_backtest"}
 ORDER_TOOLS = {"preview_order", "place_order", "cancel_order", "list_orders", "get_order"}
-ALL_TOOLS = READ_ONLY_TOOLS | ORDER_TOOLS
+APP_TOOLS = {"confirm_order_ticket"}  # the order ticket's Confirm: visible to the app only, never to the model
+ALL_TOOLS = READ_ONLY_TOOLS - {"check_order"} | ORDER_TOOLS  # a default server's (preview_order checks)
 
 
 TEST_AUTHORITY_KEY = b"test-authority-key"

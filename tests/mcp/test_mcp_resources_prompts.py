@@ -19,7 +19,7 @@ async def test_position_and_summary_resources_hold_what_the_fills_made() -> None
     state = offline_state()
     add_fill(state, 1, "buy", "10", "100")
     add_fill(state, 2, "sell", "4", "110")
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=["market", "strategies", "positions", "risk"])) as client:
         listed = {str(r.uri): r for r in (await client.list_resources()).resources}
         positions = await client.read_resource("portfolio://positions")
         summary = await client.read_resource("portfolio://summary")
@@ -60,7 +60,7 @@ async def test_the_latest_signal_template_returns_the_newest_signal_of_that_symb
 
 
 async def test_prompts_are_offered_only_when_their_tools_are_registered() -> None:
-    async with Client(build_server(offline_state())) as client:
+    async with Client(build_server(offline_state(), toolsets_enabled=["all"])) as client:
         offered = {p.name: p for p in (await client.list_prompts()).prompts}
     assert offered.keys() == {"review_signal", "explain_position", "daily_risk_review", "compare_strategies"}
     assert [(a.name, a.required) for a in offered["review_signal"].arguments] == [

@@ -153,7 +153,7 @@ async def test_serve_with_toolsets_and_read_only_registers_only_those_read_only_
     async with Client(params) as client:
         tools = (await client.list_tools()).tools
         instructions = client.instructions or ""
-    assert {t.name for t in tools} == {"get_positions", "get_portfolio", "list_fills"}
+    assert {t.name for t in tools} == {"get_positions", "list_fills"}
     assert "Read-only mode" in instructions
 
 

@@ -15,6 +15,8 @@ from tests.mcp.helpers import add_fill, add_signal, live_account, offline_state,
 from tools.clock import TestClock
 from tools.risk import RiskGate, RiskLimits, TradingState
 
+EVERY = ["all"]  # strategies and order_check are opt-in toolsets
+
 
 def _text(result) -> str:  # type: ignore[no-untyped-def]
     assert len(result.content) == 1 and result.content[0].type == "text"
@@ -27,7 +29,7 @@ def _zigzag(state, n: int, symbol: str = "AAPL") -> None:  # type: ignore[no-unt
 
 
 async def test_list_strategies_gives_each_strategy_with_variants_and_typed_parameters_from_its_model() -> None:
-    async with Client(build_server(offline_state())) as client:
+    async with Client(build_server(offline_state(), toolsets_enabled=EVERY)) as client:
         result = await client.call_tool("list_strategies", {})
         resource = await client.read_resource("strategies://catalog")
     by_name = {s["name"]: s for s in result.structured_content["strategies"]}
@@ -45,7 +47,7 @@ async def test_list_strategies_gives_each_strategy_with_variants_and_typed_param
 async def test_evaluate_strategy_returns_the_decision_with_its_rationale_on_the_symbols_history() -> None:
     state = offline_state()
     _zigzag(state, 30)
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
         result = await client.call_tool("evaluate_strategy", {"symbol": "aapl", "strategy": "mean_reversion"})
     assert not result.is_error
     body = result.structured_content
@@ -60,7 +62,7 @@ async def test_evaluate_strategy_returns_the_decision_with_its_rationale_on_the_
 async def test_evaluate_strategy_with_short_history_says_insufficient_data_and_how_much_is_missing() -> None:
     state = offline_state()
     _zigzag(state, 30)
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
         result = await client.call_tool("evaluate_strategy", {"symbol": "AAPL", "strategy": "momentum"})
     assert not result.is_error
     decision = result.structured_content["decision"]
@@ -72,7 +74,7 @@ async def test_evaluate_strategy_with_short_history_says_insufficient_data_and_h
 async def test_evaluate_strategy_with_bad_params_or_no_data_is_a_tool_error_naming_the_problem() -> None:
     state = offline_state()
     _zigzag(state, 5)
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
         bad_value = await client.call_tool(
             "evaluate_strategy", {"symbol": "AAPL", "strategy": "momentum", "params": {"lookback": "soon"}}
         )
@@ -98,7 +100,7 @@ async def test_run_backtest_on_bundled_real_data_reports_progress_stats_and_a_bo
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
         progress.append((done, total, message))
 
-    async with Client(build_server(offline_state())) as client:
+    async with Client(build_server(offline_state(), toolsets_enabled=EVERY)) as client:
         result = await client.call_tool(
             "run_backtest",
             {"symbol": "bundled:AAPL", "strategy": "momentum", "commission": "0.001", "cash": "50000", "max_trades": 5},
@@ -121,7 +123,7 @@ async def test_run_backtest_on_stored_signals_and_its_error_paths() -> None:
     state = offline_state()
     _zigzag(state, 30)
     add_signal(state, 100, symbol="MSFT", price="50")
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
         stored = await client.call_tool("run_backtest", {"symbol": "AAPL", "strategy": "mean_reversion"})
         one_bar = await client.call_tool("run_backtest", {"symbol": "MSFT", "strategy": "mean_reversion"})
         unknown = await client.call_tool("run_backtest", {"symbol": "ZZZ", "strategy": "momentum", "data": "bundled"})
@@ -136,7 +138,7 @@ async def test_run_backtest_on_stored_signals_and_its_error_paths() -> None:
 async def test_get_market_snapshot_carries_indicators_once_twenty_bars_are_stored() -> None:
     state = offline_state()
     _zigzag(state, 19)
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
         early = await client.call_tool("get_market_snapshot", {"symbol": "AAPL", "bars": 2})
         add_signal(state, 19, price="101")
         ready = await client.call_tool("get_market_snapshot", {"symbol": "AAPL", "bars": 2})
@@ -150,20 +152,21 @@ async def test_get_market_snapshot_carries_indicators_once_twenty_bars_are_store
     assert "Indicators over 20 bars: SMA20" in _text(ready)
 
 
-async def test_get_portfolio_reports_cash_equity_pnl_fees_and_exposure() -> None:
+async def test_get_positions_reports_cash_equity_pnl_fees_and_exposure_with_money_in_cents() -> None:
     state = offline_state()
     add_fill(state, 1, "buy", "10", "100")
     add_fill(state, 2, "sell", "5", "50", symbol="MSFT")
     state.portfolio.mark("AAPL", Decimal(110))
-    async with Client(build_server(state)) as client:
-        result = await client.call_tool("get_portfolio", {})
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
+        result = await client.call_tool("get_positions", {})
     account = result.structured_content["account"]
     assert Decimal(account["cash"]) == Decimal(100_000) - 1000 + 250 - Decimal("0.20")
     assert Decimal(account["equity"]) == Decimal(account["cash"]) + 1100 - 250
     assert Decimal(account["unrealized_pnl"]) == 100 and Decimal(account["fees_paid"]) == Decimal("0.20")
     assert (Decimal(account["gross_exposure"]), Decimal(account["net_exposure"])) == (1350, 850)
     assert {p["symbol"] for p in result.structured_content["positions"]} == {"AAPL", "MSFT"}
-    assert f"Equity {account['equity']} = cash {account['cash']}" in _text(result)
+    assert "Equity 100099.80 = cash 99249.80 + market value 850.00 (started with 100000.00)." in _text(result)
+    assert "AAPL long 10 @ 100 avg, mark 110, unrealized PnL 100.00, realized PnL 0.00, fees 0.10" in _text(result)
 
 
 def _gated(limits: RiskLimits) -> tuple:  # type: ignore[type-arg]
@@ -173,19 +176,20 @@ def _gated(limits: RiskLimits) -> tuple:  # type: ignore[type-arg]
     return state, clock
 
 
-async def test_get_risk_limits_and_the_risk_resources_show_what_the_gate_enforces() -> None:
+async def test_get_risk_status_and_the_risk_resources_show_the_limits_the_gate_enforces() -> None:
     state, _ = _gated(
         RiskLimits(max_position=Decimal(50), max_order_notional=Decimal(5000), max_drawdown=Decimal("0.2"))
     )
-    async with Client(build_server(state)) as client:
-        result = await client.call_tool("get_risk_limits", {})
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
+        result = await client.call_tool("get_risk_status", {})
         limits = json.loads((await client.read_resource("risk://limits")).contents[0].text)
         status = json.loads((await client.read_resource("risk://status")).contents[0].text)
     assert result.structured_content["limits"]["max_position"] == "50"
     assert result.structured_content["limits"]["max_order_notional"] == "5000"
-    assert limits == result.structured_content
+    assert limits["limits"] == result.structured_content["limits"] and limits["trading_state"] == "ACTIVE"
     assert status["trading_state"] == "ACTIVE"
-    assert "max_position=50" in _text(result) and "max_drawdown=0.2" in _text(result)
+    assert "max position 50; max order quantity off; max order notional 5000.00;" in _text(result)
+    assert "max drawdown 20.0 % (then HALTED)" in _text(result) and "Decimal(" not in _text(result)
 
 
 async def test_get_risk_status_reports_state_drawdown_daily_pnl_and_headroom_per_limit() -> None:
@@ -195,7 +199,7 @@ async def test_get_risk_status_reports_state_drawdown_daily_pnl_and_headroom_per
     state.portfolio.mark("AAPL", Decimal(70))
     state.gate.observe_equity(state.portfolio.equity())
     state.gate.kill("operator test")
-    async with Client(build_server(state)) as client:
+    async with Client(build_server(state, toolsets_enabled=EVERY)) as client:
         result = await client.call_tool("get_risk_status", {})
     body = result.structured_content
     assert (body["trading_state"], body["state_reason"]) == ("HALTED", "operator test")
@@ -207,14 +211,18 @@ async def test_get_risk_status_reports_state_drawdown_daily_pnl_and_headroom_per
     assert rows["daily_loss_limit"]["used_fraction"] == 0.6
     assert "Trading state HALTED (operator test)" in _text(
         result
-    ) and "daily_loss_limit: used 300.00 of 500, headroom 200.00 (60% used)" in _text(result)
+    ) and "daily_loss_limit: 300.00 of 500.00 used (60.0 %), 200.00 left" in _text(result)
+    assert "Equity 99699.90, drawdown 0.3 %, daily PnL -300.00" in _text(result)
 
 
 async def test_check_order_is_a_dry_run_of_the_gate_that_never_counts_toward_the_order_rate(
     nats_server: EmbeddedNats,
 ) -> None:
     limits = RiskLimits(max_position=Decimal(100), max_orders_per_window=1)
-    async with live_account(nats_server.url, limits) as acct, Client(build_server(acct.state)) as client:
+    async with (
+        live_account(nats_server.url, limits) as acct,
+        Client(build_server(acct.state, toolsets_enabled=EVERY)) as client,
+    ):
         await publish_signal(acct.state, 1, price="200")
         await wait_for(lambda: acct.state.account.last_price("AAPL") == 200, 10, "the authority's mark")
         order = {"symbol": "AAPL", "side": "buy", "quantity": "10"}
@@ -240,7 +248,7 @@ async def test_check_order_sees_the_trading_state(nats_server: EmbeddedNats) -> 
     options = ToolOptions(require_confirmation=False)
     async with (
         live_account(nats_server.url, RiskLimits()) as acct,
-        Client(build_server(acct.state, options=options)) as c,
+        Client(build_server(acct.state, toolsets_enabled=EVERY, options=options)) as c,
     ):
         await publish_signal(acct.state, 1, price="200", engine=acct.engine)
         await c.call_tool("place_order", {"symbol": "AAPL", "side": "buy", "quantity": "10"})

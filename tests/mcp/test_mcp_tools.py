@@ -38,8 +38,8 @@ async def test_get_positions_returns_structured_positions_and_a_short_text_rende
     state = offline_state()
     async with Client(build_server(state)) as client:
         empty = await client.call_tool("get_positions", {})
-        assert empty.structured_content == {"positions": []}
-        assert "flat" in _text(empty)
+        assert empty.structured_content["positions"] == [] and empty.structured_content["account"]["cash"] == "100000"
+        assert "Equity 100000.00 = cash 100000.00 + market value 0.00" in _text(empty) and "flat" in _text(empty)
         add_fill(state, 1, "buy", "10", "190.25")
         add_fill(state, 2, "sell", "4", "191.25", symbol="MSFT")
         result = await client.call_tool("get_positions", {})
@@ -47,7 +47,8 @@ async def test_get_positions_returns_structured_positions_and_a_short_text_rende
     by_symbol = {p["symbol"]: p for p in result.structured_content["positions"]}
     assert Decimal(by_symbol["AAPL"]["quantity"]) == 10 and Decimal(by_symbol["MSFT"]["quantity"]) == -4
     text = _text(result)
-    assert "AAPL long 10 @ 190.25" in text and "MSFT short 4 @ 191.25" in text
+    assert "AAPL long 10 @ 190.25 avg" in text and "MSFT short 4 @ 191.25 avg" in text
+    assert "fees 0.10" in text and "None" not in text and "Decimal(" not in text
     assert not text.lstrip().startswith("{"), "the text is a rendering for a model, not a JSON dump"
 
 
@@ -190,7 +191,7 @@ async def test_toolsets_choose_which_groups_are_registered() -> None:
         names = {t.name for t in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         templates = (await client.list_resource_templates()).resource_templates
-    assert names == {"get_positions", "get_portfolio", "list_fills"}
+    assert names == {"get_positions", "list_fills"}
     assert resources == {"portfolio://positions", "portfolio://summary"} and templates == []
     with pytest.raises(UnknownToolset, match=r"unknown toolset\(s\) orderz; available: market, strategies, positions"):
         build_server(offline_state(), toolsets_enabled=["market", "orderz"])
