@@ -148,6 +148,8 @@ async def _run_http(server: TradingServer, settings: ServeSettings, state: AppSt
     async def ready() -> dict[str, bool]:
         return {"nats": state.nc.is_connected}
 
+    if settings.transport == "sse":
+        log.warning("SSE transport deprecated: it stays for old clients; use --transport streamable-http (/mcp)")
     app = http_app(server, settings, ready)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
     await uvicorn.Server(config).serve()

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import anyio.from_thread
+import structlog
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.types import CallToolResult, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
+from mcp_server.backtest_runs import (
+    ARTIFACTS,
+    MAX_RUNS,
+    BacktestCancelled,
+    Job,
+    Run,
+    RunStore,
+    UnknownRun,
+    run_in_chunks,
+    runs_of,
+)
 from mcp_server.bars import bars_oldest_first
 from mcp_server.state import AppState
 from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, pct, reply
@@ -24,6 +38,8 @@ from strategies.registry import STRATEGIES, build_strategy
 
 if TYPE_CHECKING:
     from execsim.backtest.data import Bars
+
+log = structlog.get_logger("mcp_server")
 
 HISTORY = 10_000  # signals read per symbol: the signal log holds at most this many in all
 StrategyName = Annotated[
@@ -51,7 +67,14 @@ class EvaluationResult(BaseModel):
     decision: Decision
 
 
+class BacktestArtifacts(BaseModel):
+    trades: str = Field(description="Every trade as JSON (resources/read this URI)")
+    equity: str = Field(description="The equity curve as CSV, one row per bar")
+    plot: str = Field(description="Price, equity against buy-and-hold and drawdown as a PNG")
+
+
 class BacktestReport(BaseModel):
+    run_id: str = Field(description="Names this run's artifacts; the server keeps the last 20 runs")
     symbol: str
     data: Literal["signals", "bundled"]
     strategy: str
@@ -66,6 +89,7 @@ class BacktestReport(BaseModel):
     trades_total: int
     trades: list[dict[str, Any]] = Field(description="The most recent trades (at most max_trades), oldest first")
     denials: int = Field(description="Orders the backtest's risk gate refused")
+    artifacts: BacktestArtifacts = Field(description="Resource URIs of the full trade list, equity curve and plot")
 
 
 def _strategy(name: str, params: dict[str, Any] | None) -> Strategy:
@@ -188,34 +212,32 @@ async def run_backtest(
     """Backtest a strategy on one symbol: each bar is seen at its close, a target change trades at
     the next bar's open, commission is charged on every fill. Runs on the symbol's stored signal
     history, or on real bundled daily data (`data="bundled"` or symbol `bundled:AAPL`). Reports
-    progress while it runs; returns the statistics and the latest trades. Simulation only."""
+    progress while it runs and can be cancelled. Returns a summary with the latest trades, and
+    resource links to every trade (JSON), the equity curve (CSV) and a plot (PNG). Simulation only."""
     # the backtester pulls in pandas: imported on first use, so the server starts faster
     from execsim.backtest.errors import BacktestError
     from execsim.backtest.result import BacktestConfig
-    from execsim.backtest.runner import run_backtest as run
 
     if symbol.lower().startswith("bundled:"):
         symbol, data = symbol.split(":", 1)[1], "bundled"
     symbol = symbol.upper()
     built = _strategy(strategy, params)
     config = BacktestConfig(cash=cash, commission=commission)
+    store = runs_of(ctx.mcp_server)
     await ctx.report_progress(0, 1, f"loading {data} bars for {symbol}")
-
-    def progress(done: int, total: int) -> None:
-        anyio.from_thread.run(ctx.report_progress, done, total, f"{done} of {total} bars")
-
-    def work() -> tuple[Bars, Any]:
-        bars = _bars(ctx, symbol, data)
-        return bars, run(built, bars, config, progress)
-
+    job = store.new_job()
     try:
-        bars, result = await anyio.to_thread.run_sync(work)
+        bars, result = await _run_job(ctx, job, store, built, symbol, data, config)
     except BacktestError as exc:
         code = "no_data" if exc.code in ("data_symbol_not_found", "data_too_short") else "invalid_arguments"
         raise ToolFailure(code, f"{exc}") from exc
+    finally:
+        store.end_job(job)
+    run = store.keep(job.run_id, result, bars)
     trades = [t.to_json() for t in result.trades]
     shown = trades[-max_trades:] if max_trades else []
     report = BacktestReport(
+        run_id=run.run_id,
         symbol=symbol,
         data=data,  # type: ignore[arg-type]
         strategy=strategy,
@@ -230,20 +252,84 @@ async def run_backtest(
         trades_total=len(trades),
         trades=shown,
         denials=len(result.denials),
+        artifacts=BacktestArtifacts(**{name: run.uri(name) for name in ARTIFACTS}),
     )
-    s = result.stats
-    text = (
-        f"{strategy} on {symbol} ({data}, {len(bars)} bars {report.first_bar[:10]} to {report.last_bar[:10]}): "
-        f"equity {cash} -> {result.final_equity:.2f}; {_stat_line(s)}; {len(trades)} trade(s)"
-        f"{f', the last {len(shown)} listed' if shown and len(shown) < len(trades) else ''}."
+    links = [
+        ResourceLink(name=f"{run.run_id} {file}", uri=run.uri(name), mime_type=mime, description=what)
+        for name, (file, mime, what) in ARTIFACTS.items()
+    ]
+    return CallToolResult(
+        content=[TextContent(type="text", text=_backtest_text(report, len(shown))), *links],
+        structured_content=report.model_dump(mode="json"),
     )
-    return reply(report, text)
 
 
-def _stat_line(stats: dict[str, Any]) -> str:
-    keys = ("total_return", "cagr", "sharpe", "max_drawdown", "win_rate")
-    return ", ".join(
-        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k in keys if (v := stats.get(k)) is not None
+JOIN_S = 10.0  # a cancelled worker stops at its next chunk (milliseconds); this only bounds a stuck one
+
+
+async def _run_job(
+    ctx: Context, job: Job, store: RunStore, built: Strategy, symbol: str, data: str, config: Any
+) -> tuple[Bars, Any]:
+    """The backtest in a worker thread, progress after each chunk; a cancelled call stops the worker and waits
+    until it has returned, so nothing is left running."""
+
+    def report(done: int, total: int) -> None:
+        try:
+            anyio.from_thread.run(ctx.report_progress, done, total, f"{done} of {total} bars")
+        except concurrent.futures.CancelledError as exc:  # the call was cancelled while reporting
+            raise BacktestCancelled from exc
+
+    def work() -> tuple[Bars, Any]:
+        try:
+            bars = _bars(ctx, symbol, data)
+            result = run_in_chunks(job, built, bars, config, report, store.after_chunk)
+            job.outcome = "done"
+            return bars, result
+        except BacktestCancelled:
+            job.outcome = "cancelled"
+            raise
+        except BaseException:
+            job.outcome = "failed"
+            raise
+        finally:
+            job.finished.set()
+
+    try:
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        job.cancel()
+        with anyio.CancelScope(shield=True):
+            if not await anyio.to_thread.run_sync(job.finished.wait, JOIN_S):
+                log.warning("a cancelled backtest is still running", run_id=job.run_id, bars_done=job.reported)
+        raise
+
+
+def _backtest_text(report: BacktestReport, shown: int) -> str:
+    """What a text-only client reads: the result against buy-and-hold, the trades and where to fetch them."""
+    s = report.stats
+    cents = Decimal("0.01")
+    risk = "; ".join(
+        part
+        for part in (
+            f"CAGR {pct(s['cagr'])}" if s.get("cagr") is not None else "",
+            f"Sharpe {s['sharpe']:.2f}" if isinstance(s.get("sharpe"), float) else "",
+            f"max drawdown {pct(abs(s['max_drawdown']))}" if s.get("max_drawdown") is not None else "",
+            f"win rate {pct(s['win_rate'])}" if s.get("win_rate") is not None else "",
+        )
+        if part
+    )
+    listed = f"the last {shown} are in the result" if 0 < shown < report.trades_total else ""
+    listed = "all are in the result" if shown and shown == report.trades_total else listed
+    return (
+        f"{report.strategy} on {report.symbol} ({report.data}, {report.bars} bars {report.first_bar[:10]} to "
+        f"{report.last_bar[:10]}): equity {report.cash.quantize(cents)} -> {report.final_equity.quantize(cents)}, "
+        f"return {pct(s.get('total_return'), signed=True)} against buy-and-hold "
+        f"{pct(s.get('buy_and_hold_return'), signed=True)}."
+        f"\n{risk or 'no ratios: too few bars'}; fees {Decimal(str(s.get('fees', 0))).quantize(cents)}."
+        f"\n{report.trades_total} trade(s){f' ({listed})' if listed else ''}; "
+        f"every trade: resources/read {report.artifacts.trades}"
+        f"\nequity curve (CSV, one row per bar): {report.artifacts.equity}\nplot (PNG): {report.artifacts.plot}"
+        f"\nrun id {report.run_id}: the server keeps the last {MAX_RUNS} runs' artifacts in memory."
     )
 
 
@@ -259,6 +345,37 @@ def _register(server: MCPServer[AppState], _state: AppState) -> None:
     )
     async def catalog_resource() -> str:
         return CatalogResult(strategies=catalog()).model_dump_json()
+
+    _register_backtest_artifacts(server)
+
+
+def _register_backtest_artifacts(server: MCPServer[AppState]) -> None:
+    """backtest://<run_id>/trades.json, equity.csv and plot.png: what run_backtest links to."""
+    store = runs_of(server)
+
+    def find(run_id: str) -> Run:
+        try:
+            return store.get(run_id)
+        except UnknownRun as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+
+    file, mime, what = ARTIFACTS["trades"]
+
+    @server.resource(f"backtest://{{run_id}}/{file}", name="backtest_trades", description=what, mime_type=mime)
+    async def backtest_trades(run_id: str) -> str:
+        return find(run_id).trades_json()
+
+    file, mime, what = ARTIFACTS["equity"]
+
+    @server.resource(f"backtest://{{run_id}}/{file}", name="backtest_equity", description=what, mime_type=mime)
+    async def backtest_equity(run_id: str) -> str:
+        return await anyio.to_thread.run_sync(find(run_id).equity_csv)  # type: ignore[no-any-return]
+
+    file, mime, what = ARTIFACTS["plot"]
+
+    @server.resource(f"backtest://{{run_id}}/{file}", name="backtest_plot", description=what, mime_type=mime)
+    async def backtest_plot(run_id: str) -> bytes:
+        return await anyio.to_thread.run_sync(find(run_id).plot_png)  # type: ignore[no-any-return]
 
 
 assert set(STRATEGIES) == {"momentum", "mean_reversion", "hybrid"}, "StrategyName must list every strategy"

@@ -48,7 +48,8 @@ async def test_the_latest_signal_template_returns_the_newest_signal_of_that_symb
     add_signal(state, 2, price="101", comment="buy the dip")
     add_signal(state, 3, symbol="MSFT", price="50")
     async with Client(build_server(state)) as client:
-        (template,) = (await client.list_resource_templates()).resource_templates
+        templates = (await client.list_resource_templates()).resource_templates
+        (template,) = [t for t in templates if t.uri_template.startswith("signals://")]
         latest = await client.read_resource("signals://AAPL/latest")
         with pytest.raises(MCPError, match="no signal for TSLA yet"):
             await client.read_resource("signals://TSLA/latest")

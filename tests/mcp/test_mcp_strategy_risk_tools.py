@@ -106,7 +106,7 @@ async def test_run_backtest_on_bundled_real_data_reports_progress_stats_and_a_bo
             {"symbol": "bundled:AAPL", "strategy": "momentum", "commission": "0.001", "cash": "50000", "max_trades": 5},
             progress_callback=on_progress,
         )
-    assert not result.is_error, _text(result)
+    assert not result.is_error, result.content[0]
     body = result.structured_content
     assert (body["symbol"], body["data"], body["bars"]) == ("AAPL", "bundled", 3270)
     assert body["first_bar"].startswith("2000-03-01") and body["last_bar"].startswith("2013-03-01")
@@ -116,7 +116,9 @@ async def test_run_backtest_on_bundled_real_data_reports_progress_stats_and_a_bo
     assert abs(float(body["final_equity"]) - body["stats"]["final_equity"]) < 0.01
     assert progress[0] == (0, 1, "loading bundled bars for AAPL")
     assert progress[-1] == (3270, 3270, "3270 of 3270 bars")
-    assert "momentum on AAPL (bundled, 3270 bars 2000-03-01 to 2013-03-01)" in _text(result)
+    text, *links = result.content
+    assert "momentum on AAPL (bundled, 3270 bars 2000-03-01 to 2013-03-01)" in text.text
+    assert [link.type for link in links] == ["resource_link"] * 3, "trades, equity curve and plot as links"
 
 
 async def test_run_backtest_on_stored_signals_and_its_error_paths() -> None:
