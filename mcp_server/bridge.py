@@ -215,6 +215,8 @@ class Bridge:
             quantity=order.quantity,
             client_order_id=coid,
             origin="bridge",
+            confirmed_by="auto",  # the operator chose follow/strategy mode: its rules decide, no person
+            principal="bridge",
             signal_id=signal.signal_id,
             strategy=strategy,
             confidence=confidence,

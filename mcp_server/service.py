@@ -21,6 +21,7 @@ from mcp_server.settings import AgentSettings, ConfigError, ServeSettings
 from mcp_server.state import AppState
 from mcp_server.strategy_mode import StrategyConfigError, StrategyMode, parse_choices
 from mcp_server.tooling import ToolOptions
+from mcp_server.toolsets.confirmation import load_key
 from mcp_server.transports import http_app
 from observability.consumer_lag import watch_consumer_lag
 
@@ -60,7 +61,14 @@ async def running_state(settings: ServeSettings | AgentSettings) -> AsyncIterato
 
 def build_for(settings: ServeSettings, state: AppState) -> TradingServer:
     limiter = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    options = ToolOptions(settings.require_confirmation, settings.confirmation_ttl_seconds)
+    key = settings.confirmation_key
+    options = ToolOptions(
+        confirmation=settings.confirmation,
+        confirmation_ttl_seconds=settings.confirmation_ttl_seconds,
+        price_band_bps=settings.price_band_bps,
+        elicitation_timeout_seconds=settings.elicitation_timeout_seconds,
+        confirmation_key=bytes.fromhex(key.get_secret_value()) if key else load_key(settings.data_dir),
+    )
     return build_server(
         state,
         toolsets_enabled=settings.toolset_names(),
@@ -73,6 +81,7 @@ def build_for(settings: ServeSettings, state: AppState) -> TradingServer:
 def check(settings: ServeSettings) -> None:
     """Refuse a bad configuration before anything starts (exposure without a token, unknown toolsets)."""
     settings.check_exposure()
+    settings.check_confirmation()
     try:
         toolsets.select(settings.toolset_names(), read_only=settings.read_only)
     except toolsets.UnknownToolset as exc:

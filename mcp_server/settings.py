@@ -69,11 +69,48 @@ class ServeSettings(BaseSettings):
     allowed_origins: str = Field(default="", description="Extra Origin values for HTTP, e.g. https://app.example.org")
     rate_limit_per_minute: float = Field(default=600, gt=0, description="Tool calls a minute (all clients)")
     rate_limit_burst: int = Field(default=60, ge=1)
-    require_confirmation: bool = Field(default=True, description="place_order needs preview_order's token")
-    confirmation_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400, description="How long a token lasts")
+    confirmation: Literal["best", "human", "token", "auto"] = Field(
+        default="best",
+        description="How place_order gets a yes: best (a person where the client can, else the preview token), "
+        "human (a person always), token (the preview token); auto is only for the agent loop",
+    )
+    confirmation_ttl_seconds: float = Field(
+        default=60.0, gt=0, le=3_600, description="How long a preview's confirmation token lasts"
+    )
+    price_band_bps: Decimal = Field(
+        default=Decimal(50), ge=0, le=10_000, description="A market move beyond this since the preview voids it"
+    )
+    elicitation_timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3_600, description="How long place_order waits for the user's answer"
+    )
+    confirmation_key: SecretStr | None = Field(
+        default=None,
+        description="Key for confirmation tokens and sealed elicitation state (hex, 32 bytes); default: "
+        "<data dir>/confirmation.key, shared by every replica on that data dir",
+    )
+    require_confirmation: bool | None = Field(default=None, description="Replaced by TRADING_MCP_CONFIRMATION")
 
     def toolset_names(self) -> list[str] | None:
         return _csv(self.toolsets)
+
+    def check_confirmation(self) -> None:
+        if self.require_confirmation is not None:
+            raise ConfigError(
+                "TRADING_MCP_REQUIRE_CONFIRMATION is no longer read: set TRADING_MCP_CONFIRMATION to best (the "
+                "default: a person where the client can, else the preview token), human or token"
+            )
+        if self.confirmation == "auto":
+            raise ConfigError(
+                "TRADING_MCP_CONFIRMATION=auto (no confirmation) is only for the agent loop: set "
+                "TRADING_MCP_AGENT_CONFIRMATION=auto for it, and best, human or token for serve"
+            )
+        if self.confirmation_key is not None:
+            try:
+                key = bytes.fromhex(self.confirmation_key.get_secret_value())
+            except ValueError:
+                key = b""
+            if len(key) < 32:
+                raise ConfigError("TRADING_MCP_CONFIRMATION_KEY must be at least 32 bytes as hex (64 hex digits)")
 
     def host_patterns(self) -> list[str]:
         extra = [] if is_loopback(self.host) or self.host in ("0.0.0.0", "::") else [f"{self.host}:*"]
@@ -124,9 +161,13 @@ class AgentSettings(BaseSettings):
         validation_alias="TRADING_MCP_MAX_SIGNAL_AGE_SECONDS",
         description="A signal older than this since it fired gets a stale_signal hold, no conversation",
     )
-    require_confirmation: bool = Field(default=True, validation_alias="TRADING_MCP_REQUIRE_CONFIRMATION")
+    confirmation: Literal["token", "auto"] = Field(
+        default="token",
+        description="token: the model previews and redeems the token itself; auto: the operator lets the agent "
+        "place orders without any confirmation step",
+    )
     confirmation_ttl_seconds: float = Field(
-        default=300.0, gt=0, le=86_400, validation_alias="TRADING_MCP_CONFIRMATION_TTL_SECONDS"
+        default=60.0, gt=0, le=3_600, validation_alias="TRADING_MCP_CONFIRMATION_TTL_SECONDS"
     )
 
     def toolset_names(self) -> list[str] | None:

@@ -7,12 +7,15 @@ The `anthropic` tool runner forwards only text content, so the text must carry w
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -24,6 +27,9 @@ from schemas.account import OrderCommand, OrderReply
 from schemas.orders import Origin
 from schemas.signals import SYMBOL_PATTERN
 from tools.risk import RiskGate
+
+# How place_order gets its yes: best (a person where the client can, else the token), human, token, auto (agent only)
+ConfirmationPolicy = Literal["best", "human", "token", "auto"]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 # places a simulated order: repeating it without the same client_order_id / token places another one
@@ -227,9 +233,25 @@ def untrusted(text: str | None) -> str:
 class ToolOptions:
     """How the order tools behave in this server (from the settings of the process that builds it)."""
 
-    require_confirmation: bool = True
-    confirmation_ttl_seconds: float = 300.0
+    confirmation: ConfirmationPolicy = "best"  # see mcp_server/toolsets/confirmation.py
+    confirmation_ttl_seconds: float = 60.0
+    price_band_bps: Decimal = Decimal(50)
+    elicitation_timeout_seconds: float = 120.0
+    confirmation_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    apps: bool = True  # offer the order ticket (an MCP App) to clients that render apps
     origin: Origin = "mcp"
+
+
+# The deadline of a tool call that may wait for a person (place_order); see TradingServer.call_tool.
+CONFIRMATION_DEADLINE: ContextVar[asyncio.Timeout | None] = ContextVar("confirmation_deadline", default=None)
+
+
+def committed() -> None:
+    """The order is confirmed and about to be sent: no timeout may cut the call short from here on
+    (a cut would report "not placed" for an order the authority may already hold)."""
+    deadline = CONFIRMATION_DEADLINE.get()
+    if deadline is not None:
+        deadline.reschedule(None)
 
 
 def options_of(server: MCPServer[AppState]) -> ToolOptions:

@@ -20,6 +20,8 @@ from pydantic import Field
 from schemas.common import Contract, Money, Side, UtcDatetime
 from schemas.orders import (
     CLIENT_ORDER_ID,
+    PRINCIPAL,
+    ConfirmedBy,
     Fill,
     OrderCancel,
     OrderEvent,
@@ -100,6 +102,8 @@ class OrderCommand(Contract):
     client_order_id: str | None = Field(default=None, pattern=CLIENT_ORDER_ID)
     replaces: str | None = Field(default=None, pattern=CLIENT_ORDER_ID)
     origin: Origin = "mcp"
+    confirmed_by: ConfirmedBy | None = None
+    principal: str | None = Field(default=None, pattern=PRINCIPAL)
     signal_id: str | None = None
     strategy: str | None = None
     confidence: float | None = Field(default=None, ge=0, le=1)

@@ -18,6 +18,12 @@ TimeInForce = Literal["DAY", "GTC", "IOC", "FOK"]
 OrderStatus = Literal["accepted", "rejected", "triggered", "partially_filled", "filled", "canceled", "expired"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "rejected", "canceled", "expired"})
 Origin = Literal["bridge", "mcp", "agent", "backtest", "operator"]
+# How a person (or a rule) said yes to an order:
+# elicitation: a person accepted the client's confirmation form; order_ticket: a person pressed Confirm in the
+# MCP App order ticket; token: preview_order's confirmation token was redeemed (the model may hold it);
+# auto: no confirmation (the bridge's rules, or the agent loop where the operator allowed it).
+ConfirmedBy = Literal["elicitation", "order_ticket", "token", "auto"]
+PRINCIPAL = r"^[^\x00-\x1f]{1,128}$"
 
 CLIENT_ORDER_ID = r"^[A-Za-z0-9._:-]{1,64}$"
 
@@ -49,6 +55,12 @@ class OrderIntent(Contract):
         ),
     )
     origin: Origin
+    confirmed_by: ConfirmedBy | None = Field(
+        default=None, description="How the order was confirmed (None: before this was recorded)"
+    )
+    principal: str | None = Field(
+        default=None, pattern=PRINCIPAL, description="Who confirmed it: the authenticated principal, or local"
+    )
     signal_id: str | None = None
     strategy: str | None = None
     confidence: float | None = Field(default=None, ge=0, le=1)
@@ -134,6 +146,8 @@ class OrderView(BaseModel):
     avg_fill_price: Money | None = None
     reason: str | None = None
     origin: Origin
+    confirmed_by: ConfirmedBy | None = None
+    principal: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -110,6 +110,8 @@ class Account:
             time_in_force=intent.time_in_force,
             status="submitted",
             origin=intent.origin,
+            confirmed_by=intent.confirmed_by,
+            principal=intent.principal,
             created_at=intent.created_at,
             updated_at=intent.created_at,
         )
@@ -386,6 +388,8 @@ class Account:
             reference_price=reference,  # type: ignore[arg-type]
             at_open_of=command.at_open_of,
             origin=command.origin,
+            confirmed_by=command.confirmed_by,
+            principal=command.principal,
             signal_id=command.signal_id,
             strategy=command.strategy,
             confidence=command.confidence,

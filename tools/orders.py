@@ -31,6 +31,7 @@ __all__ = [
     "command_of",
 ]
 
+
 class OrderRequest(BaseModel):
     """An order as a caller (an MCP tool, the agent) asks for it."""
 

@@ -123,7 +123,13 @@ async def run_agent_worker(state: AppState, settings: AgentSettings, stop: async
     from mcp_server.server import build_server
 
     assert settings.api_key is not None
-    options = ToolOptions(settings.require_confirmation, settings.confirmation_ttl_seconds, origin="agent")
+    # no order ticket here: the agent's model is the only client, and app-only tools are not for models
+    options = ToolOptions(
+        confirmation=settings.confirmation,
+        confirmation_ttl_seconds=settings.confirmation_ttl_seconds,
+        apps=False,
+        origin="agent",
+    )
     server = build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run, options=options)
     async with (
         Client(server) as mcp,

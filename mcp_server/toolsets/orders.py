@@ -7,16 +7,21 @@ leaves this whole group out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from mcp.server.apps import client_supports_apps
+from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, DeclinedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from execsim.engine.config import FeeModel
 from execsim.settings import ExecSimSettings
+from mcp_server.auth import principal_of
 from mcp_server.state import AppState
 from mcp_server.tooling import (
     CANCELS_ORDER,
@@ -25,14 +30,24 @@ from mcp_server.tooling import (
     Limit,
     SymbolFilter,
     ToolFailure,
+    ToolOptions,
     add_tools,
     app,
     ask_authority,
+    committed,
     options_of,
     reply,
 )
 from mcp_server.toolsets import Toolset
-from mcp_server.toolsets.confirmation import Confirmations
+from mcp_server.toolsets.confirmation import (
+    TICKET_URI,
+    Choice,
+    Confirmations,
+    PersonConfirms,
+    choose,
+    risk_version,
+    ticket_text,
+)
 from mcp_server.toolsets.order_args import (
     ClientOrderIdArg,
     LimitPriceArg,
@@ -45,12 +60,16 @@ from mcp_server.toolsets.order_args import (
     order_request,
 )
 from schemas.account import OrderCommand, OrderReply
-from schemas.orders import CLIENT_ORDER_ID
+from schemas.orders import CLIENT_ORDER_ID, ConfirmedBy
 from tools.orders import CancelResult, OrderPreview, OrderRequest, OrderView, PlaceResult, command_of
 
 
 class PreviewResult(BaseModel):
     preview: OrderPreview
+    order: dict[str, Any] = Field(description="The exact order arguments previewed (the order ticket places these)")
+    confirm_with: Literal["elicitation", "order_ticket", "token", "auto", "unavailable"] = Field(
+        description="How place_order gets its yes for this client (get_safety_status says why)"
+    )
     confirmation_required: bool
     confirmation_token: str | None = Field(
         description="Pass to place_order with the same arguments; null when the risk gate would deny the order"
@@ -72,8 +91,7 @@ TokenArg = Annotated[
     Field(
         default=None,
         max_length=200,
-        description="The confirmation_token preview_order returned for exactly this order (required unless "
-        "the operator turned confirmation off)",
+        description="From preview_order, for exactly this order (when the token is how this client confirms)",
     ),
 ]
 _fees: FeeModel | None = None
@@ -126,14 +144,40 @@ def preview_of(request: OrderRequest, answer: OrderReply) -> OrderPreview:
     )
 
 
+def order_terms(order_type: str, limit_price: Decimal | None, stop_price: Decimal | None) -> str:
+    """The order type with its prices, each written once: `market`, `limit 150`, `stop 145`, `stop 145 limit 150`."""
+    if order_type == "limit":
+        return f"limit {limit_price}"
+    if order_type == "stop":
+        return f"stop {stop_price}"
+    if order_type == "stop_limit":
+        return f"stop {stop_price} limit {limit_price}"
+    return order_type
+
+
 def _describe(o: OrderView) -> str:
-    price = f" limit {o.limit_price}" if o.limit_price is not None else ""
-    price += f" stop {o.stop_price}" if o.stop_price is not None else ""
     fill = f", filled {o.filled_quantity} @ {o.avg_fill_price}" if o.avg_fill_price is not None else ""
     why = f" ({o.reason})" if o.reason else ""
+    who = f"; confirmed by {o.confirmed_by} ({o.principal})" if o.confirmed_by else ""
+    terms = order_terms(o.order_type, o.limit_price, o.stop_price)
     return (
-        f"{o.client_order_id}: {o.side} {o.quantity} {o.symbol} {o.order_type}{price} {o.time_in_force} "
-        f"— {o.status}{why}{fill}"
+        f"{o.client_order_id}: {o.side} {o.quantity} {o.symbol} {terms} {o.time_in_force} — {o.status}{why}{fill}{who}"
+    )
+
+
+def choice_for(ctx: Context, options: ToolOptions) -> Choice:
+    """How this client's orders are confirmed under the server's policy (depends on what the client declared)."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities is not None and capabilities.elicitation is not None
+    elicitation = elicitation and (capabilities.elicitation.form is not None or capabilities.elicitation.url is None)  # type: ignore[union-attr]
+    apps = options.apps and client_supports_apps(ctx)
+    return choose(options.confirmation, elicitation=elicitation, apps=apps)
+
+
+def confirmations(ctx: Context) -> Confirmations:
+    options = options_of(ctx.mcp_server)
+    return Confirmations(
+        app(ctx).clock, options.confirmation_ttl_seconds, options.price_band_bps, options.confirmation_key
     )
 
 
@@ -148,9 +192,8 @@ async def preview_order(
     time_in_force: TimeInForceArg = "DAY",
     client_order_id: ClientOrderIdArg = None,
 ) -> Annotated[CallToolResult, PreviewResult]:
-    """What an order would do, without placing it: the estimated price, notional and fee, the risk
-    gate's verdict now, and a confirmation_token. Show the preview to the user; to place the order,
-    call place_order with the same arguments and that token before it expires. Changes nothing."""
+    """Estimated price, notional, fee and risk verdict of an order, and how it gets confirmed (a person,
+    or the confirmation_token for place_order). Places nothing."""
     request = order_request(
         symbol=symbol,
         side=side,
@@ -161,19 +204,24 @@ async def preview_order(
         time_in_force=time_in_force,
         client_order_id=client_order_id,
     )
-    answer = await ask_authority(app(ctx), command_of(request, "check", options_of(ctx.mcp_server).origin))
+    state = app(ctx)
+    options = options_of(ctx.mcp_server)
+    answer = await ask_authority(state, command_of(request, "check", options.origin))
     if answer.code in INPUT_ERRORS and answer.code != "no_price":
         raise _failure(answer)
     preview = preview_of(request, answer)
     if preview.estimated_price is None:
         raise ToolFailure("no_price", f"no price is known for {symbol} yet: wait for a signal or use a limit order")
-    options = options_of(ctx.mcp_server)
+    choice = choice_for(ctx, options)
     token, expires = (None, None)
-    if preview.approved:
-        token, expires = Confirmations(app(ctx).clock, options.confirmation_ttl_seconds).issue(request)
+    if preview.approved and choice.method != "auto":
+        market = state.account.last_price(request.symbol)
+        token, expires = confirmations(ctx).issue(request, risk_version(state.account), market)
     result = PreviewResult(
         preview=preview,
-        confirmation_required=options.require_confirmation,
+        order=request.model_dump(mode="json", exclude={"replaces", "rationale"}),
+        confirm_with=choice.method,
+        confirmation_required=choice.method != "auto",
         confirmation_token=token,
         token_expires_at=expires,
     )
@@ -182,22 +230,134 @@ async def preview_order(
         f"(notional {preview.estimated_notional}, fee about {preview.estimated_fee}); trading state "
         f"{preview.trading_state}."
     )
-    if preview.approved:
-        assert expires is not None
-        tail = (
-            f"Risk gate: would approve. To place it, call place_order with the same arguments and "
-            f"confirmation_token={token} (valid until {expires:%H:%M:%S}Z)."
-        )
-    else:
+    if not preview.approved:
         tail = (
             f"Risk gate: would DENY ({preview.reason_code}: {preview.message}). No token: change the order "
             "(smaller, reducing, a limit) and preview again, or do not trade."
         )
+    elif choice.method == "elicitation":
+        tail = (
+            "Risk gate: would approve. To place it, call place_order with the same arguments: the user is asked "
+            "to confirm in a form, and nothing is placed without their yes."
+        )
+    elif choice.method == "order_ticket":
+        tail = (
+            "Risk gate: would approve. The user confirms in the order ticket shown with this preview (its Confirm "
+            "button places exactly this order); place_order from the model is refused under this policy."
+        )
+    elif choice.method == "unavailable":
+        tail = f"Risk gate: would approve, but no order can be placed from this client: {choice.why}."
+    elif choice.method == "auto":
+        tail = "Risk gate: would approve. place_order with the same arguments places it (no confirmation here)."
+    else:
+        assert expires is not None
+        tail = (
+            f"Risk gate: would approve. To place it, call place_order with the same arguments and "
+            f"confirmation_token={token} (valid until {expires:%H:%M:%S}Z, while the price stays within "
+            f"{options.price_band_bps:g} bps)."
+        )
     return reply(result, f"{head}\n{tail}")
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What the person is shown, taken before they are asked: the market price and the risk version."""
+
+    market: Decimal | None
+    version: str
+    asked_at: datetime
+
+
+@dataclass(frozen=True)
+class NotAsked:
+    """The confirmation resolver asked nobody: this client confirms another way, or the gate denies anyway."""
+
+    choice: Choice
+    denied: OrderReply | None = None
+
+
+def market_quote(ctx: Context, symbol: SymbolArg) -> Quote:
+    state = app(ctx)
+    return Quote(state.account.last_price(symbol), risk_version(state.account), state.clock.now())
+
+
+async def ask_person(
+    ctx: Context,
+    quote: Annotated[Quote, Resolve(market_quote)],
+    symbol: SymbolArg,
+    side: SideArg,
+    quantity: QuantityArg,
+    order_type: OrderTypeArg,
+    limit_price: LimitPriceArg,
+    stop_price: StopPriceArg,
+    time_in_force: TimeInForceArg,
+    client_order_id: ClientOrderIdArg,
+) -> Elicit[PersonConfirms] | NotAsked:
+    """Ask the client's user to confirm exactly this order, when this client and policy confirm by elicitation."""
+    options = options_of(ctx.mcp_server)
+    choice = choice_for(ctx, options)
+    if choice.method != "elicitation":
+        return NotAsked(choice)
+    request = order_request(
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        order_type=order_type,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        time_in_force=time_in_force,
+        client_order_id=client_order_id,
+    )
+    answer = await ask_authority(app(ctx), command_of(request, "check", options.origin))
+    if answer.code in INPUT_ERRORS:
+        raise _failure(answer)
+    if not answer.ok:  # nobody is asked to confirm an order the gate would deny
+        return NotAsked(choice, denied=answer)
+    return Elicit(ticket_text(request, preview_of(request, answer)), PersonConfirms)
+
+
+PersonArg = Annotated[ElicitationResult[PersonConfirms], Resolve(ask_person)]
+
+
+def _confirmed_by_person(ctx: Context, person: Any, quote: Quote, request: OrderRequest) -> None:
+    """Raise unless the person accepted, in time, at a price still inside the band."""
+    if isinstance(person, CancelledElicitation):
+        raise ToolFailure("confirmation_cancelled", "the user dismissed the confirmation form; nothing was placed")
+    if isinstance(person, DeclinedElicitation) or not (
+        isinstance(person, AcceptedElicitation) and isinstance(person.data, PersonConfirms) and person.data.confirm
+    ):
+        raise ToolFailure(
+            "confirmation_declined",
+            "the user did not confirm this order; nothing was placed. Do not place it again unless they ask",
+        )
+    options = options_of(ctx.mcp_server)
+    waited = (app(ctx).clock.now() - quote.asked_at).total_seconds()
+    if waited > options.elicitation_timeout_seconds:
+        raise ToolFailure(
+            "confirmation_timeout",
+            f"the user answered after {waited:.0f} s (more than {options.elicitation_timeout_seconds:g} s); "
+            "nothing was placed: call place_order again to ask them at the current price",
+        )
+    state = app(ctx)
+    moved = Confirmations.moved_bps(quote.market, state.account.last_price(request.symbol))
+    if moved is not None and moved > options.price_band_bps:
+        raise ToolFailure(
+            "confirmation_price_moved",
+            f"{request.symbol} moved {moved:.0f} bps while the user was deciding (more than the "
+            f"{options.price_band_bps:g} bps band); nothing was placed: call place_order again to ask at the new price",
+        )
+    if risk_version(state.account) != quote.version:
+        raise ToolFailure(
+            "confirmation_stale",
+            "the risk limits or the trading state changed while the user was deciding; nothing was placed: "
+            "call place_order again",
+        )
 
 
 async def place_order(
     ctx: Context,
+    quote: Annotated[Quote, Resolve(market_quote)],
+    person: PersonArg,
     symbol: SymbolArg,
     side: SideArg,
     quantity: QuantityArg,
@@ -208,10 +368,8 @@ async def place_order(
     client_order_id: ClientOrderIdArg = None,
     confirmation_token: TokenArg = None,
 ) -> Annotated[CallToolResult, PlaceResult]:
-    """Place a SIMULATED order on the paper account (no real money). Needs the confirmation_token
-    from preview_order for exactly these arguments. The risk gate checks it again; a denial comes
-    back as a risk_denied error with the reason. Retrying with the same client_order_id (or the same
-    token) returns the order already placed instead of placing a second one."""
+    """Place a SIMULATED order. A person confirms it where the client can; otherwise pass
+    preview_order's confirmation_token. Risk-checked again; the same client_order_id never places twice."""
     request = order_request(
         symbol=symbol,
         side=side,
@@ -223,11 +381,44 @@ async def place_order(
         client_order_id=client_order_id,
     )
     options = options_of(ctx.mcp_server)
-    if options.require_confirmation or confirmation_token:
-        signature = Confirmations(app(ctx).clock, options.confirmation_ttl_seconds).verify(request, confirmation_token)
+    not_asked = person.data if isinstance(person, AcceptedElicitation) and isinstance(person.data, NotAsked) else None
+    method = not_asked.choice.method if not_asked is not None else "elicitation"
+    confirmed_by: ConfirmedBy
+    if not_asked is not None and not_asked.denied is not None:
+        raise _denied(not_asked.denied.code, not_asked.denied.message, placed_nothing_reason="the user was not asked")
+    if method == "elicitation":
+        _confirmed_by_person(ctx, person, quote, request)
+        confirmed_by = "elicitation"
+    elif method == "token":
+        state = app(ctx)
+        signature = confirmations(ctx).verify(
+            request, confirmation_token, risk_version(state.account), state.account.last_price(request.symbol)
+        )
         if request.client_order_id is None:  # one token, one order: a retry with it is the same order
             request = request.model_copy(update={"client_order_id": f"{options.origin}-{signature[:24]}"})
-    answer = await ask_authority(app(ctx), command_of(request, "place", options.origin))
+        confirmed_by = "token"
+    elif method == "auto":
+        confirmed_by = "auto"
+    elif method == "order_ticket":
+        raise ToolFailure(
+            "confirmation_in_ticket",
+            "this client confirms orders in the order ticket: call preview_order and let the user press Confirm "
+            "in it; place_order does not place orders from the model under this policy",
+        )
+    else:
+        assert not_asked is not None
+        raise ToolFailure("confirmation_unavailable", f"nothing was placed: {not_asked.choice.why}")
+    return await place_confirmed(ctx, request, confirmed_by)
+
+
+async def place_confirmed(ctx: Context, request: OrderRequest, confirmed_by: ConfirmedBy) -> CallToolResult:
+    """Send a confirmed order to the authority; past this point a timeout no longer applies (it may be placed)."""
+    options = options_of(ctx.mcp_server)
+    committed()
+    command = command_of(request, "place", options.origin).model_copy(
+        update={"confirmed_by": confirmed_by, "principal": principal_of(ctx)}
+    )
+    answer = await ask_authority(app(ctx), command)
     if answer.code in INPUT_ERRORS:
         raise _failure(answer)
     assert answer.client_order_id is not None
@@ -240,12 +431,7 @@ async def place_order(
         order=answer.order,
     )
     if not result.submitted and not result.duplicate:
-        raise ToolFailure(
-            "risk_denied",
-            f"{result.reason_code}: {result.message}. The order was not placed (recorded on decisions.risk_denied "
-            "by the account authority); "
-            "do not retry it unchanged — get_risk_status shows the headroom",
-        )
+        raise _denied(result.reason_code, result.message)
     assert result.order is not None
     if result.duplicate:
         text = f"Already placed earlier (same client_order_id); nothing new sent.\n{_describe(result.order)}"
@@ -255,6 +441,19 @@ async def place_order(
             "cancel_order cancels it while it is open."
         )
     return reply(result, text)
+
+
+def _denied(code: str, message: str, placed_nothing_reason: str | None = None) -> ToolFailure:
+    where = (
+        f" ({placed_nothing_reason})"
+        if placed_nothing_reason
+        else " (recorded on decisions.risk_denied by the account authority)"
+    )
+    return ToolFailure(
+        "risk_denied",
+        f"{code}: {message}. The order was not placed{where}; do not retry it unchanged — get_risk_status "
+        "shows the headroom",
+    )
 
 
 async def cancel_order(ctx: Context, client_order_id: OrderIdArg) -> Annotated[CallToolResult, CancelResult]:
@@ -307,7 +506,10 @@ async def get_order(ctx: Context, client_order_id: OrderIdArg) -> Annotated[Call
 
 
 def _register(server: MCPServer[AppState], _state: AppState) -> None:
-    add_tools(server, preview_order, list_orders, get_order, annotations=READ_ONLY)
+    # With the ticket on, hosts that render MCP Apps show preview_order's result in the order ticket
+    ticket = {"ui": {"resourceUri": TICKET_URI}} if options_of(server).apps else None
+    add_tools(server, preview_order, annotations=READ_ONLY, meta=ticket)
+    add_tools(server, list_orders, get_order, annotations=READ_ONLY)
     add_tools(server, place_order, annotations=PLACES_ORDER)
     add_tools(server, cancel_order, annotations=CANCELS_ORDER)
 

@@ -27,6 +27,7 @@ from tests.execsim.process_helpers import (
     services,
     signal,
 )
+from tests.mcp.helpers import preview_and_place
 from tools.account import Account
 
 D = Decimal
@@ -60,7 +61,7 @@ async def test_two_serve_processes_and_the_bridge_racing_orders_never_pass_the_p
     nats_server: EmbeddedNats, js, tmp_path: Path
 ) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
-    env = {"TRADING_MCP_REQUIRE_CONFIRMATION": "false", "TRADING_MCP_MAX_SIGNAL_AGE_SECONDS": "3600"}
+    env = {"TRADING_MCP_CONFIRMATION": "token", "TRADING_MCP_MAX_SIGNAL_AGE_SECONDS": "3600"}
     env["TRADING_MCP_LOG_LEVEL"] = "INFO"
     execsim = Service(["execsim"], nats_server.url, tmp_path / "execsim.log")
     authority = Service(
@@ -82,20 +83,33 @@ async def test_two_serve_processes_and_the_bridge_racing_orders_never_pass_the_p
 
         async def place_many(port: int, tag: str) -> list[bool]:
             async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp")) as client:
-                calls = [
-                    client.call_tool(
-                        "place_order",
-                        {"symbol": "CNF", "side": "buy", "quantity": "900", "client_order_id": f"{tag}{i}"},
-                    )
+                orders = [
+                    {"symbol": "CNF", "side": "buy", "quantity": "900", "client_order_id": f"{tag}{i}"}
                     for i in range(6)
+                ]
+                # every preview sees position 0 and gets a token; the places then race each other and the bridge
+                previews = [await client.call_tool("preview_order", order) for order in orders]
+                tokens = [p.structured_content["confirmation_token"] for p in previews]
+                previewed.append(tag)
+                if len(previewed) == 2:
+                    ready.set()
+                await ready.wait()
+                calls = [
+                    client.call_tool("place_order", {**order, "confirmation_token": token})
+                    for order, token in zip(orders, tokens, strict=True)
                 ]
                 return [not r.is_error for r in await asyncio.gather(*calls)]
 
+        ready, previewed = asyncio.Event(), []
+
         bridge_buys = [signal("CNF", "10", "buy", 900) for _ in range(6)]
+
+        async def bridge_signals() -> None:
+            await ready.wait()
+            await publish_all(js, Subject.SIGNALS_NORMALIZED, bridge_buys, [s.signal_id for s in bridge_buys])
+
         placed_a, placed_b, _ = await asyncio.gather(
-            place_many(first.port, "a"),
-            place_many(second.port, "b"),
-            publish_all(js, Subject.SIGNALS_NORMALIZED, bridge_buys, [s.signal_id for s in bridge_buys]),
+            place_many(first.port, "a"), place_many(second.port, "b"), bridge_signals()
         )
 
         async def all_decided() -> bool:
@@ -171,7 +185,7 @@ async def test_a_fresh_stdio_server_shows_exactly_what_the_running_server_shows(
     nats_server: EmbeddedNats, js, tmp_path: Path
 ) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
-    env = {"TRADING_MCP_REQUIRE_CONFIRMATION": "false", "TRADING_MCP_MAX_SIGNAL_AGE_SECONDS": "3600"}
+    env = {"TRADING_MCP_CONFIRMATION": "token", "TRADING_MCP_MAX_SIGNAL_AGE_SECONDS": "3600"}
     execsim = Service(["execsim"], nats_server.url, tmp_path / "execsim.log")
     authority = Service(
         ["authority", *data, "--risk-limits-file", limits_file(tmp_path, max_position=1000, daily_loss_limit=100)],
@@ -196,10 +210,10 @@ async def test_a_fresh_stdio_server_shows_exactly_what_the_running_server_shows(
                 burst = [signal("AAPL", str(200 - round_ * 3), "buy", 1), signal("IBM", "120")]
                 await publish_all(js, Subject.SIGNALS_NORMALIZED, burst, [s.signal_id for s in burst])
                 rest = {"symbol": "IBM", "side": "buy", "quantity": "2", "order_type": "limit", "limit_price": "50"}
-                await http.call_tool("place_order", {**rest, "time_in_force": "GTC", "client_order_id": f"r{round_}"})
+                await preview_and_place(http, {**rest, "time_in_force": "GTC", "client_order_id": f"r{round_}"})
                 if round_ % 2:
                     await http.call_tool("cancel_order", {"client_order_id": f"r{round_ - 1}"})
-                await http.call_tool("place_order", {"symbol": "IBM", "side": "sell", "quantity": "1"})
+                await preview_and_place(http, {"symbol": "IBM", "side": "sell", "quantity": "1"})
                 async with Client(stdio) as fresh:
                     seen_fresh = await _views(fresh)
                     # both fold the same journal: once the running server has folded as far, they agree

@@ -69,6 +69,7 @@ READ_ONLY_TOOLS = {
     "list_fills",
     "get_risk_status",
     "check_order",
+    "get_safety_status",  # in every server, whatever the toolsets
 }
 STRATEGY_TOOLS = {"list_strategies", "evaluate_strategy", "run_backtest"}
 ORDER_TOOLS = {"preview_order", "place_order", "cancel_order", "list_orders", "get_order"}
@@ -154,3 +155,11 @@ async def operator_sets(
     control = next_control(previous, acct.clock.now(), patch=patch, state=state, reason=reason)
     await write_signed(acct.state.js, sign(control, TEST_OPERATOR_TOKEN))
     await wait_for(lambda: acct.state.account.control_revision >= control.revision, 10, "the authority to apply it")
+
+
+async def preview_and_place(client: Any, args: dict[str, Any]) -> Any:
+    """What a client with neither elicitation nor MCP Apps does under the default policy: preview the order, then
+    place it with the preview's token (a preview the gate would deny has no token: then place_order refuses)."""
+    preview = await client.call_tool("preview_order", args)
+    token = (preview.structured_content or {}).get("confirmation_token")
+    return await client.call_tool("place_order", {**args, "confirmation_token": token} if token else args)

@@ -37,7 +37,7 @@ from tools.risk import RiskLimits
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
 API_KEY = "sk-test-not-a-real-key"
-TOKEN = re.compile(r"confirmation_token=(ct1\.\d+\.[0-9a-f]{64})")
+TOKEN = re.compile(r"confirmation_token=(ct2:\d+:[0-9]+-[A-Z]+:[0-9.-]+:[0-9a-f]{64})")
 ORDER = {"symbol": "AAPL", "side": "buy", "quantity": "3"}
 DECISION = json.dumps({"action": "buy", "quantity": "3", "confidence": 0.6, "rationale": "Placed after preview."})
 
@@ -122,7 +122,7 @@ async def test_a_model_that_orders_over_the_risk_limit_gets_a_tool_error_and_no_
         preview, refused = stub.tool_results(1)[0], stub.tool_results(2)[0]
         # confirmation off: the gate itself refuses the order
         direct = [tool_use("place_order", big), answer(DECISION)]
-        async with agent(acct.state, direct, options=ToolOptions(require_confirmation=False, origin="agent")) as (
+        async with agent(acct.state, direct, options=ToolOptions(confirmation="auto", origin="agent")) as (
             loop,
             denied_stub,
         ):

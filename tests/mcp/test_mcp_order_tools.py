@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from mcp import Client
+from mcp.client import advertise
 
 from bus.embedded import EmbeddedNats
 from mcp_server.server import build_server
@@ -14,8 +15,10 @@ from schemas.orders import OrderIntent, RiskDenied
 from schemas.subjects import Subject
 from tests.conftest import stream_count, wait_for
 from tests.mcp.helpers import (
+    APP_TOOLS,
     ORDER_TOOLS,
     READ_ONLY_TOOLS,
+    STRATEGY_TOOLS,
     live_account,
     offline_state,
     operator_sets,
@@ -24,6 +27,7 @@ from tests.mcp.helpers import (
 from tools.risk import RiskLimits, TradingState
 
 ORDER = {"symbol": "AAPL", "side": "buy", "quantity": "5"}
+APPS = advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})
 SHARED_ARGS = {
     "symbol",
     "side",
@@ -50,9 +54,14 @@ async def _denials(state) -> int:  # type: ignore[no-untyped-def]
 
 
 async def test_tools_list_shows_truthful_annotations_output_schemas_and_one_order_argument_set() -> None:
-    async with Client(build_server(offline_state())) as client:
+    server = build_server(offline_state(), toolsets_enabled=["all"])
+    async with Client(server) as client, Client(server, extensions=[APPS]) as renders_apps:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert tools.keys() == READ_ONLY_TOOLS | ORDER_TOOLS
+        with_apps = {t.name: t for t in (await renders_apps.list_tools()).tools}
+    assert tools.keys() == READ_ONLY_TOOLS | STRATEGY_TOOLS | ORDER_TOOLS, "app-only tools are not for models"
+    assert with_apps.keys() == tools.keys() | APP_TOOLS
+    assert with_apps["confirm_order_ticket"].meta["ui"]["visibility"] == ["app"]
+    assert tools["preview_order"].meta["ui"]["resourceUri"] == "ui://trading-mcp/order-ticket.html"
     place, cancel = tools["place_order"].annotations, tools["cancel_order"].annotations
     assert (place.read_only_hint, place.destructive_hint, place.idempotent_hint) == (False, True, False)
     assert (cancel.read_only_hint, cancel.destructive_hint, cancel.idempotent_hint) == (False, True, True)
@@ -84,7 +93,7 @@ async def test_preview_then_place_with_its_token_gets_a_fill_from_the_simulator(
         assert body["preview"]["approved"] is True and body["confirmation_required"] is True
         assert (body["preview"]["estimated_price"], body["preview"]["estimated_notional"]) == ("190.25", "951.25")
         token = body["confirmation_token"]
-        assert token.startswith("ct1.") and f"confirmation_token={token}" in _text(preview)
+        assert token.startswith("ct2:") and f"confirmation_token={token}" in _text(preview)
         assert await _intents(acct.state) == 0, "a preview places nothing"
 
         placed = await client.call_tool("place_order", {**ORDER, "confirmation_token": token})
@@ -141,15 +150,15 @@ async def test_place_without_a_valid_matching_unexpired_token_is_refused_and_sen
         await publish_signal(acct.state, 1, price="100")
         token = (await client.call_tool("preview_order", ORDER)).structured_content["confirmation_token"]
         missing = await client.call_tool("place_order", ORDER)
-        forged = await client.call_tool("place_order", {**ORDER, "confirmation_token": "ct1.9999999999.abc"})
-        tampered_expiry = token.split(".")
+        forged = await client.call_tool("place_order", {**ORDER, "confirmation_token": "ct2:9999999999:0-ACTIVE:1:ab"})
+        tampered_expiry = token.split(":")
         tampered_expiry[1] = str(int(tampered_expiry[1]) + 3600)
-        tampered = await client.call_tool("place_order", {**ORDER, "confirmation_token": ".".join(tampered_expiry)})
+        tampered = await client.call_tool("place_order", {**ORDER, "confirmation_token": ":".join(tampered_expiry)})
         bigger = await client.call_tool("place_order", {**ORDER, "quantity": "50", "confirmation_token": token})
         as_limit = await client.call_tool(
             "place_order", {**ORDER, "order_type": "limit", "limit_price": "99", "confirmation_token": token}
         )
-        acct.clock.advance(301)
+        acct.clock.advance(61)  # tokens last 60 s by default
         expired = await client.call_tool("place_order", {**ORDER, "confirmation_token": token})
         assert await _intents(acct.state) == 0 and acct.state.orders == {}
     assert _text(missing).startswith("confirmation_required: placing an order needs the confirmation_token")
@@ -169,31 +178,61 @@ async def test_a_risk_denial_is_a_tool_error_with_the_reason_code_published_on_r
         await publish_signal(acct.state, 1, price="100")
         over = {**ORDER, "quantity": "11"}
         preview = await client.call_tool("preview_order", over)
-        ok_token = (await client.call_tool("preview_order", ORDER)).structured_content["confirmation_token"]
-        await operator_sets(acct, state=TradingState.HALTED, reason="operator halt")  # place checks again
+        six_a, six_b = (
+            {**ORDER, "quantity": "6", "client_order_id": "a"},
+            {**ORDER, "quantity": "6", "client_order_id": "b"},
+        )
+        token_a = (await client.call_tool("preview_order", six_a)).structured_content["confirmation_token"]
+        token_b = (await client.call_tool("preview_order", six_b)).structured_content["confirmation_token"]
         no_price = await client.call_tool("preview_order", {**ORDER, "symbol": "TSLA"})
-        denied = await client.call_tool("place_order", {**ORDER, "confirmation_token": ok_token})
+        placed = await client.call_tool("place_order", {**six_a, "confirmation_token": token_a})
+        denied = await client.call_tool("place_order", {**six_b, "confirmation_token": token_b})  # checked again
         await wait_for(lambda: _denials(acct.state), 10, "the denial on decisions.risk_denied")
-        assert await _intents(acct.state) == 0
+        assert await _intents(acct.state) == 1
         msg = await acct.state.js.get_last_msg("DECISIONS", Subject.RISK_DENIED.value)
     body = preview.structured_content
     assert body["preview"]["approved"] is False and body["preview"]["reason_code"] == "max_position"
     assert body["confirmation_token"] is None and "would DENY (max_position:" in _text(preview)
-    assert denied.is_error
-    assert _text(denied).startswith("risk_denied: trading_halted: trading is HALTED (operator halt)")
+    assert not placed.is_error and denied.is_error
+    assert _text(denied).startswith("risk_denied: max_position: buy 6 AAPL could make the position 12")
     assert _text(no_price).startswith("no_price: no price is known for TSLA yet")
     record = RiskDenied.model_validate_json(msg.data)
     assert (record.reason_code, record.origin, record.symbol, record.quantity) == (
-        "trading_halted",
+        "max_position",
         "mcp",
         "AAPL",
-        Decimal(5),
+        Decimal(6),
     )
+
+
+async def test_a_token_dies_when_the_trading_state_changes_or_the_market_moves_past_the_band(
+    nats_server: EmbeddedNats,
+) -> None:
+    async with live_account(nats_server.url) as acct, Client(build_server(acct.state)) as client:
+        await publish_signal(acct.state, 1, price="100")
+        before_halt = (await client.call_tool("preview_order", ORDER)).structured_content["confirmation_token"]
+        await operator_sets(acct, state=TradingState.REDUCING, reason="operator: wind down")
+        stale = await client.call_tool("place_order", {**ORDER, "confirmation_token": before_halt})
+        await operator_sets(acct, state=TradingState.ACTIVE, reason="operator: resume")
+        inside_args, moved_args = {**ORDER, "client_order_id": "in"}, {**ORDER, "client_order_id": "out"}
+        inside_token = (await client.call_tool("preview_order", inside_args)).structured_content["confirmation_token"]
+        moved_token = (await client.call_tool("preview_order", moved_args)).structured_content["confirmation_token"]
+        await publish_signal(acct.state, 2, price="100.40")  # 40 bps from the previews at 100: inside the band
+        await wait_for(lambda: acct.state.account.last_price("AAPL") == Decimal("100.40"), 10, "the new price")
+        inside = await client.call_tool("place_order", {**inside_args, "confirmation_token": inside_token})
+        await publish_signal(acct.state, 3, price="101")  # 100 bps from the previews
+        await wait_for(lambda: acct.state.account.last_price("AAPL") == Decimal("101"), 10, "the jump")
+        moved = await client.call_tool("place_order", {**moved_args, "confirmation_token": moved_token})
+        intents = await _intents(acct.state)
+    assert _text(stale).startswith("confirmation_stale: the risk limits or the trading state changed")
+    assert not inside.is_error, _text(inside)
+    assert _text(moved).startswith("confirmation_price_moved: AAPL moved 100 bps since the preview")
+    assert intents == 1, "only the order inside the band was placed"
 
 
 async def test_with_confirmation_off_place_needs_no_token_but_still_passes_the_gate(nats_server: EmbeddedNats) -> None:
     limits = RiskLimits(max_position=Decimal(10))
-    options = ToolOptions(require_confirmation=False)
+    options = ToolOptions(confirmation="auto")  # what the agent loop gets when the operator allows it
     async with live_account(nats_server.url, limits) as acct, Client(build_server(acct.state, options=options)) as c:
         await publish_signal(acct.state, 1, price="100")
         placed = await c.call_tool("place_order", {**ORDER, "client_order_id": "direct-1"})

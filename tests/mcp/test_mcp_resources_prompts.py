@@ -29,6 +29,7 @@ async def test_position_and_summary_resources_hold_what_the_fills_made() -> None
         "risk://limits",
         "risk://status",
         "strategies://catalog",
+        "safety://status",
     }
     assert all(r.mime_type == "application/json" for r in listed.values())
     (aapl,) = json.loads(positions.contents[0].text)["positions"]

@@ -247,7 +247,7 @@ async def test_check_order_is_a_dry_run_of_the_gate_that_never_counts_toward_the
 
 
 async def test_check_order_sees_the_trading_state(nats_server: EmbeddedNats) -> None:
-    options = ToolOptions(require_confirmation=False)
+    options = ToolOptions(confirmation="auto")
     async with (
         live_account(nats_server.url, RiskLimits()) as acct,
         Client(build_server(acct.state, toolsets_enabled=EVERY, options=options)) as c,

@@ -191,8 +191,8 @@ async def test_toolsets_choose_which_groups_are_registered() -> None:
         names = {t.name for t in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         templates = (await client.list_resource_templates()).resource_templates
-    assert names == {"get_positions", "list_fills"}
-    assert resources == {"portfolio://positions", "portfolio://summary"} and templates == []
+    assert names == {"get_positions", "list_fills", "get_safety_status"}  # the safety status is always there
+    assert resources == {"portfolio://positions", "portfolio://summary", "safety://status"} and templates == []
     with pytest.raises(UnknownToolset, match=r"unknown toolset\(s\) orderz; available: market, strategies, positions"):
         build_server(offline_state(), toolsets_enabled=["market", "orderz"])
 
