@@ -644,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--strategy-commission", default=None, help="strategy mode: commission the sizing reserves")
     serve.add_argument("--strategy-slippage-bps", default=None, help="strategy mode: slippage the sizing reserves")
     serve.add_argument(
-        "--toolsets", default=None, help="comma-separated tool groups, e.g. market,positions (default all)"
+        "--toolsets",
+        default=None,
+        help="tool groups, e.g. market,positions (default market,positions,risk,orders; all for every one)",
     )
     serve.add_argument("--read-only", action="store_true", help="never register tools that can change the account")
     serve.add_argument("--allowed-host", action="append", help="extra Host header accepted over HTTP (repeatable)")
@@ -659,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--max-tool-calls", type=int, default=None, help="tool calls per signal, at most")
     agent.add_argument("--max-tokens", type=int, default=None, help="input + output tokens per signal, at most")
     agent.add_argument("--dry-run", action="store_true", help="leave the order tools out: decide, never trade")
-    agent.add_argument("--toolsets", default=None, help="comma-separated tool groups (default all)")
+    agent.add_argument(
+        "--toolsets", default=None, help="comma-separated tool groups (default market,positions,risk,orders)"
+    )
     agent.set_defaults(func=cmd_agent)
 
     gw = sub.add_parser("gateway", help="run the webhook gateway")

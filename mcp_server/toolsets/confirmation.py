@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mcp_server.tooling import ConfirmationPolicy as Policy
-from mcp_server.tooling import ToolFailure
+from mcp_server.tooling import ToolFailure, money, price, qty
 from tools.account import Account
 from tools.clock import Clock
 from tools.orders import OrderPreview, OrderRequest
@@ -196,18 +196,21 @@ class Confirmations:
 
 def ticket_text(request: OrderRequest, preview: OrderPreview) -> str:
     """The order as it will be sent, with its estimate and the risk verdict: what the person confirms."""
-    prices = ""
-    if request.limit_price is not None:
-        prices += f" limit {_num(request.limit_price)}"
+    terms = request.order_type
     if request.stop_price is not None:
-        prices += f" stop {_num(request.stop_price)}"
+        terms += f" stop {price(request.stop_price)}"
+    if request.limit_price is not None:
+        terms += f" limit {price(request.limit_price)}"
+    coid = f" (client_order_id {request.client_order_id})" if request.client_order_id else ""
+
+    def shown(value: Decimal | None, as_money: bool = True) -> str:
+        return "unknown" if value is None else (money(value) if as_money else price(value))
+
     lines = [
         f"Place this SIMULATED order (paper account, no real money)? [order {order_digest(request)}]",
-        f"{request.side.upper()} {_num(request.quantity)} {request.symbol} {request.order_type}{prices} "
-        f"{request.time_in_force}"
-        + (f" (client_order_id {request.client_order_id})" if request.client_order_id else ""),
-        f"Estimated price {_num(preview.estimated_price) or 'unknown'}, notional "
-        f"{_num(preview.estimated_notional) or 'unknown'}, fee about {_num(preview.estimated_fee) or 'unknown'}",
+        f"{request.side.upper()} {qty(request.quantity)} {request.symbol} {terms} {request.time_in_force}{coid}",
+        f"Estimated price {shown(preview.estimated_price, as_money=False)}, notional "
+        f"{shown(preview.estimated_notional)}, fee about {shown(preview.estimated_fee)}",
         f"Risk gate: {'would approve' if preview.approved else 'would DENY'} ({preview.reason_code}); "
         f"trading state {preview.trading_state}",
     ]

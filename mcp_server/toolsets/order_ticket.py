@@ -66,14 +66,19 @@ function row(label, value, cls) {
   if (cls) b.className = cls;
   tr.append(a, b); return tr;
 }
+function terms(o) {  // the type with its prices, each written once: "limit 150", "stop 145 limit 150"
+  if (o.order_type === "limit") return "limit " + o.limit_price;
+  if (o.order_type === "stop") return "stop " + o.stop_price;
+  if (o.order_type === "stop_limit") return "stop " + o.stop_price + " limit " + o.limit_price;
+  return o.order_type;
+}
 function show(result) {
   const data = result && (result.structuredContent || result.structured_content);
   if (!data || !data.preview || !data.order) return;
   const p = data.preview, o = data.order, t = $("facts");
   t.replaceChildren(
     row("Order", [o.side, o.quantity, o.symbol].join(" ")),
-    row("Type", o.order_type + (o.stop_price ? " stop " + o.stop_price : "")
-      + (o.limit_price ? " limit " + o.limit_price : "")),
+    row("Type", terms(o)),
     row("Time in force", o.time_in_force),
     row("Estimated price", p.estimated_price),
     row("Estimated notional", p.estimated_notional),

@@ -35,7 +35,10 @@ from mcp_server.tooling import (
     app,
     ask_authority,
     committed,
+    money,
     options_of,
+    price,
+    qty,
     reply,
 )
 from mcp_server.toolsets import Toolset
@@ -144,25 +147,32 @@ def preview_of(request: OrderRequest, answer: OrderReply) -> OrderPreview:
     )
 
 
+def _p(value: Decimal | None) -> str:
+    return "unknown" if value is None else price(value)
+
+
+def _money(value: Decimal | None) -> str:
+    return "unknown" if value is None else money(value)
+
+
 def order_terms(order_type: str, limit_price: Decimal | None, stop_price: Decimal | None) -> str:
     """The order type with its prices, each written once: `market`, `limit 150`, `stop 145`, `stop 145 limit 150`."""
     if order_type == "limit":
-        return f"limit {limit_price}"
+        return f"limit {_p(limit_price)}"
     if order_type == "stop":
-        return f"stop {stop_price}"
+        return f"stop {_p(stop_price)}"
     if order_type == "stop_limit":
-        return f"stop {stop_price} limit {limit_price}"
+        return f"stop {_p(stop_price)} limit {_p(limit_price)}"
     return order_type
 
 
 def _describe(o: OrderView) -> str:
-    fill = f", filled {o.filled_quantity} @ {o.avg_fill_price}" if o.avg_fill_price is not None else ""
+    fill = f", filled {qty(o.filled_quantity)} @ {price(o.avg_fill_price)}" if o.avg_fill_price is not None else ""
     why = f" ({o.reason})" if o.reason else ""
     who = f"; confirmed by {o.confirmed_by} ({o.principal})" if o.confirmed_by else ""
     terms = order_terms(o.order_type, o.limit_price, o.stop_price)
-    return (
-        f"{o.client_order_id}: {o.side} {o.quantity} {o.symbol} {terms} {o.time_in_force} — {o.status}{why}{fill}{who}"
-    )
+    order = f"{o.side} {qty(o.quantity)} {o.symbol} {terms} {o.time_in_force}"
+    return f"{o.client_order_id}: {order} — {o.status}{why}{fill}{who}"
 
 
 def choice_for(ctx: Context, options: ToolOptions) -> Choice:
@@ -225,9 +235,10 @@ async def preview_order(
         confirmation_token=token,
         token_expires_at=expires,
     )
+    terms = order_terms(request.order_type, request.limit_price, request.stop_price)
     head = (
-        f"Preview: {side} {quantity} {symbol} {order_type} at about {preview.estimated_price} "
-        f"(notional {preview.estimated_notional}, fee about {preview.estimated_fee}); trading state "
+        f"Preview: {side} {qty(request.quantity)} {symbol} {terms} at about {price(preview.estimated_price)} "
+        f"(notional {_money(preview.estimated_notional)}, fee about {_money(preview.estimated_fee)}); trading state "
         f"{preview.trading_state}."
     )
     if not preview.approved:

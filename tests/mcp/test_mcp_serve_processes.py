@@ -76,8 +76,9 @@ def test_the_mcp_inspector_lists_the_tools_and_calls_get_positions_over_stdio(
         not tools["list_signals"]["description"].startswith(" ")
         and "\n    " not in tools["list_signals"]["description"]
     )
-    assert called["isError"] is False and called["structuredContent"] == {"positions": []}
-    assert called["content"][0]["text"] == "No positions: the paper account is flat and has no fills."
+    assert called["isError"] is False and called["structuredContent"]["positions"] == []
+    assert called["structuredContent"]["account"]["equity"] == "100000"
+    assert called["content"][0]["text"].endswith("No positions: the paper account is flat and has no fills.")
 
 
 def test_the_mcp_inspector_lists_the_tools_and_calls_get_positions_over_streamable_http(
@@ -101,7 +102,7 @@ def test_the_mcp_inspector_lists_the_tools_and_calls_get_positions_over_streamab
         )
     assert "get_positions" in {t["name"] for t in listed["tools"]}
     assert called["structuredContent"] == {"fills": []} and called["isError"] is False
-    assert positions["structuredContent"] == {"positions": []}
+    assert positions["structuredContent"]["positions"] == []
 
 
 def test_serve_beyond_loopback_without_a_token_exits_with_a_clear_message(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ async def test_serve_on_all_interfaces_with_a_token_rejects_requests_without_it_
         authorized = httpx2.AsyncClient(headers={"authorization": f"Bearer {TOKEN}"})
         async with Client(streamable_http_client(f"{base}/mcp", http_client=authorized)) as client:
             result = await client.call_tool("get_positions", {})
-    assert result.structured_content == {"positions": []}
+    assert result.structured_content["positions"] == []
 
 
 async def test_serve_with_toolsets_and_read_only_registers_only_those_read_only_tools(
@@ -153,7 +154,7 @@ async def test_serve_with_toolsets_and_read_only_registers_only_those_read_only_
     async with Client(params) as client:
         tools = (await client.list_tools()).tools
         instructions = client.instructions or ""
-    assert {t.name for t in tools} == {"get_positions", "list_fills"}
+    assert {t.name for t in tools} == {"get_positions", "list_fills", "get_safety_status"}
     assert "Read-only mode" in instructions
 
 
@@ -167,4 +168,5 @@ def test_serve_with_an_unknown_toolset_exits_naming_the_available_ones(tmp_path:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "unknown toolset(s) orderz; available: market, strategies, positions, risk, orders" in done.stderr
+    known = "market, strategies, positions, risk, order_check, orders"
+    assert f"unknown toolset(s) orderz; available: {known}" in done.stderr
