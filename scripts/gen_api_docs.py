@@ -257,11 +257,14 @@ def authority_section() -> list[str]:
 
 async def _mcp_lists() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     from mcp import Client
+    from mcp.client import advertise
 
     from mcp_server.server import build_server
 
-    server = build_server(None)  # type: ignore[arg-type]  # listing needs no state
-    async with Client(server) as client:
+    # every toolset (the opt-in ones too), seen by a client that renders MCP Apps (so the ticket's tool shows)
+    server = build_server(None, toolsets_enabled=["all"])  # type: ignore[arg-type]  # listing needs no state
+    apps = advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})
+    async with Client(server, extensions=[apps]) as client:
         return (
             (await client.list_tools()).tools,
             (await client.list_resources()).resources,

@@ -102,7 +102,7 @@ class HybridState(StrategyState):
         return (
             f"{REGIME[self.weight]} (variance ratio {self._vr.value:.2f}): momentum {self.mom.target:+.2f} x "
             f"{self.weight:.1f} + mean reversion {self.mr.target:+.2f} x {1 - self.weight:.1f} "
-            f"-> target {self.target:+.2f} of equity"
+            f"-> target {self.target:+.1%} of equity"
         )
 
 

@@ -95,7 +95,7 @@ class MeanReversionState(StrategyState):
     def summary(self) -> str:
         z = self._z.value
         rsi = f", RSI {self._rsi.value:.1f}" if self._rsi is not None else ""
-        return f"z-score {z:+.2f} vs the {self.p.window}-bar mean{rsi} -> target {self.target:+.2f} of equity"
+        return f"z-score {z:+.2f} vs the {self.p.window}-bar mean{rsi} -> target {self.target:+.1%} of equity"
 
 
 class MeanReversion(Strategy):

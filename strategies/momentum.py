@@ -119,7 +119,7 @@ class RocState(StrategyState):
         r, v = self._roc.value, self._vol.value
         return (
             f"{self.p.lookback}-bar return {r:+.2%} with volatility {v:.1%}/yr "
-            f"-> target {self.target:+.2f} of equity (vol target {self.p.vol_target:.0%})"
+            f"-> target {self.target:+.1%} of equity (vol target {self.p.vol_target:.0%})"
         )
 
 
@@ -167,7 +167,7 @@ class MaCrossState(StrategyState):
     def summary(self) -> str:
         f, s = self._fast.value, self._slow.value
         where = "above" if f > s else "below" if f < s else "level with"
-        return f"SMA{self.p.fast} {f:.4g} is {where} SMA{self.p.slow} {s:.4g} -> target {self.target:+.2f} of equity"
+        return f"SMA{self.p.fast} {f:.4g} is {where} SMA{self.p.slow} {s:.4g} -> target {self.target:+.1%} of equity"
 
 
 class Momentum(Strategy):

@@ -28,7 +28,7 @@ from mcp_server.backtest_runs import (
 )
 from mcp_server.bars import bars_oldest_first
 from mcp_server.state import AppState
-from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, pct, reply
+from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, pct, qty, reply
 from mcp_server.toolsets import Toolset
 from mcp_server.toolsets.strategy_catalog import StrategyInfo, catalog
 from schemas.common import Money
@@ -153,7 +153,24 @@ async def evaluate_strategy(
             f"{pct(decision.target, signed=True)} of equity (was {pct(decision.previous_target, signed=True)}), "
             f"confidence {pct(decision.confidence)}.\n{decision.summary}\nrationale: {why}"
         )
+        text += "\n" + _against_the_account(app(ctx), symbol, decision.target, bars[-1].close)
     return reply(result, text)
+
+
+def _against_the_account(state: AppState, symbol: str, target: float, last: Decimal) -> str:
+    """Where the account stands against the target, and when (if ever) the difference would be traded."""
+    portfolio = state.portfolio
+    held = portfolio.quantity(symbol)
+    equity = portfolio.equity()
+    price = portfolio.mark_price(symbol) or last
+    now = float(held * price / equity) if equity > 0 else 0.0
+    if abs(now - target) < 0.005:
+        return f"The account holds {qty(held)} {symbol} ({pct(now, signed=True)} of equity): already at the target."
+    return (
+        f"The account holds {qty(held)} {symbol} ({pct(now, signed=True)} of equity), not the target. "
+        "evaluate_strategy places nothing. A bridge running this strategy (strategy mode) trades toward it when the "
+        "next signal closes a bar, filled at the following bar's open; to trade now, use preview_order."
+    )
 
 
 DataSource = Annotated[
