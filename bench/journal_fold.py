@@ -6,7 +6,7 @@ with history behind it. Prints numbers, asserts nothing.
 
 Each order is the five entries the live pipeline journals for a filled market order (mark, admitted, accepted
 report, fill, filled report). The journal is written straight to a real nats-server, then folded the way
-`mcp_server.state.AppState` folds it (`bus.journal.JournalFollower` into `tools.account.Account`).
+`bus.account_view.AppState` folds it (`bus.journal.JournalFollower` into `tools.account.Account`).
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mcp import Client, StdioServerParameters  # noqa: E402
 
+from bus.account_view import AppState  # noqa: E402
 from bus.embedded import free_port, start_nats_server  # noqa: E402
 from mcp_server.server import build_server  # noqa: E402
-from mcp_server.state import AppState  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
 TOOL = "get_positions"

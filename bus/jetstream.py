@@ -151,26 +151,47 @@ async def consume(
     sub = await _subscribe_with_retry(js, subject, durable, stream, config, stop)
     if sub is None:
         return
+
+    async def handle(msgs: list[Msg]) -> None:
+        if key is None:
+            await _handle_in_turn(msgs, handler)
+            return
+        lanes: dict[str, list[Msg]] = {}
+        for msg in msgs:
+            lanes.setdefault(key(msg), []).append(msg)
+        await asyncio.gather(*(_handle_in_turn(lane, handler) for lane in lanes.values()))
+
     try:
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(batch, timeout=0.5)
-            except TimeoutError:  # nats-py raises its own subclass or asyncio's, depending on the path
-                continue
-            except Exception as exc:  # a consumer loop must outlive NATS hiccups: retry, never die
-                log.warning("fetch from %s failed (%r); retrying", durable, exc)
-                await asyncio.sleep(0.5)
-                continue
-            if key is None:
-                await _handle_in_turn(msgs, handler)
-            else:
-                lanes: dict[str, list[Msg]] = {}
-                for msg in msgs:
-                    lanes.setdefault(key(msg), []).append(msg)
-                await asyncio.gather(*(_handle_in_turn(lane, handler) for lane in lanes.values()))
+        await fetch_loop(sub, batch, stop.is_set, handle, durable)
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def fetch_loop(
+    sub: JetStreamContext.PullSubscription,
+    batch: int,
+    stopped: Callable[[], bool],
+    on_batch: Callable[[list[Msg]], Awaitable[None]],
+    name: str,
+) -> None:
+    """The one pull loop every consumer here runs: fetch up to `batch` messages, hand them to `on_batch`, until
+    `stopped()`. An idle fetch just loops; a failing one (NATS restarting, a leader election) backs off from
+    0.2 s to 5 s and resets after the next success, so a consumer outlives any hiccup and never spins."""
+    backoff = 0.0
+    while not stopped():
+        try:
+            msgs = await sub.fetch(batch, timeout=0.5)
+        except TimeoutError:  # nats-py raises its own subclass or asyncio's, depending on the path
+            backoff = 0.0
+            continue
+        except Exception as exc:  # a consumer loop must outlive NATS hiccups: retry, never die
+            backoff = min(max(backoff * 2, 0.2), 5.0)
+            log.warning("fetch for %s failed (%r); retrying in %.1f s", name, exc, backoff)
+            await asyncio.sleep(backoff)
+            continue
+        backoff = 0.0
+        await on_batch(msgs)
 
 
 async def _handle_in_turn(msgs: list[Msg], handler: Handler) -> None:
@@ -245,30 +266,24 @@ class Follower:
         self._task.add_done_callback(log_if_failed)
 
     async def _run(self) -> None:
-        while not self._stop.is_set():
+        await fetch_loop(self._sub, 512, self._stop.is_set, self._apply, f"follower of {self._stream}")
+
+    async def _apply(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq <= self.applied_seq:
+                continue  # a redelivery after a reconnect
             try:
-                msgs = await self._sub.fetch(512, timeout=0.5)
-            except TimeoutError:  # nats-py raises its own subclass or asyncio's, depending on the path
-                continue
-            except Exception as exc:
-                log.warning("follower of %s: fetch failed (%r); retrying", self._stream, exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if seq <= self.applied_seq:
-                    continue  # a redelivery after a reconnect
-                try:
-                    result = self._handler(msg)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:
-                    log.exception("follower of %s could not apply message %s", self._stream, seq)
-                self.applied_seq = seq
-                if msg.metadata.num_pending == 0:
-                    self.caught_up.set()
-            async with self.progress:
-                self.progress.notify_all()
+                result = self._handler(msg)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("follower of %s could not apply message %s", self._stream, seq)
+            self.applied_seq = seq
+            if msg.metadata.num_pending == 0:
+                self.caught_up.set()
+        async with self.progress:
+            self.progress.notify_all()
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until the message at stream sequence `seq` is applied; False on timeout."""
@@ -313,26 +328,21 @@ async def consume_batches(
     sub = await _subscribe_with_retry(js, subjects[0], durable, stream, config, stop)
     if sub is None:
         return
+
+    async def handle(msgs: list[Msg]) -> None:
+        try:
+            await handler(msgs)
+        except Exception:
+            log.exception("a batch from %s failed; redelivering", durable)
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=1.0)
+            await asyncio.sleep(0.2)
+            return
+        await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+
     try:
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(batch, timeout=0.5)
-            except TimeoutError:
-                continue
-            except Exception as exc:
-                log.warning("fetch from %s failed (%r); retrying", durable, exc)
-                await asyncio.sleep(0.5)
-                continue
-            try:
-                await handler(msgs)
-            except Exception:
-                log.exception("a batch from %s failed; redelivering", durable)
-                for msg in msgs:
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=1.0)
-                await asyncio.sleep(0.2)
-                continue
-            await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+        await fetch_loop(sub, batch, stop.is_set, handle, durable)
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from schemas.common import Money
+from schemas.market import Bar as MarketBar
 from schemas.signals import NormalizedSignal
 
 
@@ -20,22 +21,23 @@ class Bar(BaseModel):
     volume: Money | None = None
     interval: str | None = None
     signal_id: str
-    price_only: bool = Field(description="True when the signal carried one price, so O=H=L=C")
+    price_only: bool = Field(description="True when the signal carried only a price (no open, high or low)")
 
 
 def bar_of(signal: NormalizedSignal) -> Bar:
-    close = signal.close or signal.price
-    has_ohlc = signal.open is not None and signal.high is not None and signal.low is not None
+    """The signal's bar as the MCP tools show it: exactly `schemas.market.Bar.from_signal` (the one conversion the
+    simulator, the authority, the bridge and the strategies use), plus where it came from."""
+    bar = MarketBar.from_signal(signal)
     return Bar(
-        time=signal.signal_time or signal.received_at,
-        open=signal.open if has_ohlc else close,
-        high=signal.high if has_ohlc else close,
-        low=signal.low if has_ohlc else close,
-        close=close,
+        time=bar.ts,
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
         volume=signal.volume,
         interval=signal.interval,
         signal_id=signal.signal_id,
-        price_only=not has_ohlc,
+        price_only=signal.open is None and signal.high is None and signal.low is None,
     )
 
 

@@ -22,15 +22,15 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, ListToolsResult, PaginatedRequestParams, Tool
 from pydantic import ValidationError
 
+from bus.account_view import AppState
 from mcp_server import toolsets
 from mcp_server.auth import current_scopes, visible_tool
-from mcp_server.prompts_loader import PromptTemplate, PromptTemplateError, load_all
-from mcp_server.rate_limit import TokenBucket
-from mcp_server.state import AppState
 from mcp_server.tooling import CONFIRMATION_DEADLINE, ToolFailure, ToolOptions, finish_tools
 from mcp_server.toolsets import safety
 from mcp_server.toolsets.order_ticket import ticket_apps
 from observability import metrics
+from prompts.loader import PromptTemplate, PromptTemplateError, load_all
+from tools.rate_limit import TokenBucket
 
 log = structlog.get_logger("mcp_server")
 ASKS_A_PERSON = frozenset({"place_order"})  # tools whose call may wait for the user's answer (elicitation)
@@ -63,7 +63,7 @@ class TradingServer(MCPServer[AppState]):
             metrics.mcp_tool_calls_total.labels(label, "rate_limited").inc()
             raise ToolFailure(
                 "rate_limited",
-                f"too many tool calls (at most {self.limiter.per_minute:g} a minute, bursts of "
+                f"too many tool calls (at most {self.limiter.per_minute_rate:g} a minute, bursts of "
                 f"{self.limiter.burst}); wait {wait:.1f} s before the next call",
             )
         started = time.perf_counter()

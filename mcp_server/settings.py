@@ -1,4 +1,4 @@
-"""MCP server, bridge and agent loop configuration: one Settings per process, validated at start-up."""
+"""The MCP server's configuration, validated at start-up (the decision modes have theirs in decisions/)."""
 
 from __future__ import annotations
 
@@ -38,29 +38,14 @@ class ServeSettings(BaseSettings):
 
     nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
     data_dir: Path
-    transport: Transport = "stdio"
-    host: str = "127.0.0.1"
-    port: int = 8002
-    bridge: bool = Field(default=False, description="Run the bridge (signals -> risk gate -> order intents)")
-    bridge_mode: Literal["follow", "strategy", "agent"] = "follow"
-    default_quantity: Decimal = Field(default=Decimal(1), gt=0)
-
-    strategies: str | None = Field(
-        default=None,
-        description='strategy mode, per symbol as JSON: {"AAPL": {"strategy": "momentum", "params": {...}}}; '
-        '"*" for every other symbol (default hybrid)',
+    transport: Transport = Field(
+        default="stdio", description="stdio (Claude Desktop), streamable-http (/mcp), or sse (deprecated)"
     )
-    strategies_file: Path | None = Field(
-        default=None, description="The same JSON in a file (TRADING_MCP_STRATEGIES wins)"
-    )
-    strategy_commission: Decimal = Field(
-        default=Decimal(0), ge=0, lt=Decimal("0.1"), description="Costs the sizing reserves, as the backtester's"
-    )
-    strategy_slippage_bps: Decimal = Field(default=Decimal(0), ge=0, lt=1000)
-    strategy_fractional: bool = Field(default=False, description="Size in fractional units (4 decimals)")
-
+    host: str = Field(default="127.0.0.1", description="HTTP bind address (beyond loopback needs a token or OAuth)")
+    port: int = Field(default=8002, description="HTTP port")
     toolsets: str | None = Field(
-        default=None, description="Comma-separated groups, e.g. market,positions; all if unset"
+        default=None,
+        description="Tool groups, e.g. market,positions; `all` for every one (default market,positions,risk,orders)",
     )
     read_only: bool = Field(default=False, description="Never register tools that can change the account")
     auth_token: SecretStr | None = Field(default=None, description="Bearer token for HTTP; required beyond loopback")
@@ -139,43 +124,3 @@ class ServeSettings(BaseSettings):
     def _check_token(token: SecretStr) -> None:
         if len(token.get_secret_value()) < MIN_TOKEN_CHARS:
             raise ConfigError(f"TRADING_MCP_AUTH_TOKEN is shorter than {MIN_TOKEN_CHARS} characters; use a random one")
-
-
-class AgentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRADING_MCP_AGENT_", extra="ignore")
-
-    nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
-    data_dir: Path
-    api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
-    base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
-    model: str = "claude-sonnet-4-5"
-    max_tool_calls: int = Field(default=8, ge=1, le=100, description="Tool calls per signal, at most")
-    max_tokens: int = Field(default=20_000, ge=256, description="Input + output tokens per signal, at most")
-    max_tokens_per_turn: int = Field(default=1024, ge=64, description="max_tokens of each Messages API call")
-    dry_run: bool = Field(default=False, description="Leave the order tools out: the agent only decides")
-    toolsets: str | None = None
-    max_signal_age_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=86_400,
-        validation_alias="TRADING_MCP_MAX_SIGNAL_AGE_SECONDS",
-        description="A signal older than this since it fired gets a stale_signal hold, no conversation",
-    )
-    confirmation: Literal["token", "auto"] = Field(
-        default="token",
-        description="token: the model previews and redeems the token itself; auto: the operator lets the agent "
-        "place orders without any confirmation step",
-    )
-    confirmation_ttl_seconds: float = Field(
-        default=60.0, gt=0, le=3_600, validation_alias="TRADING_MCP_CONFIRMATION_TTL_SECONDS"
-    )
-
-    def toolset_names(self) -> list[str] | None:
-        return _csv(self.toolsets)
-
-    def check(self) -> None:
-        if self.api_key is None or not self.api_key.get_secret_value().strip():
-            raise ConfigError(
-                "the agent needs an Anthropic API key: set ANTHROPIC_API_KEY "
-                "(and TRADING_MCP_AGENT_MODEL to choose the model, default claude-sonnet-4-5)"
-            )

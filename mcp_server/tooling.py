@@ -22,7 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
 
-from mcp_server.state import AppState, AuthorityUnavailable
+from bus.account_view import AppState, AuthorityUnavailable
 from schemas.account import OrderCommand, OrderReply
 from schemas.orders import Origin
 from schemas.signals import SYMBOL_PATTERN

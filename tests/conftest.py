@@ -19,16 +19,16 @@ import pytest
 import uvicorn
 from hypothesis import settings
 
+from bus.account_view import AppState
 from bus.embedded import EmbeddedNats, free_port, start_nats_server
 from bus.jetstream import connect, consume, ensure_streams
+from decisions.bridge import Bridge
 from execsim.engine import Engine, EngineConfig
 from execsim.service import DURABLE as EXECSIM_DURABLE
 from execsim.service import ExecSimService
 from gateway import signing
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from mcp_server.bridge import Bridge
-from mcp_server.state import AppState
 from schemas.subjects import Subject
 from tools.clock import LiveClock
 from tools.risk import RiskLimits

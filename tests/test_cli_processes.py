@@ -73,7 +73,7 @@ def processes_of(data_dir: Path) -> dict[int, str]:
 
 
 def pid_of(data_dir: Path, service: str) -> int | None:
-    pids = [pid for pid, cmd in processes_of(data_dir).items() if f"mcp_server.cli {service} " in cmd]
+    pids = [pid for pid, cmd in processes_of(data_dir).items() if f"cli.main {service} " in cmd]
     return pids[0] if len(pids) == 1 else None
 
 

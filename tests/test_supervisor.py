@@ -1,4 +1,4 @@
-"""mcp_server/supervisor.py with small real child processes (python -c) and a real nats-server."""
+"""cli/supervisor.py with small real child processes (python -c) and a real nats-server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bus.embedded import EmbeddedNats, free_port, start_nats_server
-from mcp_server.supervisor import Backoff, ChildSpec, StartFailed, Supervisor, port_open
+from cli.supervisor import Backoff, ChildSpec, StartFailed, Supervisor, port_open
 
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; time.sleep(120)"]
@@ -269,7 +269,7 @@ def test_children_die_with_a_supervisor_killed_with_sigkill(tmp_path: Path) -> N
     parent_code = textwrap.dedent(
         f"""
         import time
-        from mcp_server.supervisor import ChildSpec, Supervisor
+        from cli.supervisor import ChildSpec, Supervisor
         s = Supervisor([ChildSpec("c", {SLEEPER!r})])
         s.start()
         open({str(pid_file)!r}, "w").write(str(s.children[0].proc.pid))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mcp.server.mcpserver import MCPServer
 
-from mcp_server.state import AppState
+from bus.account_view import AppState
 
 
 @dataclass(frozen=True)

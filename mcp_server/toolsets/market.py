@@ -12,8 +12,8 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
+from bus.account_view import AppState
 from mcp_server.bars import Bar, bars_oldest_first
-from mcp_server.state import AppState
 from mcp_server.tooling import (
     READ_ONLY,
     Limit,

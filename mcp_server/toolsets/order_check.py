@@ -13,7 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from mcp_server.state import AppState
+from bus.account_view import AppState
 from mcp_server.tooling import READ_ONLY, ToolFailure, add_tools, app, ask_authority, options_of, price, qty, reply
 from mcp_server.toolsets import Toolset
 from mcp_server.toolsets.order_args import (

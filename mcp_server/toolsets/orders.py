@@ -19,10 +19,10 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
+from bus.account_view import AppState
 from execsim.engine.config import FeeModel
 from execsim.settings import ExecSimSettings
 from mcp_server.auth import principal_of
-from mcp_server.state import AppState
 from mcp_server.tooling import (
     CANCELS_ORDER,
     PLACES_ORDER,

@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from mcp_server.state import AppState
+from bus.account_view import AppState
 from mcp_server.tooling import READ_ONLY, Limit, SymbolFilter, add_tools, app, money, price, qty, reply
 from mcp_server.toolsets import Toolset
 from schemas.common import Money

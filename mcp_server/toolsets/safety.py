@@ -14,9 +14,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
+from bus.account_view import AppState, AuthorityUnavailable
 from mcp_server import toolsets
 from mcp_server.auth import SCOPE_TRADE, TRADE_TOOLS, principal_of, scopes_of
-from mcp_server.state import AppState, AuthorityUnavailable
 from mcp_server.tooling import READ_ONLY, add_tools, app, options_of, reply
 from mcp_server.toolsets.orders import choice_for
 from schemas.account import OrderCommand

@@ -15,6 +15,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
+from bus.account_view import AppState
 from mcp_server.backtest_runs import (
     ARTIFACTS,
     MAX_RUNS,
@@ -27,7 +28,6 @@ from mcp_server.backtest_runs import (
     runs_of,
 )
 from mcp_server.bars import bars_oldest_first
-from mcp_server.state import AppState
 from mcp_server.tooling import READ_ONLY, SymbolArg, ToolFailure, add_tools, app, pct, qty, reply
 from mcp_server.toolsets import Toolset
 from mcp_server.toolsets.strategy_catalog import StrategyInfo, catalog

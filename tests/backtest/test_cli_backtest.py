@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.cli import main
+from cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -10,18 +10,18 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from authority.service import Authority
+from bus.account_view import AppState
 from bus.jetstream import connect, ensure_streams
 from bus.journal import ensure_journal
+from decisions.bridge import DURABLE as BRIDGE_DURABLE
+from decisions.bridge import Bridge
+from decisions.strategy_mode import StrategyChoice, StrategyMode
 from execsim.backtest.data import Bars, load_bundled
 from execsim.backtest.result import BacktestConfig
 from execsim.backtest.runner import run_backtest
 from execsim.backtest.trades import Trade, TradeBook
 from execsim.engine import Engine, EngineConfig
 from execsim.service import MARKET_DURABLE, ExecSimService, rebuild, start_consumers
-from mcp_server.bridge import DURABLE as BRIDGE_DURABLE
-from mcp_server.bridge import Bridge
-from mcp_server.state import AppState
-from mcp_server.strategy_mode import StrategyChoice, StrategyMode
 from strategies.registry import build_strategy
 from tools.clock import LiveClock
 from tools.risk import RiskLimits

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from bus.embedded import EmbeddedNats
-from mcp_server.cli_demo import bar_payloads, replay
-from mcp_server.strategy_mode import StrategyChoice
+from cli.demo import bar_payloads, replay
+from decisions.strategy_mode import StrategyChoice
 from observability import metrics
 from tests.conftest import Webhook, wait_for
 from tests.live.helpers import backtest_trades, bridge_done, live_trades, strategy_pipeline

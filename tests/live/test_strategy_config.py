@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.strategy_mode import StrategyConfigError, StrategyMode, parse_choices
+from decisions.strategy_mode import StrategyConfigError, StrategyMode, parse_choices
 
 
 def test_a_symbol_gets_its_own_strategy_the_star_covers_the_rest_and_hybrid_is_the_default(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_sizing_is_the_backtesters_whole_units_after_costs_and_fractional_on_req
 
 
 def test_up_in_strategy_mode_starts_serve_in_strategy_mode_sizing_for_the_simulators_fee() -> None:
-    from mcp_server.cli import build_parser, service_commands
+    from cli.main import build_parser, service_commands
 
     parser = build_parser()
     args = parser.parse_args(["up", "--mode", "strategy", "--fee-bps", "10", "--max-position", "50000"])

@@ -11,11 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 from authority.service import Authority
+from bus.account_view import AppState
 from bus.jetstream import connect, ensure_streams, publish
 from bus.journal import ensure_journal
 from execsim.engine import Engine, EngineConfig
 from execsim.service import MARKET_DURABLE, ExecSimService, start_consumers
-from mcp_server.state import AppState
 from schemas.orders import Fill
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject

@@ -19,13 +19,13 @@ from typing import Any
 from anthropic import AsyncAnthropic
 from mcp import Client
 
+from bus.account_view import AppState
 from bus.embedded import EmbeddedNats, free_port
 from bus.jetstream import connect, ensure_streams, publish
-from mcp_server.agent.loop import AgentLoop, Budget, agent_tools
-from mcp_server.prompts_loader import load
+from decisions.agent.loop import AgentLoop, Budget, agent_tools
 from mcp_server.server import build_server
-from mcp_server.state import AppState
 from mcp_server.tooling import ToolOptions
+from prompts.loader import load
 from schemas.agent import AgentDecision
 from schemas.orders import OrderIntent, RiskDenied
 from schemas.subjects import Subject

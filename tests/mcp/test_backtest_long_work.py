@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from bus.account_view import AppState
 from mcp_server.backtest_runs import Job, runs_of
 from mcp_server.server import TradingServer, build_server
-from mcp_server.state import AppState
 from tests.conftest import wait_for
 from tests.mcp.helpers import add_signal, offline_state
 

@@ -10,8 +10,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from mcp_server.prompts_loader import PromptTemplateError, load_all, parse
 from mcp_server.server import build_server
+from prompts.loader import PromptTemplateError, load_all, parse
 from tests.mcp.helpers import add_fill, add_signal, offline_state
 
 

@@ -8,11 +8,11 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import Context
 
-from mcp_server.rate_limit import TokenBucket
 from mcp_server.server import build_server
 from mcp_server.toolsets import UnknownToolset
 from tests.mcp.helpers import READ_ONLY_TOOLS, add_fill, add_signal, offline_state
 from tools.clock import TestClock
+from tools.rate_limit import TokenBucket
 
 
 def _text(result) -> str:  # type: ignore[no-untyped-def]
@@ -159,7 +159,7 @@ async def test_a_crashing_tool_reports_an_internal_error_with_an_id_and_not_its_
 
 async def test_tool_calls_beyond_the_rate_limit_are_refused_until_the_bucket_refills() -> None:
     clock = TestClock()
-    server = build_server(offline_state(), limiter=TokenBucket(per_minute=60, burst=2, clock=clock))
+    server = build_server(offline_state(), limiter=TokenBucket.per_minute(60, 2, clock))
     async with Client(server) as client:
         assert not (await client.call_tool("get_positions", {})).is_error
         assert not (await client.call_tool("get_positions", {})).is_error
@@ -176,14 +176,14 @@ async def test_tool_calls_beyond_the_rate_limit_are_refused_until_the_bucket_ref
 
 def test_the_token_bucket_refills_at_its_rate_and_never_beyond_the_burst() -> None:
     clock = TestClock()
-    bucket = TokenBucket(per_minute=120, burst=3, clock=clock)
+    bucket = TokenBucket.per_minute(120, 3, clock)
     assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take() == pytest.approx(0.5)
     clock.advance(3600)
     assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take() > 0
     with pytest.raises(ValueError):
-        TokenBucket(per_minute=0, burst=1, clock=clock)
+        TokenBucket.per_minute(0, 1, clock)
 
 
 async def test_toolsets_choose_which_groups_are_registered() -> None:

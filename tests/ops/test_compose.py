@@ -19,7 +19,7 @@ import yaml
 from starlette.applications import Starlette
 
 from bus.embedded import free_port
-from mcp_server.cli import build_parser, service_commands
+from cli.main import build_parser, service_commands
 from observability.http import ops_routes
 from tests.conftest import serve_uvicorn
 

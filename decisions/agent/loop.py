@@ -18,8 +18,8 @@ from anthropic.lib.tools.mcp import async_mcp_tool
 from mcp import ClientSession
 from mcp.types import Tool
 
-from mcp_server.agent.verdict import parse_verdict
-from mcp_server.prompts_loader import PromptTemplate
+from decisions.agent.verdict import parse_verdict
+from prompts.loader import PromptTemplate
 from schemas.agent import AgentDecision, AgentOutcome
 from schemas.signals import NormalizedSignal
 from tools.clock import Clock, LiveClock

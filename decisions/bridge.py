@@ -1,7 +1,7 @@
 """The bridge: signals in, order requests out to the account authority, which alone admits them.
 
 Mode `follow` executes the sender's explicit action (buy / sell / close). Mode `strategy` runs the
-configured strategy of the signal's symbol on its bars (`mcp_server.strategy_mode`): a target decided
+configured strategy of the signal's symbol on its bars (`decisions.strategy_mode`): a target decided
 on bar t is sized at bar t+1's open and sent as a market order at that open, as in the backtester.
 """
 
@@ -18,9 +18,9 @@ from typing import Any, Literal
 import structlog
 from nats.aio.msg import Msg
 
+from bus.account_view import AppState
 from bus.jetstream import consume
-from mcp_server.state import AppState
-from mcp_server.strategy_mode import Plan, StrategyMode, replay_acked_signals
+from decisions.strategy_mode import Plan, StrategyMode, replay_acked_signals
 from observability import metrics
 from schemas.account import OrderCommand
 from schemas.common import Side
@@ -89,7 +89,7 @@ class Bridge:
         signal = NormalizedSignal.model_validate_json(msg.data)
         structlog.contextvars.bind_contextvars(correlation_id=signal.correlation_id)
         try:
-            metrics.mcp_signals_received_total.labels(signal.symbol).inc()
+            metrics.mcp_signals_received_total.inc()
             if self.strategies is not None:
                 await self._strategy_step(signal, self.strategies)
                 return

@@ -1,4 +1,5 @@
-"""The long-lived state of an MCP server process (and of the bridge and agent running in it).
+"""An application's view of the account: the long-lived state of an MCP server, a decision mode, or both in one
+process (`open_account_view` connects, provisions the streams and folds).
 
 - ACCOUNT (the authority's journal) → the account: positions, cash, orders, risk state. One
   ordered fold (`tools.account.Account`), so this process shows exactly what the authority holds
@@ -12,16 +13,21 @@ process's fold holds the authority's answer, so a tool that reads right after pl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bus.authority_client import AuthorityUnavailable, ask
-from bus.jetstream import Follower
+from bus.embedded import EmbeddedNats, ensure_embedded
+from bus.jetstream import Follower, connect, ensure_streams
 from bus.journal import JournalFollower
-from mcp_server.gauges import AccountGauges, observe_risk
+from observability.account_gauges import AccountGauges, observe_risk
 from schemas.account import DEFAULT_ACCOUNT, AccountEvent, OrderCommand, OrderReply
 from schemas.orders import OrderView
 from schemas.signals import NormalizedSignal
@@ -32,7 +38,9 @@ from tools.market import SignalLog
 from tools.portfolio import Portfolio
 from tools.risk import RiskGate
 
-__all__ = ["AppState", "AuthorityUnavailable"]
+__all__ = ["AppState", "AuthorityUnavailable", "open_account_view"]
+
+log = structlog.get_logger("account_view")
 
 FOLD_WAIT_S = 5.0
 
@@ -116,3 +124,35 @@ class AppState:
     async def _on_signal(self, msg: Msg) -> None:
         self.signals.add(NormalizedSignal.model_validate_json(msg.data))
         await self._notify()
+
+
+@contextlib.asynccontextmanager
+async def open_account_view(nats_url: str | None, data_dir: Path, name: str = "mcp_server") -> AsyncIterator[AppState]:
+    """NATS (the data dir's embedded server unless `nats_url` is set), the streams, and the account folded from the
+    authority's journal; everything closes on exit."""
+    embedded: EmbeddedNats | None = None
+    url = nats_url
+    if url is None:
+        embedded = await asyncio.to_thread(ensure_embedded, data_dir)
+        url = embedded.url
+    nc = await connect(url, name, role="mcp", data_dir=data_dir)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        state = AppState(nc, js)
+        await state.start()
+        log.info(
+            "account folded from the journal",
+            journal_seq=state.account.seq,
+            positions=len(state.portfolio.positions),
+            open_orders=state.account.open_order_count(),
+            trading_state=state.gate.state.value,
+        )
+        try:
+            yield state
+        finally:
+            await state.stop()
+    finally:
+        await nc.close()
+        if embedded is not None:
+            embedded.stop()

@@ -1,29 +1,26 @@
 """The agent process: its own durable consumer of `signals.normalized`, one decision per signal on `decisions.agent`.
 
-The MCP tools are this server's, built over the process's rebuilt state and reached through an
-in-memory MCP client session; `--dry-run` builds the server read-only, so order tools do not exist.
-Orders the model places go through the order tools, so through the process's one risk gate (in
-`serve --bridge` with `TRADING_MCP_BRIDGE_MODE=agent`, the gate the MCP server uses too).
+The MCP tools come from a server the caller builds over the same account view (cli/serve.py) and are reached
+through an in-memory MCP client session; `--dry-run` builds it read-only, so order tools do not exist. Orders
+the model places go through the order tools, so through the account authority.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal as signals
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from bus.account_view import AppState
 from bus.jetstream import Follower, consume, publish
-from mcp_server.agent.loop import AgentLoop, Budget, agent_tools
-from mcp_server.prompts_loader import load
-from mcp_server.settings import AgentSettings
-from mcp_server.state import AppState
-from mcp_server.tooling import ToolOptions
+from decisions.agent.loop import AgentLoop, Budget, agent_tools
+from decisions.agent.settings import AgentSettings
 from observability import metrics
+from prompts.loader import load
 from schemas.agent import AgentDecision
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -115,22 +112,13 @@ class AgentWorker:
             structlog.contextvars.unbind_contextvars("correlation_id")
 
 
-async def run_agent_worker(state: AppState, settings: AgentSettings, stop: asyncio.Event) -> None:
-    """The agent over `state`, whose risk gate every order the model places must pass."""
+async def run_agent_worker(state: AppState, settings: AgentSettings, stop: asyncio.Event, server: Any) -> None:
+    """The agent over `state`: the model works through `server`'s MCP tools (built by the caller over the same
+    state), so every order it places is decided by the account authority."""
     from anthropic import AsyncAnthropic
     from mcp import Client
 
-    from mcp_server.server import build_server
-
     assert settings.api_key is not None
-    # no order ticket here: the agent's model is the only client, and app-only tools are not for models
-    options = ToolOptions(
-        confirmation=settings.confirmation,
-        confirmation_ttl_seconds=settings.confirmation_ttl_seconds,
-        apps=False,
-        origin="agent",
-    )
-    server = build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run, options=options)
     async with (
         Client(server) as mcp,
         AsyncAnthropic(api_key=settings.api_key.get_secret_value(), base_url=settings.base_url) as client,
@@ -148,31 +136,3 @@ async def run_agent_worker(state: AppState, settings: AgentSettings, stop: async
         )
         log.info("agent ready", model=settings.model, tools=[t.name for t in tools], dry_run=settings.dry_run)
         await AgentWorker(state.js, loop, max_signal_age_s=settings.max_signal_age_seconds).run(stop)
-
-
-async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
-    """`trading-mcp agent`: its own view of the account (folded from the authority's journal); every
-    order the model places is decided by the account authority."""
-    from mcp_server.service import running_state
-
-    settings.check()
-    stop = stop or asyncio.Event()
-    async with running_state(settings) as state:
-        try:
-            await run_agent_worker(state, settings, stop)
-        finally:
-            stop.set()
-
-
-def main(settings: AgentSettings) -> None:
-    settings.check()
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signals.SIGTERM, signals.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        with contextlib.suppress(asyncio.CancelledError):
-            await run_agent(settings, stop)
-
-    asyncio.run(run())

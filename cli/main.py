@@ -14,9 +14,15 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+from authority.settings import AuthoritySettings
 from bus.embedded import default_data_dir
+from cli import flags
+from decisions.agent.settings import AgentSettings
+from decisions.settings import DecisionSettings
+from execsim.settings import ExecSimSettings
 from gateway import signing
-from gateway.settings import SECRET_FILE
+from gateway.settings import SECRET_FILE, GatewaySettings
+from mcp_server.settings import ServeSettings
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -42,99 +48,60 @@ def _configure_logging(service: str) -> None:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.service import main
-    from gateway.settings import GatewaySettings
 
     _configure_logging("gateway")
-    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
-    main(GatewaySettings(**{k: v for k, v in overrides.items() if v is not None}))
+    main(GatewaySettings(**flags.given(args, GatewaySettings, data_dir=args.data_dir)))
     return 0
 
 
 def cmd_execsim(args: argparse.Namespace) -> int:
-    from execsim.service import ExecSimSettings, main
+    from execsim.service import main
 
     _configure_logging("execsim")
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "slippage_bps": args.slippage_bps,
-        "fee_bps": args.fee_bps,
-        "spread_bps": args.spread_bps,
-        "fee_per_share": args.fee_per_share,
-        "fee_min": args.fee_min,
-        "latency_ms": args.latency_ms,
-        "latency_jitter_ms": args.latency_jitter_ms,
-        "participation": args.participation,
-        "seed": args.seed,
-    }
-    if args.data_dir is not None:
-        # the settings' data_dir field is on its way; until it is there, the environment carries it
-        os.environ["TRADING_MCP_DATA_DIR"] = str(args.data_dir)
-        if "data_dir" in ExecSimSettings.model_fields:
-            overrides["data_dir"] = args.data_dir
-    main(ExecSimSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    main(ExecSimSettings(**flags.given(args, ExecSimSettings, data_dir=args.data_dir)))
     return 0
 
 
 def cmd_authority(args: argparse.Namespace) -> int:
     from authority.service import main
-    from authority.settings import AuthoritySettings
 
     _configure_logging("authority")
-    overrides = {
-        "data_dir": args.data_dir,
-        "host": args.host,
-        "port": args.port,
-        "max_position": args.max_position,
-        "risk_limits_file": args.risk_limits_file,
-        "max_signal_age_seconds": args.max_signal_age,
-    }
-    main(AuthoritySettings(**{k: v for k, v in overrides.items() if v is not None}))
+    given = flags.given(args, AuthoritySettings, data_dir=args.data_dir)
+    if args.max_signal_age_seconds is not None:
+        given["max_signal_age_seconds"] = args.max_signal_age_seconds
+    main(AuthoritySettings(**given))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mcp_server.service import main
-    from mcp_server.settings import ConfigError, ServeSettings
+    from cli.serve import serve_main
+    from decisions.settings import ConfigError as DecisionConfigError
+    from mcp_server.settings import ConfigError
 
     _configure_logging("mcp_server")
-    overrides = {
+    extra = {
         "data_dir": args.data_dir,
-        "transport": args.transport,
-        "host": args.host,
-        "port": args.port,
-        "bridge": args.bridge or None,
-        "bridge_mode": args.bridge_mode,
-        "strategy_commission": args.strategy_commission,
-        "strategy_slippage_bps": args.strategy_slippage_bps,
-        "toolsets": args.toolsets,
-        "read_only": args.read_only or None,
         "allowed_hosts": ",".join(args.allowed_host) if args.allowed_host else None,
         "allowed_origins": ",".join(args.allowed_origin) if args.allowed_origin else None,
     }
     try:
-        main(ServeSettings(**{k: v for k, v in overrides.items() if v is not None}))
-    except ConfigError as exc:
+        serve_main(
+            ServeSettings(**flags.given(args, ServeSettings, **extra)),
+            DecisionSettings(**flags.given(args, DecisionSettings, data_dir=args.data_dir)),
+        )
+    except (ConfigError, DecisionConfigError) as exc:
         print(f"trading-mcp serve: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from mcp_server.agent.service import main
-    from mcp_server.settings import AgentSettings, ConfigError
+    from cli.serve import agent_main
+    from decisions.settings import ConfigError
 
     _configure_logging("agent")
-    overrides = {
-        "data_dir": args.data_dir,
-        "model": args.model,
-        "max_tool_calls": args.max_tool_calls,
-        "max_tokens": args.max_tokens,
-        "dry_run": args.dry_run or None,
-        "toolsets": args.toolsets,
-    }
     try:
-        main(AgentSettings(**{k: v for k, v in overrides.items() if v is not None}))
+        agent_main(AgentSettings(**flags.given(args, AgentSettings, data_dir=args.data_dir)))
     except ConfigError as exc:
         print(f"trading-mcp agent: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +113,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from bus.embedded import EmbeddedNats, ensure_embedded
-    from mcp_server.supervisor import ChildSpec, StartFailed, Supervisor, die_with_parent
+    from cli.supervisor import ChildSpec, StartFailed, Supervisor, die_with_parent
 
     data_dir: Path = args.data_dir
     load_or_create_secret(data_dir)
@@ -156,7 +123,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         embedded = ensure_embedded(data_dir, preexec_fn=die_with_parent)  # a kill -9 of `up` orphans nothing
         nats_url = embedded.url
     env = {**os.environ, "NATS_URL": nats_url, "TRADING_MCP_DATA_DIR": str(data_dir)}
-    me = [sys.executable, "-m", "mcp_server.cli"]
+    me = [sys.executable, "-m", "cli.main"]
     ports = {
         "execsim": args.execsim_port,
         "authority": args.authority_port,
@@ -630,25 +597,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the MCP server")
     data_dir(serve)
-    serve.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--bridge", action="store_true", help="also run the bridge (one per account)")
-    serve.add_argument(
-        "--bridge-mode",
-        choices=["follow", "strategy", "agent"],
-        default=None,
-        help="follow the signal's action (default), run the configured strategy per symbol (TRADING_MCP_STRATEGIES), "
-        "or let an LLM decide through the MCP tools (agent; needs ANTHROPIC_API_KEY)",
+    flags.add(
+        serve,
+        ServeSettings,
+        "transport",
+        "host",
+        "port",
+        "toolsets",
+        "read_only",
+        "confirmation",
+        "confirmation_ttl_seconds",
+        "price_band_bps",
+        "elicitation_timeout_seconds",
+        "rate_limit_per_minute",
+        "rate_limit_burst",
     )
-    serve.add_argument("--strategy-commission", default=None, help="strategy mode: commission the sizing reserves")
-    serve.add_argument("--strategy-slippage-bps", default=None, help="strategy mode: slippage the sizing reserves")
-    serve.add_argument(
-        "--toolsets",
-        default=None,
-        help="tool groups, e.g. market,positions (default market,positions,risk,orders; all for every one)",
+    flags.add(
+        serve,
+        DecisionSettings,
+        "bridge",
+        "bridge_mode",
+        "default_quantity",
+        "strategies_file",
+        "strategy_commission",
+        "strategy_slippage_bps",
+        "strategy_fractional",
     )
-    serve.add_argument("--read-only", action="store_true", help="never register tools that can change the account")
     serve.add_argument("--allowed-host", action="append", help="extra Host header accepted over HTTP (repeatable)")
     serve.add_argument("--allowed-origin", action="append", help="extra Origin accepted over HTTP (repeatable)")
     serve.set_defaults(func=cmd_serve)
@@ -657,46 +631,46 @@ def build_parser() -> argparse.ArgumentParser:
         "agent", help="an LLM decides on each signal through the MCP tools (needs ANTHROPIC_API_KEY)"
     )
     data_dir(agent)
-    agent.add_argument("--model", default=None, help="Messages API model (default TRADING_MCP_AGENT_MODEL)")
-    agent.add_argument("--max-tool-calls", type=int, default=None, help="tool calls per signal, at most")
-    agent.add_argument("--max-tokens", type=int, default=None, help="input + output tokens per signal, at most")
-    agent.add_argument("--dry-run", action="store_true", help="leave the order tools out: decide, never trade")
-    agent.add_argument(
-        "--toolsets", default=None, help="comma-separated tool groups (default market,positions,risk,orders)"
+    flags.add(
+        agent, AgentSettings, "model", "max_tool_calls", "max_tokens", "max_tokens_per_turn", "dry_run", "toolsets"
     )
     agent.set_defaults(func=cmd_agent)
 
     gw = sub.add_parser("gateway", help="run the webhook gateway")
     data_dir(gw)
-    gw.add_argument("--host", default=None)
-    gw.add_argument("--port", type=int, default=None)
+    flags.add(gw, GatewaySettings, "host", "port", "source", "sources_file", "max_body_bytes")
     gw.set_defaults(func=cmd_gateway)
 
     ex = sub.add_parser("execsim", help="run the execution simulator")
     ex.add_argument("--data-dir", type=Path, default=None, help="the account's data dir (default: none)")
-    ex.add_argument("--host", default=None)
-    ex.add_argument("--port", type=int, default=None)
-    ex.add_argument("--slippage-bps", type=str, default=None)
-    ex.add_argument("--fee-bps", type=str, default=None)
-    ex.add_argument("--spread-bps", type=str, default=None, help="full bid-ask spread around the last price")
-    ex.add_argument("--fee-per-share", type=str, default=None)
-    ex.add_argument("--fee-min", type=str, default=None, help="minimum per-share fee per fill")
-    ex.add_argument("--latency-ms", type=int, default=None)
-    ex.add_argument("--latency-jitter-ms", type=int, default=None)
-    ex.add_argument("--participation", type=str, default=None, help="max fraction of a bar's volume filled")
-    ex.add_argument("--seed", type=int, default=None)
+    flags.add(
+        ex,
+        ExecSimSettings,
+        "host",
+        "port",
+        "slippage_bps",
+        "volatility_slippage",
+        "fee_bps",
+        "spread_bps",
+        "fee_per_share",
+        "fee_min",
+        "latency_ms",
+        "latency_jitter_ms",
+        "participation",
+        "intrabar_path",
+        "seed",
+    )
     ex.set_defaults(func=cmd_execsim)
 
     au = sub.add_parser("authority", help="run the order authority: the one admitter of the account's orders")
     data_dir(au)
-    au.add_argument("--host", default=None)
-    au.add_argument("--port", type=int, default=None)
-    au.add_argument("--max-position", default=None, help="risk: max absolute units per symbol (default 1000)")
-    au.add_argument(
-        "--risk-limits-file", type=Path, default=None, help="JSON of RiskLimits fields on top of the paper defaults"
-    )
-    au.add_argument(
-        "--max-signal-age", type=float, default=None, help="seconds from a signal's firing to its trade, at most (5)"
+    flags.add(au, AuthoritySettings, "host", "port", "starting_cash", "max_position", "risk_limits_file")
+    au.add_argument(  # kept short: `up` and the runbook use it
+        "--max-signal-age",
+        dest="max_signal_age_seconds",
+        type=float,
+        default=None,
+        help="seconds from a signal's firing to its trade, at most (default 5; env TRADING_MCP_MAX_SIGNAL_AGE_SECONDS)",
     )
     au.set_defaults(func=cmd_authority)
 
@@ -739,10 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--url", default="http://127.0.0.1:8001/webhook")
     ss.set_defaults(func=cmd_send_signal)
 
-    from mcp_server.cli_backtest import add_backtest_parser
+    from cli.backtest import add_backtest_parser
 
     add_backtest_parser(sub)
-    from mcp_server.cli_demo import add_demo_parser
+    from cli.demo import add_demo_parser
 
     add_demo_parser(sub)
     return p

@@ -1,0 +1,75 @@
+"""The composition root for `serve` and `agent`: one account view, the MCP server and, when asked, a decision mode
+in the same process. Applications never import each other; this is where they meet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal as signals
+
+from bus.account_view import AppState, open_account_view
+from decisions import service as decisions
+from decisions.agent.service import run_agent_worker
+from decisions.agent.settings import AgentSettings
+from decisions.settings import DecisionSettings
+from mcp_server import service as mcp
+from mcp_server.server import TradingServer, build_server
+from mcp_server.settings import ServeSettings
+from mcp_server.tooling import ToolOptions
+
+
+def agent_server(state: AppState, settings: AgentSettings) -> TradingServer:
+    """The MCP server the agent's model works through: the same tools over the same account view. No order
+    ticket (app-only tools are not for models); `--dry-run` builds it read-only."""
+    options = ToolOptions(
+        confirmation=settings.confirmation,
+        confirmation_ttl_seconds=settings.confirmation_ttl_seconds,
+        apps=False,
+        origin="agent",
+    )
+    return build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run, options=options)
+
+
+async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None:
+    mcp.check(settings)
+    decisions.check(decision)
+    async with open_account_view(settings.nats_url, settings.data_dir) as state:
+        stop = asyncio.Event()
+        task = decisions.start(state, decision, stop, agent_server)
+        try:
+            await mcp.serve(settings, state)
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 3)
+
+
+def serve_main(settings: ServeSettings, decision: DecisionSettings) -> None:
+    asyncio.run(run_serve(settings, decision))
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
+    """`trading-mcp agent`: its own view of the account (folded from the authority's journal); every order the
+    model places is decided by the account authority."""
+    settings.check()
+    stop = stop or asyncio.Event()
+    async with open_account_view(settings.nats_url, settings.data_dir, "agent") as state:
+        try:
+            await run_agent_worker(state, settings, stop, agent_server(state, settings))
+        finally:
+            stop.set()
+
+
+def agent_main(settings: AgentSettings) -> None:
+    settings.check()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_agent(settings, stop)
+
+    asyncio.run(run())
