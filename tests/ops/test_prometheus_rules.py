@@ -59,7 +59,7 @@ def test_promtool_test_rules_fails_when_an_alert_does_not_fire_as_expected(tmp_p
     assert result.returncode != 0 and "TradingStateNotActive" in result.stdout + result.stderr
 
 
-def test_every_alert_required_by_issue_7_exists_with_a_severity_and_a_summary() -> None:
+def test_every_alert_the_runbook_answers_exists_with_a_severity_and_a_summary() -> None:
     rules = {rule["alert"]: rule for rule in alert_rules()}
     required = {
         "WebhookErrorRatioHigh",
