@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 INSPECTOR_VERSION := 0.15.0
 INSPECTOR := .tools/inspector/node_modules/.bin/mcp-inspector
 
-.PHONY: help run test lint fmt bench clean promtool
+.PHONY: help run test test-fast typecheck lint fmt bench clean promtool
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -43,10 +43,20 @@ promtool:        ## install promtool (Debian's prometheus package) if it is miss
 	  fi; }
 	@promtool --version 2>&1 | head -1
 
-test: promtool $(STAMP) $(INSPECTOR)  ## install promtool, the dev extras and the MCP Inspector; check layers, lint, run every test
+test: promtool $(STAMP) $(INSPECTOR)  ## install promtool, the dev extras and the MCP Inspector; check layers, lint, type-check the core, run every test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the inner loop: check layers, lint, type-check the core, run the tests not marked slow (no processes)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not slow"
+
+typecheck: $(STAMP)  ## mypy (strict) over the pure core: schemas/ strategies/ tools/ execsim/engine/
+	$(BIN)/mypy
 
 lint: $(STAMP)   ## ruff lint and format check
 	$(BIN)/ruff check .
