@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 INSPECTOR_VERSION := 0.15.0
 INSPECTOR := .tools/inspector/node_modules/.bin/mcp-inspector
 
-.PHONY: help run test lint fmt bench clean
+.PHONY: help run test test-fast typecheck lint fmt bench clean promtool
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -25,10 +25,38 @@ $(INSPECTOR):
 	@command -v npm >/dev/null || { echo "npm is required for the MCP Inspector tests (install Node.js 20+)"; exit 1; }
 	npm install --prefix .tools/inspector --no-audit --no-fund @modelcontextprotocol/inspector@$(INSPECTOR_VERSION)
 
-test: $(STAMP) $(INSPECTOR)  ## create .venv, install the dev extras and the MCP Inspector, check layers, lint, run every test
+# promtool checks the Prometheus config and unit-tests the alert rules (tests/ops fail, never skip, without it).
+# No PyPI wheel ships it and only the package registries are reachable, so: Debian's prometheus package when
+# root with apt-get, else stop at once with the command to run.
+PROMTOOL_INSTALL := apt-get install -y --no-install-recommends prometheus
+
+promtool:        ## install promtool (Debian's prometheus package) if it is missing
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "promtool is missing: installing Debian's prometheus package"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive $(PROMTOOL_INSTALL); \
+	  else \
+	    echo "make test needs promtool. Install it, then run make test again:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get update && sudo $(PROMTOOL_INSTALL)"; \
+	    echo "  elsewhere: promtool from a Prometheus release (prometheus.io/download), on PATH"; \
+	    exit 1; \
+	  fi; }
+	@promtool --version 2>&1 | head -1
+
+test: promtool $(STAMP) $(INSPECTOR)  ## install promtool, the dev extras and the MCP Inspector; check layers, lint, type-check the core, run every test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the inner loop: check layers, lint, type-check the core, run the tests not marked slow (no processes)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not slow"
+
+typecheck: $(STAMP)  ## mypy (strict) over the pure core: schemas/ strategies/ tools/ execsim/engine/
+	$(BIN)/mypy
 
 lint: $(STAMP)   ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -21,10 +21,11 @@ from starlette.responses import Response
 from bus.credentials import connect_with_credentials
 from bus.jetstream import ensure_streams
 from gateway import replay
+from gateway.body import BodyBudget, read_body
 from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
 from gateway.fastpath import WebhookFastPath
-from gateway.ingest import Ingest, read_limited
+from gateway.ingest import Ingest
 from gateway.models import Accepted
 from gateway.openapi import build_openapi
 from gateway.settings import GatewaySettings
@@ -45,7 +46,11 @@ class Runtime:
     clock: Clock
     nc: NATS | None = None
     ingest: Ingest | None = None
+    budget: BodyBudget = field(init=False)
     buckets: list[str] = field(default_factory=lambda: [replay.SEEN_BUCKET, replay.IDEMPOTENCY_BUCKET])
+
+    def __post_init__(self) -> None:
+        self.budget = BodyBudget(self.settings.max_inflight_body_bytes)
 
 
 async def connect_gateway(url: str, data_dir: Path | None = None) -> NATS:
@@ -131,7 +136,13 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
             ingest = runtime.ingest
             assert ingest is not None
             ingest.check_address(source, request)
-            body = await read_limited(request, settings.max_body_bytes)
+            body = await read_body(
+                request,
+                limit=settings.max_body_bytes,
+                budget=runtime.budget,
+                timeout_s=settings.body_timeout_s,
+                retry_after_s=settings.retry_after_s,
+            )
             cid = correlation_id(request.scope)
             if source.mode == "standard":
                 accepted = await ingest.standard(source, request.headers, body, cid)

@@ -12,6 +12,7 @@ TYPE_BASE = "https://trading-mcp.dev/errors/"
 
 # code -> (HTTP status, title)
 CODES: dict[str, tuple[int, str]] = {
+    "malformed_request": (400, "The request is not valid HTTP/1.1"),
     "malformed_json": (400, "The body is not valid JSON"),
     "invalid_header": (400, "A header has an invalid value"),
     "missing_signature_headers": (401, "Signature headers are missing"),
@@ -23,6 +24,7 @@ CODES: dict[str, tuple[int, str]] = {
     "unknown_source": (404, "No such source"),
     "not_found": (404, "No such endpoint"),
     "method_not_allowed": (405, "Method not allowed on this endpoint"),
+    "request_timeout": (408, "The request did not arrive in time"),
     "webhook_id_conflict": (409, "This webhook-id was already used for a different body"),
     "idempotency_key_conflict": (409, "This Idempotency-Key was already used for a different body"),
     "payload_too_large": (413, "The body is larger than the limit"),
@@ -30,6 +32,7 @@ CODES: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many signals from this source"),
     "internal_error": (500, "Unexpected error"),
     "nats_unavailable": (503, "The signal could not be stored; retry later"),
+    "overloaded": (503, "The gateway is receiving too many request bodies at once; retry later"),
 }
 
 

@@ -46,27 +46,34 @@ _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _HEADER_VALUE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}$")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) as soon as it passes `limit` bytes: never buffers more than that."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem("payload_too_large", f"the body may be at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem("payload_too_large", f"the body may be at most {limit} bytes")
-    return bytes(body)
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+class _DuplicateMember(ValueError):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
+    return obj
+
+
 def parse_object(body: bytes) -> dict[str, Any]:
-    """JSON from the raw bytes whatever the Content-Type; numbers become Decimal, NaN/Infinity are refused."""
+    """JSON from the raw bytes whatever the Content-Type; numbers become Decimal, NaN/Infinity are refused, and
+    so is a member name used twice in one object (parsers disagree on which value wins)."""
     try:
-        payload = json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+        payload = json.loads(body, parse_float=Decimal, parse_constant=_no_constant, object_pairs_hook=_unique_members)
+    except _DuplicateMember as exc:
+        raise Problem(
+            "malformed_json", f"the member {str(exc)[:64]!r} appears twice in one object; send each name once"
+        ) from None
     except RecursionError:
         raise Problem("malformed_json", "the body is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, over-long integers
@@ -252,13 +259,15 @@ class Ingest:
         content = tradingview_content(payload)
         body_hash = hashlib.sha256(content.encode()).hexdigest()
         content_id = tradingview_signal_id(source.name, content)
+        # No id or timestamp of the sender's bounds how late TradingView resends an alert: its content id is
+        # remembered as long as an Idempotency-Key (24 h), and marked stored, so a late resend publishes nothing.
         claims = [
             Claim(
-                self.seen,
+                self.idempotency,
                 content_id,
                 "webhook_id_conflict",
                 "unreachable: the content id covers the whole body",
-                remember_stored=False,
+                remember_stored=True,
             )
         ]
         signal_id = content_id

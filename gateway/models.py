@@ -18,7 +18,18 @@ _PLACEHOLDER = re.compile(r"\{\{.*\}\}")
 
 
 def _upper_symbol(v: object) -> object:
-    return v.strip().upper() if isinstance(v, str) else v
+    if not isinstance(v, str):
+        return v
+    if not v.isascii():  # checked before folding: "ıbm".upper() == "IBM"
+        raise ValueError("a symbol is ASCII letters, digits and . _ : / - only")
+    return v.strip().upper()
+
+
+def _ascii_number(v: object) -> object:
+    """Decimal("１２３") is 123: a number written as a string must use ASCII digits, like JSON numbers do."""
+    if isinstance(v, str) and not v.isascii():
+        raise ValueError("write numbers with ASCII digits 0-9")
+    return v
 
 
 class GenericSignal(BaseModel):
@@ -41,6 +52,9 @@ class GenericSignal(BaseModel):
     time: UtcDatetime | None = Field(default=None, description="ISO 8601 with a zone, or unix seconds (UTC)")
 
     _symbol = field_validator("symbol", mode="before")(_upper_symbol)
+    _numbers = field_validator("price", "quantity", "open", "high", "low", "close", "volume", mode="before")(
+        _ascii_number
+    )
 
     def normalize(
         self,
@@ -107,6 +121,9 @@ class TradingViewAlert(BaseModel):
         return v
 
     _symbol = field_validator("ticker", mode="before")(_upper_symbol)
+    _numbers = field_validator(
+        "price", "open", "high", "low", "close", "volume", "contracts", "position_size", mode="before"
+    )(_ascii_number)
 
     @field_validator("action", "market_position", mode="before")
     @classmethod

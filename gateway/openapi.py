@@ -11,6 +11,7 @@ from gateway.errors import CODES, PROBLEM_JSON
 from gateway.models import FieldError, GenericSignal, ProblemDetails, TradingViewAlert, schema_of
 
 STANDARD_CODES = [
+    "malformed_request",
     "malformed_json",
     "invalid_header",
     "missing_signature_headers",
@@ -21,13 +22,16 @@ STANDARD_CODES = [
     "unknown_source",
     "webhook_id_conflict",
     "idempotency_key_conflict",
+    "request_timeout",
     "payload_too_large",
     "schema_violation",
     "rate_limited",
     "internal_error",
     "nats_unavailable",
+    "overloaded",
 ]
 TRADINGVIEW_CODES = [
+    "malformed_request",
     "malformed_json",
     "invalid_header",
     "invalid_secret",
@@ -35,11 +39,13 @@ TRADINGVIEW_CODES = [
     "symbol_not_allowed",
     "unknown_source",
     "idempotency_key_conflict",
+    "request_timeout",
     "payload_too_large",
     "schema_violation",
     "rate_limited",
     "internal_error",
     "nats_unavailable",
+    "overloaded",
 ]
 ANY_CODES = sorted(set(STANDARD_CODES) | set(TRADINGVIEW_CODES))
 

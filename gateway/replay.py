@@ -4,10 +4,12 @@ A claim is a create-if-absent of `{body hash, signal id, stored}` under a key de
 webhook-id (or the TradingView content id, or the Idempotency-Key). The first request to claim a key
 publishes; later ones compare body hashes (same: duplicate, different: conflict).
 
-Records in `webhook_ids` live 2 x tolerance (<= the SIGNALS duplicate window), so a duplicate simply
-re-publishes with the same Nats-Msg-Id: JetStream drops it if the original was stored, and stores it
-if the original attempt failed after its claim. Records in `idempotency_keys` live 24 h, longer than
-that window, so they are marked `stored` after the ack and a duplicate of a stored one publishes nothing.
+Records in `webhook_ids` (Standard Webhooks ids) live 2 x tolerance (<= the SIGNALS duplicate window):
+a signed timestamp older than the tolerance is refused anyway, and a duplicate simply re-publishes with
+the same Nats-Msg-Id: JetStream drops it if the original was stored, and stores it if the original
+attempt failed after its claim. Records in `idempotency_keys` (Idempotency-Keys, and TradingView content
+ids, which carry no timestamp that would bound a resend) live 24 h, longer than that window, so they are
+marked `stored` after the ack and a duplicate of a stored one publishes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nats.js.kv import KeyValue
 
 SEEN_BUCKET = "webhook_ids"
 IDEMPOTENCY_BUCKET = "idempotency_keys"
+TRADINGVIEW_BUCKET = IDEMPOTENCY_BUCKET  # content ids of TradingView alerts
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,29 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     publish_timeout_s: float = Field(default=1.5, gt=0, le=1.5)
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent with 503")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Deadline for a request's line and headers, from the connection (or the "
+        "previous response); then 408 request_timeout (or a silent close if nothing arrived)",
+    )
+    body_timeout_s: float = Field(
+        default=15.0, gt=0, description="Deadline for a request's body, from the end of its headers; then 408"
+    )
+    max_inflight_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Request-body bytes held at once across requests (announced Content-Length counts at once); "
+        "beyond it 503 overloaded",
+    )
+    keep_alive_s: int = Field(default=5, ge=1, description="Idle time before a keep-alive connection is closed")
 
     _by_name: dict[str, SourceConfig] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _collect_sources(self) -> GatewaySettings:
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError("max_inflight_body_bytes must be at least max_body_bytes, or no full-size body fits")
         found = list(self.webhook_secrets)
         if self.webhook_secret:
             found.append(self.webhook_secret)

@@ -1,7 +1,9 @@
 """The HTTP transports (streamable HTTP at /mcp, SSE at /sse) with their guards, plus /healthz /readyz /metrics.
 
 - Host and Origin headers are checked on every MCP request (DNS-rebinding protection): loopback
-  names always, plus the bind host and what TRADING_MCP_ALLOWED_HOSTS / _ORIGINS add.
+  names always, plus the bind host and what TRADING_MCP_ALLOWED_HOSTS / _ORIGINS add. /metrics checks
+  the Host too (421) when no bearer credential guards it (with one, a rebound page cannot read it, and
+  Prometheus scrapes by service name); /healthz and /readyz answer probes under any Host.
 - With a bearer token (TRADING_MCP_AUTH_TOKEN) and/or OAuth (TRADING_MCP_OAUTH_*, docs/OAUTH.md) configured,
   every route but /healthz, /readyz and the protected-resource metadata needs `Authorization: Bearer ...`:
   the static token, or a JWT of the configured issuer with `trading:read`; the order tools (auth.TRADE_TOOLS)
@@ -20,7 +22,11 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    TransportSecurityMiddleware,
+    TransportSecuritySettings,
+)
 from mcp.shared.auth import ProtectedResourceMetadata
 from starlette.authentication import AuthCredentials
 from starlette.requests import Request
@@ -243,8 +249,14 @@ def http_app(
     """The ASGI app for `settings.transport`; OAuth from `oauth` (TRADING_MCP_OAUTH_* when not given)."""
     oauth = oauth if oauth is not None else OAuthSettings()
     oauth.check()
+    security = security_settings(settings)
+    token = settings.auth_token.get_secret_value() if settings.auth_token is not None else None
+    # Without a credential in front of it, /metrics is readable by any page a browser was tricked into
+    # loading from a rebound name: check its Host like the MCP endpoints.
+    hosts = TransportSecurityMiddleware(security) if token is None and not oauth.enabled else None
     for route in ops_routes(ready):
-        server.custom_route(route.path, methods=["GET"], include_in_schema=False)(_endpoint(route.endpoint))
+        endpoint = _endpoint(route.endpoint, hosts if route.path not in OPEN_PATHS else None)
+        server.custom_route(route.path, methods=["GET"], include_in_schema=False)(endpoint)
     open_paths = OPEN_PATHS
     validator = metadata_url = None
     if oauth.enabled:
@@ -257,19 +269,23 @@ def http_app(
             )
         open_paths = open_paths | paths
         validator = TokenValidator(oauth, clock or LiveClock())
-    security = security_settings(settings)
     if settings.transport == "sse":
         app: ASGIApp = server.sse_app(transport_security=security, host=settings.host)
     else:
         app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=settings.host)
-    token = settings.auth_token.get_secret_value() if settings.auth_token is not None else None
     if token is not None or validator is not None:
         app = AuthGuard(app, token=token, validator=validator, metadata_url=metadata_url, open_paths=open_paths)
     return app
 
 
-def _endpoint(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(
+    endpoint: Callable[[Request], Awaitable[Response]], hosts: TransportSecurityMiddleware | None
+) -> Callable[[Request], Awaitable[Response]]:
+    """An ops route; with `hosts`, behind the MCP endpoints' Host check (a rebound name gets 421)."""
+
     async def call(request: Request) -> Response:
+        if hosts is not None and not hosts._validate_host(request.headers.get("host")):  # noqa: SLF001
+            return Response("Invalid Host header", status_code=421)
         return await endpoint(request)
 
     return call

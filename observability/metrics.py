@@ -20,7 +20,8 @@ gateway_nats_errors_total = Counter("gateway_nats_errors_total", "JetStream publ
 # webhook outcomes by code: gateway_webhooks_received_total{outcome} holds "accepted", "duplicate" or the error code
 
 # mcp_server (bridge)
-mcp_signals_received_total = Counter("mcp_signals_received_total", "Signals consumed by the bridge", ["symbol"])
+# No symbol label: the sender picks the symbol, so it would make one series per name anyone sends.
+mcp_signals_received_total = Counter("mcp_signals_received_total", "Signals consumed by the bridge")
 mcp_decisions_generated_total = Counter(
     "mcp_decisions_generated_total", "Decisions made by the bridge", ["strategy", "outcome"]
 )

@@ -130,10 +130,14 @@ DECISIONS = [
         options={"displayMode": "gradient", "orientation": "vertical"},
     ),
     Panel(
-        "Signals consumed by symbol",
-        [(f"sum by (symbol) (rate(mcp_signals_received_total{RATE}))", "{{symbol}}")],
+        "Signals consumed and decided by the bridge",
+        [
+            (f"sum(rate(mcp_signals_received_total{RATE}))", "consumed"),
+            (f"sum(rate(mcp_decisions_generated_total{RATE}))", "decided"),
+        ],
         unit="reqps",
         width=24,
+        description="No per-symbol series: the sender picks the symbol (unbounded); list_signals has them by symbol.",
     ),
 ]
 

@@ -20,12 +20,12 @@ class BatchData:
         self.high = np.ascontiguousarray(high, dtype=np.float64)
         self.low = np.ascontiguousarray(low, dtype=np.float64)
         self.close = np.ascontiguousarray(close, dtype=np.float64)
-        self._cache: dict[tuple[Any, ...], Any] = {}
+        self._cache: dict[tuple[Any, ...], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.close)
 
-    def _memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    def _memo(self, key: tuple[Any, ...], compute: Callable[[], np.ndarray]) -> np.ndarray:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]

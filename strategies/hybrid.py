@@ -136,6 +136,6 @@ class Hybrid(Strategy):
         valid[:warm] = True
         values[:warm] = 0.5
         w = forward_fill(values, valid) if len(data) else values
-        out = w * tm + (1.0 - w) * tr
+        out: np.ndarray = w * tm + (1.0 - w) * tr
         out[:warm] = 0.0
         return out

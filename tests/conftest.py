@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -39,6 +43,71 @@ SECRET = signing.new_secret()
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+# --- The `slow` marker, given by rule (registered in pyproject.toml; `make test-fast` deselects it) ---------
+# A test is slow when it starts a process: a nats-server per test (the `nats_server` fixture and every
+# fixture built on it), `trading-mcp` services, the MCP Inspector, pip or promtool. It is found in the source
+# of the test, of the fixtures it uses and of the helpers they call (functions and classes of tests/ and of
+# bus.embedded, followed by name), so a test moved to another file keeps its mark. Tests that start nothing
+# but run for seconds (measured with --durations) are named below.
+STARTS_A_PROCESS = re.compile(
+    r"\bsubprocess\.|create_subprocess_exec|\bPopen\(|start_nats_server\(|ensure_embedded\(|stdio_client\("
+    r"|StdioServerParameters\(|\bINSPECTOR\b|\bmcp-inspector\b"
+)
+SLOW_WITHOUT_A_PROCESS = frozenset(
+    {
+        "test_every_third_party_import_of_the_product_comes_with_a_runtime_dependency",  # parses every module: ~6 s
+    }
+)
+TESTS = Path(__file__).resolve().parent
+
+
+def _is_test_helper(obj: object) -> bool:
+    """A function or class defined under tests/ (test modules, helpers, conftest) or in bus.embedded."""
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False
+    if obj.__module__ == "bus.embedded":
+        return True
+    try:
+        return TESTS in Path(inspect.getfile(obj)).resolve().parents
+    except TypeError:
+        return False
+
+
+@functools.cache
+def _starts_a_process(obj: Any, depth: int = 0) -> bool:
+    """True when `obj`'s source, or that of a helper it names (followed 3 calls deep), starts a process."""
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return False
+    if STARTS_A_PROCESS.search(source):
+        return True
+    if depth >= 3:
+        return False
+    namespace = vars(inspect.getmodule(obj) or object())
+    for name in set(re.findall(r"\b([A-Za-z_]\w*)\b", source)):
+        helper = namespace.get(name)
+        if helper is not obj and _is_test_helper(helper) and _starts_a_process(helper, depth + 1):
+            return True
+    return False
+
+
+def _is_slow(item: pytest.Function) -> bool:
+    if item.originalname in SLOW_WITHOUT_A_PROCESS or _starts_a_process(item.function):
+        return True
+    for name in item.fixturenames:
+        for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
+            if _starts_a_process(fixturedef.func):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and _is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -375,6 +375,7 @@ class Account:
         reference = command.reference_price if command.reference_price is not None else self.last_price(command.symbol)
         if reference is None:  # a limit or stop order before any market price: the engine falls back to it
             reference = price
+        assert reference is not None, "the gate approves only an order it could value"
         intent = OrderIntent(
             client_order_id=coid,
             symbol=command.symbol,
@@ -385,7 +386,7 @@ class Account:
             stop_price=command.stop_price,
             time_in_force=command.time_in_force,
             replaces=command.replaces,
-            reference_price=reference,  # type: ignore[arg-type]
+            reference_price=reference,
             at_open_of=command.at_open_of,
             origin=command.origin,
             confirmed_by=command.confirmed_by,

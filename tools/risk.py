@@ -382,6 +382,13 @@ def valuation_price(
     return max(known) if known else None
 
 
+def _decimal_places(value: Decimal) -> int:
+    """Digits after the point once trailing zeros go (a finite value; the exponent is a letter only for NaN and
+    infinities)."""
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) else 0
+
+
 def bad_number(value: Decimal | None, name: str) -> Verdict | None:
     """The coded denial for a number the wire cannot carry (not finite, not positive, too large, too many
     decimals); None when it is fine or absent. `name` "quantity" gives invalid_quantity, any other invalid_price."""
@@ -392,7 +399,7 @@ def bad_number(value: Decimal | None, name: str) -> Verdict | None:
     if value <= 0:
         code = "invalid_quantity" if name == "quantity" else "invalid_price"
         return Verdict(False, code, f"{name} must be positive, got {value}")
-    if value >= MAX_UNITS or value.normalize().as_tuple().exponent < -MAX_DECIMALS:  # type: ignore[operator]
+    if value >= MAX_UNITS or _decimal_places(value) > MAX_DECIMALS:
         code = "invalid_quantity" if name == "quantity" else "invalid_price"
         return Verdict(
             False, code, f"{name} {value} is outside the bounds (below {MAX_UNITS}, at most {MAX_DECIMALS} decimals)"

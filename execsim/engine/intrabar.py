@@ -37,6 +37,12 @@ class Touch(NamedTuple):
     kind: Kind = "taker"
 
 
+def _within(price: Decimal, limit: Decimal | None, buy: bool) -> bool:
+    """True when `price` is at or better than the limit: a buy at or below it, a sell at or above it."""
+    assert limit is not None, "a limit order carries its limit price"
+    return price <= limit if buy else price >= limit
+
+
 def walk(
     side: str,
     order_type: str,
@@ -53,22 +59,23 @@ def walk(
     newly = False
     trigger_price: Decimal | None = None
     cur = points[0]
-    if not trig and (cur >= stop if buy else cur <= stop):  # type: ignore[operator]
-        trig, newly, trigger_price = True, True, cur
-    if trig and (not has_limit or (cur <= limit if buy else cur >= limit)):  # type: ignore[operator]
+    if not trig:
+        assert stop is not None, "a stop order carries its stop price"
+        if cur >= stop if buy else cur <= stop:
+            trig, newly, trigger_price = True, True, cur
+    if trig and (not has_limit or _within(cur, limit, buy)):
         return Touch(newly, trigger_price, cur, "taker")
     for nxt in points[1:]:
         if not trig:
             assert stop is not None
             if (cur < stop <= nxt) if buy else (cur > stop >= nxt):
                 trig, newly, trigger_price, cur = True, True, stop, stop
-                if not has_limit or (stop <= limit if buy else stop >= limit):  # type: ignore[operator]
+                if not has_limit or _within(stop, limit, buy):
                     return Touch(True, stop, stop, "taker")
             else:
                 cur = nxt
                 continue
-        assert limit is not None
-        if nxt <= limit if buy else nxt >= limit:
+        if _within(nxt, limit, buy):
             return Touch(newly, trigger_price, limit, "maker")
         cur = nxt
     return Touch(newly, trigger_price, None)

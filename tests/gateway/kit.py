@@ -18,6 +18,7 @@ import uvicorn
 from bus.embedded import free_port
 from gateway import signing
 from gateway.app import create_app
+from gateway.service import uvicorn_config
 from gateway.settings import GatewaySettings
 from gateway.sources import SourceConfig
 from tests.conftest import Webhook, wait_for
@@ -45,6 +46,7 @@ def settings_for(nats_url: str, **overrides: Any) -> GatewaySettings:
 class Gateway:
     base: str
     clock: TestClock
+    app: Any = None
 
     def webhook(self, source: str | None = None, secret: str = SECRET) -> Webhook:
         return Webhook(f"{self.base}/webhook" + (f"/{source}" if source else ""), secret)
@@ -65,10 +67,10 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway_app(app: object, port: int) -> AsyncIterator[str]:
-    """Like tests.conftest.serve_uvicorn, but configured as gateway.service runs it (no proxy headers)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", proxy_headers=False)
-    server = uvicorn.Server(config)
+async def serve_gateway_app(app: Any, port: int, settings: GatewaySettings) -> AsyncIterator[str]:
+    """Like tests.conftest.serve_uvicorn, but configured as gateway.service runs it (no proxy headers, the
+    head and body deadlines)."""
+    server = uvicorn.Server(uvicorn_config(app, settings, port))
     task = asyncio.create_task(server.serve())
     try:
         await wait_for(lambda: server.started, 10, "uvicorn to start")
@@ -83,8 +85,9 @@ async def running_gateway(
     settings: GatewaySettings, clock: TestClock | None = None, port: int | None = None
 ) -> AsyncIterator[Gateway]:
     clock = clock or TestClock()
-    async with serve_gateway_app(create_app(settings, clock), port or free_port()) as base:
-        yield Gateway(base, clock)
+    app = create_app(settings, clock)
+    async with serve_gateway_app(app, port or free_port(), settings) as base:
+        yield Gateway(base, clock, app)
 
 
 async def stored_signals(js: nats.js.JetStreamContext) -> list[tuple[dict[str, str], dict[str, Any]]]:
@@ -128,10 +131,7 @@ def gateway_in_thread(settings: GatewaySettings, clock: TestClock | None = None)
     """A real uvicorn gateway on its own event loop in a thread, for synchronous (Hypothesis) tests."""
     clock = clock or TestClock()
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, clock), host="127.0.0.1", port=port, log_config=None, lifespan="on", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(create_app(settings, clock), settings, port))
     thread = threading.Thread(target=server.run, name="gateway-under-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

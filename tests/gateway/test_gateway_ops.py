@@ -123,11 +123,14 @@ async def test_the_openapi_document_describes_every_endpoint_and_problem_respons
         "/metrics",
     }
     standard = doc["paths"]["/webhook"]["post"]
-    assert {"202", "400", "401", "403", "404", "409", "413", "422", "429", "500", "503"} == set(standard["responses"])
+    statuses = {"202", "400", "401", "403", "404", "408", "409", "413", "422", "429", "500", "503"}
+    assert statuses == set(standard["responses"])
     assert {p["name"] for p in standard["parameters"]} >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert "invalid_signature" in standard["responses"]["401"]["description"]
     assert "application/problem+json" in standard["responses"]["401"]["content"]
     assert "Retry-After" in standard["responses"]["503"]["headers"]
+    assert "overloaded" in standard["responses"]["503"]["description"]
+    assert "request_timeout" in standard["responses"]["408"]["description"]
     tv = doc["paths"]["/webhook/tradingview"]["post"]
     assert "invalid_secret" in tv["responses"]["401"]["description"]
     assert "secret" in doc["components"]["schemas"]["TradingViewAlert"]["required"]

@@ -199,3 +199,36 @@ async def test_unknown_sources_paths_and_methods_are_problem_json(gw: Gateway, h
 
 async def test_a_bad_webhook_id_is_400(gw: Gateway, http) -> None:
     problem(await gw.send(http, SIGNAL, msg_id="m" * 257), 400, "invalid_header")
+
+
+async def test_a_member_named_twice_is_400_naming_it_and_nothing_is_stored(gw: Gateway, http, js) -> None:
+    body = problem(await gw.send(http, b'{"symbol":"AAPL","symbol":"MSFT","price":"1"}'), 400, "malformed_json")
+    assert "'symbol' appears twice" in str(body["detail"])
+    nested = b'{"symbol":"AAPL","price":"1","comment":"x","x":{"a":1,"a":2}}'
+    assert "'a' appears twice" in str(problem(await gw.send(http, nested), 400, "malformed_json")["detail"])
+    alert = b'{"secret":"wrong","secret":"tv-secret-0123456789abcdef","ticker":"BTCUSD","close":1}'
+    tv = await http.post(f"{gw.base}/webhook/tradingview", content=alert)
+    assert "'secret' appears twice" in str(problem(tv, 400, "malformed_json")["detail"])
+    assert await stream_count(js, "SIGNALS") == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("price", "１２３"),  # fullwidth digits: Decimal("１２３") == 123
+        ("price", "١٢٣"),  # Arabic-Indic digits
+        ("quantity", "٥"),
+        ("symbol", "ıbm"),  # dotless i: "ıbm".upper() == "IBM"
+        ("symbol", "ＡＡＰＬ"),
+    ],
+)
+async def test_numbers_and_symbols_that_are_not_ascii_are_422_on_that_field(
+    gw: Gateway, http, js, field: str, value: str
+) -> None:
+    body = problem(await gw.send(http, {**SIGNAL, field: value}), 422, "schema_violation")
+    assert [e["field"] for e in body["errors"]] == [field]  # type: ignore[union-attr]
+    tv_field = {"symbol": "ticker", "quantity": "contracts"}.get(field, field)
+    alert = {"secret": "tv-secret-0123456789abcdef", "ticker": "BTCUSD", "close": 1, tv_field: value}
+    tv = problem(await http.post(f"{gw.base}/webhook/tradingview", json=alert), 422, "schema_violation")
+    assert [e["field"] for e in tv["errors"]] == [tv_field]  # type: ignore[union-attr]
+    assert await stream_count(js, "SIGNALS") == 0

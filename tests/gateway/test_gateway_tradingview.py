@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from decimal import Decimal
 from pathlib import Path
+
+from nats.js.errors import KeyNotFoundError
 
 from tests.conftest import stream_count
 from tests.gateway.kit import TV_SECRET, Gateway, running_gateway, settings_for, stored_signals, tv_alert
@@ -58,6 +61,26 @@ async def test_tradingview_resending_the_same_alert_is_a_duplicate_and_a_new_ale
     later = await gw.tradingview(http, tv_alert(timenow="2026-01-02T14:45:00Z"))
     assert later.json()["duplicate"] is False and later.json()["signal_id"] != first.json()["signal_id"]
     assert await stream_count(js, "SIGNALS") == 2
+
+
+async def test_a_tradingview_alert_is_remembered_24_h_not_600_s_and_a_late_resend_stores_nothing(
+    gw: Gateway, http, js
+) -> None:
+    first = (await gw.tradingview(http, tv_alert())).json()
+    for later in (601, 23 * 3600):  # past the Standard Webhooks window, then nearly a day on the gateway's clock
+        gw.clock.advance(later)
+        resend = await gw.tradingview(http, tv_alert())
+        assert resend.json() == {"signal_id": first["signal_id"], "duplicate": True}
+    assert await stream_count(js, "SIGNALS") == 1
+    # the record that remembers the alert (keyed by its content id) lives 24 h in NATS, whatever the clock says
+    holding = []
+    for bucket in gw.app.state.runtime.buckets:
+        kv = await js.key_value(bucket)
+        with contextlib.suppress(KeyNotFoundError):
+            entry = await kv.get(first["signal_id"])
+            holding.append((bucket, (await kv.status()).ttl, json.loads(entry.value or b"{}")))
+    [(_, ttl, record)] = holding
+    assert ttl >= 24 * 3600 and record["stored"] is True
 
 
 async def test_an_indicator_alert_without_strategy_fields_only_updates_market_state(gw: Gateway, http, js) -> None:

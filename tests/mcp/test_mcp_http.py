@@ -84,6 +84,19 @@ async def test_a_foreign_host_or_origin_header_is_refused_and_a_configured_origi
     assert allowed.status_code == 200
 
 
+async def test_metrics_under_a_foreign_host_is_refused_like_the_mcp_endpoint_and_answered_under_loopback(
+    tmp_path: Path,
+) -> None:
+    async with served(tmp_path, allowed_hosts="console.example.org:*") as base, httpx.AsyncClient() as http:
+        rebound = await http.get(f"{base}/metrics", headers={"host": "evil.example:80"})
+        allowed = await http.get(f"{base}/metrics", headers={"host": "console.example.org:8080"})
+        loopback = await http.get(f"{base}/metrics")
+        probe = await http.get(f"{base}/healthz", headers={"host": "10.0.0.7:8002"})  # a probe by pod address
+    assert rebound.status_code == 421 and "mcp_" not in rebound.text
+    assert allowed.status_code == loopback.status_code == 200 and "mcp_tool_calls_total" in loopback.text
+    assert probe.status_code == 200
+
+
 async def test_with_a_token_configured_requests_without_it_get_401_and_the_sdk_client_with_it_works(
     tmp_path: Path,
 ) -> None:

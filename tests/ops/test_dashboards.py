@@ -29,7 +29,7 @@ def test_the_committed_dashboards_are_what_the_generator_writes() -> None:
     assert {p.name for p in (GRAFANA / "dashboards").glob("*.json")} == {p.name for p in gen_dashboards.rendered()}
 
 
-def test_the_five_dashboards_of_issue_7_exist_with_unique_uids() -> None:
+def test_the_five_dashboards_signal_flow_latency_decisions_fills_and_risk_exist_with_unique_uids() -> None:
     boards = dashboards()
     titles = " | ".join(str(b["title"]) for b in boards.values())
     for topic in (

@@ -84,7 +84,9 @@ def test_rolling_std_is_stable_and_exactly_zero_on_constant_windows(xs: list[flo
 @settings(max_examples=150, deadline=None)
 @given(xs=prices(), n=st.integers(2, 30))
 def test_zscore_incremental_equals_batch_and_definition(xs: list[float], n: int) -> None:
-    assert_same(incremental(ZScore(n), xs), batch.zscore(np.array(xs), n), naive.zscore(xs, n), 1.0, 1e-6)
+    # (x - mean) / std amplifies the rounding of a running sum when the window barely moves against the price
+    # level (Hypothesis found 3e-7 relative on a flat window at 10^4): equal to 1e-6 relative, as variance_ratio
+    assert_same(incremental(ZScore(n), xs), batch.zscore(np.array(xs), n), naive.zscore(xs, n), 1.0, 1e-6, rtol=1e-6)
 
 
 @settings(max_examples=100, deadline=None)
