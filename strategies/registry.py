@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from strategies.base import Strategy, StrategyError
 from strategies.hybrid import Hybrid
 from strategies.mean_reversion import MeanReversion
@@ -18,6 +20,25 @@ def build_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strate
     if cls is None:
         raise StrategyError("unknown_strategy", f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     return cls(dict(params or {}))
+
+
+def parameter_names(name: str) -> list[str]:
+    """Every parameter a strategy takes, nested ones dotted (`momentum.lookback`), in declaration order."""
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise StrategyError("unknown_strategy", f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return _names(cls.params_model)
+
+
+def _names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out += _names(kind, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from execsim.backtest.stats import compute_stats, infer_periods_per_year
 from schemas.common import Side
 from strategies.base import Strategy, StrategyError
 from strategies.batch_data import BatchData
-from strategies.registry import build_strategy, set_dotted
+from strategies.registry import build_strategy, parameter_names, set_dotted
 from tools.risk import RiskGate
 
 LOWER_IS_BETTER = {"annualized_volatility"}
@@ -290,6 +290,13 @@ def run_sweep(
     if rank_by not in RANKABLE:
         raise BacktestError("invalid_sweep", f"cannot rank by {rank_by!r}; choose one of {', '.join(RANKABLE)}")
     build_strategy(strategy_name, base_params)  # bad base parameters fail before the sweep starts
+    known = parameter_names(strategy_name)
+    for axis in axes:
+        if axis.key not in known:
+            raise BacktestError(
+                "unknown_parameter",
+                f"{strategy_name} has no parameter {axis.key!r} to sweep; its parameters: {', '.join(known)}",
+            )
     data = BatchData(bars.open, bars.high, bars.low, bars.close)
     prices = FillPrices(bars, config)
     ppy = config.periods_per_year or infer_periods_per_year(bars.ts)  # the same bars for every set: infer once
@@ -309,6 +316,11 @@ def run_sweep(
             rows.append(SweepRow(swept, stats))
         if progress is not None:
             progress(done, len(combos))
+    if not rows:
+        params, why = skipped[0]
+        raise BacktestError(
+            "invalid_sweep", f"none of the {len(skipped)} parameter sets is valid; e.g. {params}: {why}"
+        )
     sign = 1.0 if rank_by in LOWER_IS_BETTER else -1.0
     rows.sort(key=lambda r: (r.stats[rank_by] is None, sign * (r.stats[rank_by] or 0.0)))
     return SweepResult(strategy_name, rank_by, list(axes), rows, skipped)

@@ -106,3 +106,20 @@ def test_bad_input_exits_2_with_a_stable_code(
 ) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and f"error [{code_text}]" in err
+
+
+def test_a_sweep_over_an_unknown_parameter_exits_2_naming_it_and_the_real_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "--strategy", "momentum", "--data", "bundled:AAPL", "--sweep", "lookbak=10..30:10")
+    assert code == 2 and out == ""
+    assert err.startswith("error [unknown_parameter]: momentum has no parameter 'lookbak'")
+    assert "lookback" in err and "vol_target" in err
+    code, out, err = run(capsys, "--strategy", "hybrid", "--data", "bundled:AAPL", "--sweep", "lookback=10..12")
+    assert code == 2 and "error [unknown_parameter]" in err and "momentum.lookback" in err
+
+
+def test_a_sweep_where_every_set_is_invalid_exits_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--strategy", "momentum", "--data", "bundled:AAPL", "--sweep", "lookback=0..0")
+    assert code == 2 and out == ""
+    assert "error [invalid_sweep]: none of the 1 parameter sets is valid" in err and "lookback" in err
