@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from authority.settings import AuthoritySettings
 from bus.embedded import default_data_dir
@@ -23,6 +24,9 @@ from execsim.settings import ExecSimSettings
 from gateway import signing
 from gateway.settings import SECRET_FILE, GatewaySettings
 from mcp_server.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -47,11 +51,31 @@ def _configure_logging(service: str) -> None:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from gateway.service import main
 
     _configure_logging("gateway")
-    main(GatewaySettings(**flags.given(args, GatewaySettings, data_dir=args.data_dir)))
+    try:
+        settings = GatewaySettings(**flags.given(args, GatewaySettings, data_dir=args.data_dir))
+    except ValidationError as exc:
+        for line in settings_problems(exc):
+            print(f"trading-mcp gateway: {line}", file=sys.stderr)
+        return 2
+    main(settings)
     return 0
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """One line per problem, `code: message`, never the input (it may hold a secret)."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        cause = (err.get("ctx") or {}).get("error")
+        code = getattr(cause, "code", "invalid_settings")
+        where = ".".join(str(p) for p in err["loc"])
+        message = str(cause) if cause is not None else err["msg"]
+        lines.append(f"{code}: {where + ': ' if where else ''}{message}")
+    return lines
 
 
 def cmd_execsim(args: argparse.Namespace) -> int:

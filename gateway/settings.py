@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.jetstream import DUPLICATE_WINDOW_S
-from gateway.sources import IpNetwork, SourceConfig, check_secret, parse_networks, read_sources_file
+from gateway.sources import IpNetwork, SourceConfig, check_secret, load_sources_file, parse_networks
 
 SECRET_FILE = "webhook_secret"
 SOURCES_FILE = "sources.toml"
@@ -82,9 +82,8 @@ class GatewaySettings(BaseSettings):
         if path is None and self.data_dir and (self.data_dir / SOURCES_FILE).exists():
             path = self.data_dir / SOURCES_FILE
         if path is not None:
-            data = read_sources_file(path)
-            from_file = [SourceConfig.model_validate(s) for s in data.get("sources", [])]
-            self.trusted_proxies = [*self.trusted_proxies, *data.get("trusted_proxies", [])]
+            from_file, proxies = load_sources_file(path)
+            self.trusted_proxies = [*self.trusted_proxies, *proxies]
         sources = [*from_file, *self.sources]
         if found and all(s.name != self.source for s in sources):
             sources.append(SourceConfig(name=self.source, mode="standard", secrets=tuple(found)))

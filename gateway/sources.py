@@ -20,6 +20,7 @@ A sources file (TOML, or JSON with the same shape):
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -27,7 +28,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.signals import SYMBOL_PATTERN
 
@@ -103,11 +104,62 @@ class SourceConfig(BaseModel):
     __str__ = __repr__
 
 
+class SourcesFileError(ValueError):
+    """A sources file that cannot be used: one line naming the file, the source, the key and the valid keys."""
+
+    code = "invalid_sources_file"
+
+
 def read_sources_file(path: Path) -> dict[str, Any]:
     """`{"sources": [...], "trusted_proxies": [...]}` from a .toml or .json file."""
-    text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SourcesFileError(f"{path}: cannot read the sources file ({e.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise SourcesFileError(f"{path}: not valid {kind}: {e}") from None
+    if not isinstance(data, dict):
+        raise SourcesFileError(f"{path}: expected a table with sources and trusted_proxies")
     unknown = set(data) - {"sources", "trusted_proxies"}
     if unknown:
-        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)} (expected sources, trusted_proxies)")
+        raise SourcesFileError(f"{path}: unknown top-level keys {sorted(unknown)} (expected sources, trusted_proxies)")
+    if not isinstance(data.get("sources", []), list):
+        raise SourcesFileError(f"{path}: `sources` must be a list of tables ([[sources]] in TOML)")
     return data
+
+
+def load_sources_file(path: Path) -> tuple[list[SourceConfig], list[str]]:
+    """The sources and trusted proxies of a sources file; any mistake is one `SourcesFileError` line that
+    never repeats a value (a value may be a secret)."""
+    data = read_sources_file(path)
+    sources = []
+    for i, raw in enumerate(data.get("sources", []), 1):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = f"source {name!r}" if isinstance(name, str) else f"source #{i}"
+        try:
+            sources.append(SourceConfig.model_validate(raw))
+        except ValidationError as e:
+            raise SourcesFileError(f"{path}: {label}: {_problems(e)}; valid keys: {', '.join(VALID_KEYS)}") from None
+    return sources, list(data.get("trusted_proxies", []))
+
+
+VALID_KEYS = tuple(SourceConfig.model_fields)
+
+
+def _problems(e: ValidationError) -> str:
+    out = []
+    for err in e.errors(include_input=False, include_url=False):
+        key = ".".join(str(p) for p in err["loc"]) or "the source"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(err["loc"][0]), VALID_KEYS, n=1)
+            out.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        elif err["type"] == "missing":
+            out.append(f"missing key {key!r}")
+        elif err["type"] == "model_type":
+            out.append("is not a table")
+        else:
+            out.append(f"invalid {key!r}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(out)
