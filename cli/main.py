@@ -463,6 +463,14 @@ def _reset_external(url: str, data_dir: Path, streams: list[str]) -> int:
 # ---------------------------------------------------------------- risk (operator)
 
 
+NO_OPERATOR_RECORD = (
+    "no operator record yet: nobody has run `trading-mcp risk set|halt|resume` on this account, so the limits "
+    "above are the order authority's start-up ones (paper defaults, TRADING_MCP_* settings, `trading-mcp "
+    "authority --max-position N --risk-limits-file F`). Change them at run time with `trading-mcp risk set "
+    "--set FIELD=VALUE`; halt with `trading-mcp risk halt`."
+)
+
+
 def cmd_risk(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -544,8 +552,11 @@ def cmd_risk(args: argparse.Namespace) -> int:
                         "will start with (paper defaults, TRADING_MCP_* settings)",
                         "limits": AuthoritySettings(data_dir=args.data_dir).risk_limits().model_dump(mode="json"),
                     }
-                shown["operator_record"] = previous.model_dump(mode="json") if previous else None
+                if previous is not None:
+                    shown["operator_record"] = previous.model_dump(mode="json")
                 print(json.dumps(shown, indent=2))
+                if previous is None:
+                    print(NO_OPERATOR_RECORD, file=sys.stderr)
                 return 0
             state = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE}.get(args.action)
             from datetime import UTC, datetime
