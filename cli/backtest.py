@@ -41,8 +41,15 @@ def add_backtest_parser(sub: Any) -> None:
     )
     bt.add_argument("--data", required=True, help="CSV file with time,open,high,low,close[,volume], or bundled:AAPL")
     bt.add_argument("--symbol", default=None, help="symbol to pick from the data (and to label the run)")
-    bt.add_argument("--cash", default="10000", help="starting equity (default 10000)")
-    bt.add_argument("--commission", default="0.002", help="fraction of traded notional per fill (default 0.002)")
+    bt.add_argument("--start", default=None, metavar="DATE", help="first bar's date, ISO (default: the data's first)")
+    bt.add_argument("--end", default=None, metavar="DATE", help="last bar's date, ISO (default: the data's last)")
+    bt.add_argument(
+        "--bars", type=int, default=None, metavar="N", help="N bars: the last N, or the first N from --start"
+    )
+    bt.add_argument("--cash", default="100000", help="starting equity (default 100000, the paper account's)")
+    bt.add_argument(
+        "--commission", default="0", help="fraction of traded notional per fill (default 0, as the simulator's)"
+    )
     bt.add_argument("--slippage-bps", default="0", help="fills move this many bps against you (default 0)")
     bt.add_argument("--fractional", action="store_true", help="trade fractional units instead of whole ones")
     bt.add_argument("--max-position", default=None, help="risk gate: max absolute units (default: no limit)")
@@ -52,6 +59,9 @@ def add_backtest_parser(sub: Any) -> None:
     bt.add_argument("--sweep", action="append", default=[], metavar="K=A..B[:STEP]", help="sweep one or two params")
     bt.add_argument("--rank-by", default="sharpe", help="sweep ranking statistic (default sharpe)")
     bt.add_argument("--top", type=int, default=10, help="sweep rows to show (default 10)")
+    bt.add_argument(
+        "--progress", action="store_true", help="show a progress bar on stderr even when it is not a terminal"
+    )
     bt.set_defaults(func=cmd_backtest)
 
 
@@ -96,10 +106,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 2
 
 
-def _progress(total: int, unit: str, enabled: bool) -> Any:
+def _progress(total: int, unit: str, enabled: bool, forced: bool = False) -> Any:
+    """A tqdm bar on stderr: when `forced` (--progress), else when `enabled` and stderr is a terminal."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit=unit, disable=None if enabled else True, file=sys.stderr, leave=False)
+    disable = False if forced else None if enabled else True  # None: tqdm shows it on a terminal only
+    bar = tqdm(total=total, unit=unit, disable=disable, file=sys.stderr, leave=False)
 
     def update(done: int, _total: int) -> None:
         bar.update(done - bar.n)
@@ -107,13 +119,22 @@ def _progress(total: int, unit: str, enabled: bool) -> Any:
     return bar, update
 
 
+def _bars(args: argparse.Namespace) -> Any:
+    """The data, cut to --start/--end/--bars."""
+    from execsim.backtest import resolve
+    from execsim.backtest.window import parse_when, select
+
+    start, end = parse_when("--start", args.start), parse_when("--end", args.end)
+    return select(resolve(args.data, args.symbol), start, end, args.bars)
+
+
 def _run_single(args: argparse.Namespace, config: Any) -> int:
-    from execsim.backtest import resolve, run_backtest
+    from execsim.backtest import run_backtest
     from strategies import build_strategy, parse_params
 
     strategy = build_strategy(args.strategy, parse_params(args.param))
-    bars = resolve(args.data, args.symbol)
-    bar, update = _progress(len(bars), "bar", len(bars) >= LONG_RUN_BARS)
+    bars = _bars(args)
+    bar, update = _progress(len(bars), "bar", len(bars) >= LONG_RUN_BARS, args.progress)
     try:
         result = run_backtest(strategy, bars, config, progress=update)
     finally:
@@ -153,9 +174,7 @@ def _print_report(result: Any, bars: Any) -> None:
         f"{len(bars):,} bars"
     )
     print(f"params: {params}")
-    print(
-        f"cash {result.config.cash}, commission {result.config.commission}, slippage {result.config.slippage_bps} bps"
-    )
+    print(costs_line(result.config))
     print()
     width = max(len(label) for _, label, _ in STAT_ROWS)
     for key, label, kind in STAT_ROWS:
@@ -175,6 +194,26 @@ def _print_report(result: Any, bars: Any) -> None:
             )
 
 
+def costs_line(config: Any) -> str:
+    """This run's cash, costs and risk limit beside the live paper account's defaults, so a difference shows."""
+    from authority.settings import AuthoritySettings
+    from execsim.settings import ExecSimSettings
+    from schemas.risk import paper_defaults
+
+    live = ExecSimSettings.model_fields
+    cash = AuthoritySettings.model_fields["starting_cash"].default
+    limit = paper_defaults(cash)["max_position"]
+    mine = "none" if config.max_position is None else config.max_position
+    bps = (config.commission * 10_000).normalize()
+    return (
+        f"backtest: cash {config.cash}, commission {config.commission} ({bps:f} bps), "
+        f"slippage {config.slippage_bps} bps, max position {mine}\n"
+        f"live paper account defaults: cash {cash}, fee {live['fee_bps'].default} bps, slippage "
+        f"{live['slippage_bps'].default} bps, max position {limit} (`trading-mcp up --fee-bps/--slippage-bps/"
+        "--max-position` change them)"
+    )
+
+
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -186,16 +225,15 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _run_sweep(args: argparse.Namespace, config: Any) -> int:
-    from execsim.backtest import resolve
     from execsim.backtest.sweep import parse_axis, run_sweep
     from strategies import parse_params
 
     axes = [parse_axis(s) for s in args.sweep]
-    bars = resolve(args.data, args.symbol)
+    bars = _bars(args)
     total = 1
     for a in axes:
         total *= len(a.values)
-    bar, update = _progress(total, "set", True)
+    bar, update = _progress(total, "set", True, args.progress)
     try:
         result = run_sweep(args.strategy, parse_params(args.param), axes, bars, config, args.rank_by, update)
     finally:
@@ -205,9 +243,11 @@ def _run_sweep(args: argparse.Namespace, config: Any) -> int:
         return 0
     keys = [a.key for a in axes]
     print(
-        f"sweep of {args.strategy} on {bars.symbol}: {len(result.rows)} parameter sets over {len(bars):,} bars, "
-        f"ranked by {args.rank_by}" + (f" ({len(result.skipped)} invalid sets skipped)" if result.skipped else "")
+        f"sweep of {args.strategy} on {bars.symbol}: {len(result.rows)} parameter sets over {len(bars):,} bars "
+        f"({bars.time(0):%Y-%m-%d} -> {bars.time(len(bars) - 1):%Y-%m-%d}), ranked by {args.rank_by}"
+        + (f" ({len(result.skipped)} invalid sets skipped)" if result.skipped else "")
     )
+    print(costs_line(config))
     cols = ["sharpe", "total_return", "max_drawdown", "trades", "win_rate"]
     if args.rank_by not in cols:
         cols.insert(0, args.rank_by)

@@ -108,6 +108,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     total = len(payloads)
     print(f"replaying {total} daily bars of {args.symbol} to {args.url} at {args.speed:g} bars/s", flush=True)
+    if payloads:
+        print(
+            f"the same bars in a backtest: trading-mcp backtest --strategy <the bridge's> --data "
+            f"bundled:{args.symbol} --start {payloads[0]['time'][:10]} --bars {total} "
+            "(and --commission <fee-bps / 10000> when `up` was given --fee-bps)",
+            flush=True,
+        )
     every = max(1, total // 20)
 
     def progress(i: int, payload: dict[str, Any], response: httpx2.Response) -> None:

@@ -11,12 +11,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from execsim.backtest.trades import Trade
+from schemas.risk import PAPER_STARTING_CASH
 
 
 class BacktestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cash: Decimal = Field(Decimal(10_000), gt=0, description="starting equity")
+    cash: Decimal = Field(PAPER_STARTING_CASH, gt=0, description="starting equity, the paper account's by default")
     commission: Decimal = Field(Decimal(0), ge=0, lt=Decimal("0.1"), description="fraction of notional per fill")
     slippage_bps: Decimal = Field(Decimal(0), ge=0, lt=1000, description="fills move this many bps against you")
     fractional: bool = Field(False, description="trade fractional units (4 decimals) instead of whole ones")

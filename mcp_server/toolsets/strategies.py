@@ -33,6 +33,7 @@ from mcp_server.toolsets import Toolset
 from mcp_server.toolsets.strategy_catalog import StrategyInfo, catalog
 from schemas.common import Money
 from schemas.decisions import Decision
+from schemas.risk import PAPER_STARTING_CASH
 from strategies.base import Strategy, StrategyError
 from strategies.registry import STRATEGIES, build_strategy
 
@@ -183,7 +184,11 @@ DataSource = Annotated[
 Commission = Annotated[
     Decimal, Field(default=Decimal(0), ge=0, lt=Decimal("0.1"), description="Fee per fill, fraction of notional")
 ]
-Cash = Annotated[Decimal, Field(default=Decimal(10_000), gt=0, le=Decimal(10**9), description="Starting equity")]
+Cash = Annotated[Decimal, Field(default=PAPER_STARTING_CASH, gt=0, le=Decimal(10**9), description="Starting equity")]
+Date = Annotated[str | None, Field(default=None, max_length=32, description="ISO date, e.g. 2004-01-02")]
+BarCount = Annotated[
+    int | None, Field(default=None, ge=2, le=10_000_000, description="The last N bars, or the first N from start")
+]
 MaxTrades = Annotated[int, Field(default=20, ge=0, le=200, description="Most trades to list (the latest ones)")]
 
 
@@ -223,8 +228,11 @@ async def run_backtest(
     params: Params = None,
     data: DataSource = "signals",
     commission: Commission = Decimal(0),
-    cash: Cash = Decimal(10_000),
+    cash: Cash = PAPER_STARTING_CASH,
     max_trades: MaxTrades = 20,
+    start: Date = None,
+    end: Date = None,
+    bars: BarCount = None,
 ) -> Annotated[CallToolResult, BacktestReport]:
     """Backtest a strategy on one symbol: each bar is seen at its close, a target change trades at
     the next bar's open, commission is charged on every fill. Runs on the symbol's stored signal
@@ -234,7 +242,12 @@ async def run_backtest(
     # the backtester pulls in pandas: imported on first use, so the server starts faster
     from execsim.backtest.errors import BacktestError
     from execsim.backtest.result import BacktestConfig
+    from execsim.backtest.window import parse_when
 
+    try:
+        window = (parse_when("start", start), parse_when("end", end), bars)
+    except BacktestError as exc:
+        raise ToolFailure("invalid_arguments", exc.message) from exc
     if symbol.lower().startswith("bundled:"):
         symbol, data = symbol.split(":", 1)[1], "bundled"
     symbol = symbol.upper()
@@ -244,13 +257,13 @@ async def run_backtest(
     await ctx.report_progress(0, 1, f"loading {data} bars for {symbol}")
     job = store.new_job()
     try:
-        bars, result = await _run_job(ctx, job, store, built, symbol, data, config)
+        used, result = await _run_job(ctx, job, store, built, symbol, data, config, window)
     except BacktestError as exc:
         code = "no_data" if exc.code in ("data_symbol_not_found", "data_too_short") else "invalid_arguments"
         raise ToolFailure(code, f"{exc}") from exc
     finally:
         store.end_job(job)
-    run = store.keep(job.run_id, result, bars)
+    run = store.keep(job.run_id, result, used)
     trades = [t.to_json() for t in result.trades]
     shown = trades[-max_trades:] if max_trades else []
     report = BacktestReport(
@@ -259,9 +272,9 @@ async def run_backtest(
         data=data,  # type: ignore[arg-type]
         strategy=strategy,
         params=result.params,
-        bars=len(bars),
-        first_bar=bars.time(0).isoformat(),
-        last_bar=bars.time(len(bars) - 1).isoformat(),
+        bars=len(used),
+        first_bar=used.time(0).isoformat(),
+        last_bar=used.time(len(used) - 1).isoformat(),
         cash=cash,
         commission=commission,
         final_equity=result.final_equity,
@@ -285,7 +298,7 @@ JOIN_S = 10.0  # a cancelled worker stops at its next chunk (milliseconds); this
 
 
 async def _run_job(
-    ctx: Context, job: Job, store: RunStore, built: Strategy, symbol: str, data: str, config: Any
+    ctx: Context, job: Job, store: RunStore, built: Strategy, symbol: str, data: str, config: Any, window: Any
 ) -> tuple[Bars, Any]:
     """The backtest in a worker thread, progress after each chunk; a cancelled call stops the worker and waits
     until it has returned, so nothing is left running."""
@@ -298,7 +311,9 @@ async def _run_job(
 
     def work() -> tuple[Bars, Any]:
         try:
-            bars = _bars(ctx, symbol, data)
+            from execsim.backtest.window import select
+
+            bars = select(_bars(ctx, symbol, data), *window)
             result = run_in_chunks(job, built, bars, config, report, store.after_chunk)
             job.outcome = "done"
             return bars, result

@@ -84,7 +84,8 @@ def test_a_sweep_prints_ranked_results(capsys: pytest.CaptureFixture[str]) -> No
     values = [r["stats"]["sortino"] for r in doc["results"] if r["stats"]["sortino"] is not None]
     assert values == sorted(values, reverse=True)
     code, out, _ = run(capsys, "--strategy", "mean_reversion", "--data", "bundled:MSFT", "--sweep", "window=10..12")
-    assert code == 0 and "ranked by sharpe" in out and len(out.strip().splitlines()) == 5
+    assert code == 0 and "ranked by sharpe" in out and len(out.strip().splitlines()) == 7
+    assert "live paper account defaults: cash 100000" in out
 
 
 @pytest.mark.parametrize(
@@ -123,3 +124,69 @@ def test_a_sweep_where_every_set_is_invalid_exits_2_with_the_reason(capsys: pyte
     code, out, err = run(capsys, "--strategy", "momentum", "--data", "bundled:AAPL", "--sweep", "lookback=0..0")
     assert code == 2 and out == ""
     assert "error [invalid_sweep]: none of the 1 parameter sets is valid" in err and "lookback" in err
+
+
+def test_a_window_backtests_exactly_the_bars_the_demo_replays(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.demo import bar_payloads
+
+    replayed = bar_payloads("AAPL", 500)  # the demo's defaults: 500 bars from the first
+    code, out, _ = run(
+        capsys, "--strategy", "hybrid", "--data", "bundled:AAPL", "--start", replayed[0]["time"][:10], "--bars", "500"
+    )
+    assert code == 0
+    assert out.startswith(f"hybrid on AAPL: {replayed[0]['time'][:10]} -> {replayed[-1]['time'][:10]}, 500 bars")
+
+
+def test_bars_alone_is_the_last_n_and_start_end_bound_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--strategy", "momentum", "--data", "bundled:IBM", "--bars", "300", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["stats"]["bars"] == 300
+    code, out, _ = run(
+        capsys, "--strategy", "momentum", "--data", "bundled:IBM", "--start", "2005-01-01", "--end", "2005-12-31"
+    )
+    assert code == 0 and out.startswith("momentum on IBM: 2005-01-03 -> 2005-12-30, 252 bars")
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        ["--start", "2005-31-01"],
+        ["--start", "2006-01-01", "--end", "2005-01-01"],
+        ["--start", "2020-01-01"],
+        ["--bars", "1"],
+        ["--start", "2005-01-01", "--end", "2006-01-01", "--bars", "10"],
+    ],
+)
+def test_a_bad_window_exits_2_with_invalid_window_and_prints_no_result(
+    capsys: pytest.CaptureFixture[str], window: list[str]
+) -> None:
+    code, out, err = run(capsys, "--strategy", "momentum", "--data", "bundled:IBM", *window)
+    assert code == 2 and out == "" and err.startswith("error [invalid_window]: ")
+
+
+def test_the_default_cash_and_costs_are_the_live_paper_accounts_and_both_are_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from authority.settings import AuthoritySettings
+    from execsim.settings import ExecSimSettings
+
+    code, out, _ = run(capsys, "--strategy", "momentum", "--data", "bundled:IBM", "--json")
+    config = json.loads(out)["config"]
+    assert code == 0
+    assert config["cash"] == str(AuthoritySettings.model_fields["starting_cash"].default) == "100000"
+    assert config["commission"] == str(ExecSimSettings.model_fields["fee_bps"].default / 10_000) == "0"
+    assert config["slippage_bps"] == str(ExecSimSettings.model_fields["slippage_bps"].default) == "0"
+    code, out, _ = run(capsys, "--strategy", "momentum", "--data", "bundled:IBM", "--commission", "0.001")
+    assert "backtest: cash 100000, commission 0.001 (10 bps), slippage 0 bps, max position none" in out
+    assert "live paper account defaults: cash 100000, fee 0 bps, slippage 0 bps, max position 1000" in out
+
+
+def test_a_sweep_draws_a_progress_bar_on_stderr_only_when_asked_off_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sweep = ["--strategy", "mean_reversion", "--data", "bundled:MSFT", "--sweep", "window=10..14", "--json"]
+    code, out, err = run(capsys, *sweep)
+    assert code == 0 and err == ""
+    code, out, err = run(capsys, *sweep, "--progress")
+    assert code == 0 and "/5 [" in err and "set/s" in err
+    assert json.loads(out)["axes"] == {"window": [10, 11, 12, 13, 14]}

@@ -15,6 +15,7 @@ from execsim.backtest import BacktestConfig, from_dataframe, run_backtest
 from strategies import build_strategy
 
 FLIP = {"variant": "ma_cross", "fast": 1, "slow": 2}
+CASH = Decimal(10_000)  # the quantities below are worked out for this account
 
 
 def bars(opens: list[float], closes: list[float]):
@@ -36,7 +37,7 @@ CLOSES = [10.0, 11.0, 12.0, 11.0, 10.0]
 
 def test_a_decision_on_a_close_fills_at_the_next_open_with_commission_on_notional() -> None:
     result = run_backtest(
-        build_strategy("momentum", FLIP), bars(OPENS, CLOSES), BacktestConfig(commission=Decimal("0.002"))
+        build_strategy("momentum", FLIP), bars(OPENS, CLOSES), BacktestConfig(cash=CASH, commission=Decimal("0.002"))
     )
     long = result.trades[0]
     # decided on bar 1's close (11 > 10.5), filled at bar 2's open 11.5: floor(10000 / (11.5 * 1.002)) = 867
@@ -51,7 +52,7 @@ def test_a_decision_on_a_close_fills_at_the_next_open_with_commission_on_notiona
 
 def test_a_reversal_is_one_order_that_closes_and_reopens() -> None:
     result = run_backtest(
-        build_strategy("momentum", FLIP), bars(OPENS, CLOSES), BacktestConfig(commission=Decimal("0.002"))
+        build_strategy("momentum", FLIP), bars(OPENS, CLOSES), BacktestConfig(cash=CASH, commission=Decimal("0.002"))
     )
     assert result.stats["orders"] == 2
     long, short = result.trades
@@ -62,7 +63,9 @@ def test_a_reversal_is_one_order_that_closes_and_reopens() -> None:
 
 
 def test_the_equity_curve_marks_the_position_at_each_close() -> None:
-    result = run_backtest(build_strategy("momentum", FLIP), bars(OPENS, CLOSES), BacktestConfig(commission=Decimal(0)))
+    result = run_backtest(
+        build_strategy("momentum", FLIP), bars(OPENS, CLOSES), BacktestConfig(cash=CASH, commission=Decimal(0))
+    )
     # no costs: 869 units at 11.5 (floor(10000/11.5)); cash 6.5
     assert result.equity[2] == pytest.approx(6.5 + 869 * 12.0)
     assert result.equity[-1] == pytest.approx(float(result.final_equity))
@@ -70,24 +73,26 @@ def test_the_equity_curve_marks_the_position_at_each_close() -> None:
 
 
 def test_a_target_change_on_the_last_bar_is_not_executed() -> None:
-    result = run_backtest(build_strategy("momentum", FLIP), bars([10.0, 10.0, 10.0], [10.0, 10.0, 11.0]))
+    result = run_backtest(
+        build_strategy("momentum", FLIP), bars([10.0, 10.0, 10.0], [10.0, 10.0, 11.0]), BacktestConfig(cash=CASH)
+    )
     assert result.trades == [] and result.stats["orders"] == 0
 
 
 def test_fractional_sizing_keeps_four_decimals_and_whole_units_round_down() -> None:
-    cfg = BacktestConfig(commission=Decimal(0), fractional=True)
+    cfg = BacktestConfig(cash=CASH, commission=Decimal(0), fractional=True)
     result = run_backtest(build_strategy("momentum", FLIP), bars(OPENS, CLOSES), cfg)
     assert result.trades[0].quantity == Decimal("869.5652")  # 10000 / 11.5 = 869.565217...
 
 
 def test_slippage_moves_the_fill_against_the_order() -> None:
-    cfg = BacktestConfig(commission=Decimal(0), slippage_bps=Decimal(10))
+    cfg = BacktestConfig(cash=CASH, commission=Decimal(0), slippage_bps=Decimal(10))
     long, short = run_backtest(build_strategy("momentum", FLIP), bars(OPENS, CLOSES), cfg).trades
     assert long.entry_price == Decimal("11.5115") and long.exit_price == Decimal("10.4895")
 
 
 def test_an_order_the_risk_gate_denies_is_recorded_and_not_filled() -> None:
-    cfg = BacktestConfig(commission=Decimal("0.002"), max_position=Decimal(500))
+    cfg = BacktestConfig(cash=CASH, commission=Decimal("0.002"), max_position=Decimal(500))
     result = run_backtest(build_strategy("momentum", FLIP), bars(OPENS, CLOSES), cfg)
     assert result.stats["denied_orders"] == 2 and result.stats["orders"] == 0 and result.trades == []
     first = result.denials[0]

@@ -12,6 +12,7 @@ from execsim.backtest import BacktestConfig, load_bundled, run_backtest
 from strategies import build_strategy
 
 COMMISSION = 0.002
+CASH = Decimal(10_000)
 
 
 def frame(symbol: str) -> pd.DataFrame:
@@ -20,8 +21,10 @@ def frame(symbol: str) -> pd.DataFrame:
 
 def compare(symbol: str, name: str, params: dict, expected_targets: pd.Series) -> int:
     bars = load_bundled(symbol)
-    result = run_backtest(build_strategy(name, params), bars, BacktestConfig(commission=Decimal(str(COMMISSION))))
-    expected = ref.execute(bars.to_frame(), expected_targets, 10_000.0, COMMISSION)
+    result = run_backtest(
+        build_strategy(name, params), bars, BacktestConfig(cash=CASH, commission=Decimal(str(COMMISSION)))
+    )
+    expected = ref.execute(bars.to_frame(), expected_targets, float(CASH), COMMISSION)
     got = [t for t in result.trades if not t.open]
     assert len(got) == len(expected) and len(got) > 5
     for g, e in zip(got, expected, strict=True):

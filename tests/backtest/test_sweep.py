@@ -20,9 +20,9 @@ CASES = [
     ("hybrid", {}),
 ]
 CONFIGS = [
-    BacktestConfig(commission=Decimal("0.002")),
-    BacktestConfig(commission=Decimal("0.001"), slippage_bps=Decimal(5), fractional=True),
-    BacktestConfig(max_position=Decimal(1500)),
+    BacktestConfig(cash=Decimal(10_000), commission=Decimal("0.002")),
+    BacktestConfig(cash=Decimal(10_000), commission=Decimal("0.001"), slippage_bps=Decimal(5), fractional=True),
+    BacktestConfig(cash=Decimal(10_000), max_position=Decimal(1500)),
     # a small account: many target changes size to zero whole units (the event-driven path skips those early)
     BacktestConfig(cash=Decimal(120), commission=Decimal("0.001")),
 ]
