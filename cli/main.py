@@ -263,7 +263,8 @@ trading-mcp is up.
   NATS JetStream                     {nats_url}
   webhook secret                     {data_dir / SECRET_FILE}
 
-Send a signal:   trading-mcp send-signal --symbol AAPL --price 190.25 --action buy --quantity 10
+Send a signal:   {exe} send-signal --data-dir {data_dir} --url http://127.0.0.1:{args.gateway_port}/webhook \\
+                   --symbol AAPL --price 190.25 --action buy --quantity 10
 Claude Desktop (claude_desktop_config.json):
 {json.dumps(desktop, indent=2)}
 

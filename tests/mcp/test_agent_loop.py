@@ -27,9 +27,9 @@ from mcp_server.server import build_server
 from prompts.loader import load
 from schemas.agent import AgentDecision
 from schemas.subjects import Subject
+from scripts.messages_stub import MessagesStub, Turn, answer, refuse, tool_use
 from tests.conftest import serve_uvicorn, stream_count, wait_for
 from tests.mcp.helpers import ALL_TOOLS, add_fill, add_signal, offline_state
-from tests.mcp.messages_stub import MessagesStub, Turn, answer, refuse, tool_use
 from tools.clock import TestClock
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")

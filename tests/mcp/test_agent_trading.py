@@ -29,10 +29,10 @@ from prompts.loader import load
 from schemas.agent import AgentDecision
 from schemas.orders import OrderIntent, RiskDenied
 from schemas.subjects import Subject
+from scripts.messages_stub import MessagesStub, Turn, _message, answer, tool_use
 from tests.conftest import serve_uvicorn, stream_count, wait_for
 from tests.execsim.process_helpers import Service
 from tests.mcp.helpers import ORDER_TOOLS, add_signal, live_account, offline_state, publish_signal
-from tests.mcp.messages_stub import MessagesStub, Turn, _message, answer, tool_use
 from tools.risk import RiskLimits
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")

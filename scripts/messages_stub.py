@@ -1,7 +1,17 @@
-"""A loopback stand-in for the Anthropic Messages API (the one part that cannot run here): scripted turns."""
+"""A loopback stand-in for the Anthropic Messages API: scripted turns, any headers (the SDK's beta ones too).
+
+Run the agent without an API account or network:
+
+    python -m scripts.messages_stub --port 9000
+    ANTHROPIC_BASE_URL=http://127.0.0.1:9000 ANTHROPIC_API_KEY=stub trading-mcp agent --dry-run
+
+From the command line it answers every request with one decision (`--answer`, default a `hold`). The tests
+script it turn by turn (`tool_use`, `answer`, `refuse`) and read what the agent sent (`requests`, `headers`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,3 +88,22 @@ class MessagesStub:
                 content = block["content"]
                 out.append(content if isinstance(content, str) else "".join(c.get("text", "") for c in content))
         return out
+
+
+HOLD = json.dumps({"action": "hold", "confidence": 0.0, "rationale": "messages stub: it always holds"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    p = argparse.ArgumentParser(prog="python -m scripts.messages_stub", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--answer", default=HOLD, help="the text of every answer (default: a hold decision)")
+    args = p.parse_args(argv)
+    print(f"messages stub on http://{args.host}:{args.port} (set ANTHROPIC_BASE_URL to it)", flush=True)
+    uvicorn.run(MessagesStub([answer(args.answer)]).app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
