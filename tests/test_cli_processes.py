@@ -251,7 +251,7 @@ async def test_serve_over_stdio_answers_tools_list(nats_server: EmbeddedNats, tm
         assert tools["get_positions"].annotations.read_only_hint is True
         assert tools["get_positions"].output_schema is not None
         result = await client.call_tool("get_positions", {})
-        assert result.structured_content == {"positions": []}
+        assert result.structured_content["positions"] == []
 
 
 async def test_serve_over_stdio_starts_the_embedded_server_when_none_runs(tmp_path: Path) -> None:

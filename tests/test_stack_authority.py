@@ -113,7 +113,7 @@ async def test_a_loss_limit_state_survives_kill_9_of_up_and_the_bus_refuses_inte
         assert after["orders_in_window"] == reducing["orders_in_window"] == 1
         stdio = StdioServerParameters(
             command=EXE,
-            args=["serve", "--transport", "stdio", "--data-dir", str(data_dir)],
+            args=["serve", "--transport", "stdio", "--data-dir", str(data_dir), "--toolsets", "all"],
             env={k: v for k, v in os.environ.items() if k != "NATS_URL"},
         )
         async with Client(stdio) as fresh:
