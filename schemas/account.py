@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.common import Contract, Money, Side, UtcDatetime
+from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT, Contract, Money, Side, UtcDatetime
 from schemas.orders import (
     CLIENT_ORDER_ID,
     PRINCIPAL,
@@ -34,9 +34,7 @@ from schemas.orders import (
 )
 from schemas.risk import RiskLimits, TradingState
 
-DEFAULT_ACCOUNT = "paper"
 ACCOUNT_STREAM = "ACCOUNT"
-ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 
 
 def journal_subject(account: str = DEFAULT_ACCOUNT) -> str:
@@ -65,7 +63,18 @@ class Control(Contract):
     starting_cash: Money | None = Field(default=None, description="The paper account's starting cash, when it changes")
 
 
-EventKind = Literal["admitted", "denied", "cancel_requested", "report", "fill", "mark", "control"]
+class Owner(Contract):
+    """An authority took the account: from this entry on, its lease revision is the account's fencing token.
+
+    Appended (with the journal's expected-sequence check) before the new owner decides anything, so a stale
+    owner's later appends fail and every intent in the journal after it carries this fence or a newer one."""
+
+    member: str = Field(max_length=128)
+    fence: int = Field(ge=0, description="The authority lease's revision when this member acquired it")
+    execsim_fence: int | None = Field(default=None, ge=0)
+
+
+EventKind = Literal["admitted", "denied", "cancel_requested", "report", "fill", "mark", "control", "owner"]
 
 
 class AccountEvent(Contract):
@@ -81,6 +90,7 @@ class AccountEvent(Contract):
     fill: Fill | None = None
     mark: Mark | None = None
     control: Control | None = None
+    owner: Owner | None = None
 
 
 class OrderCommand(Contract):

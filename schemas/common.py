@@ -9,6 +9,17 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 MAX_DIGITS = 20
+# Accounts: the unit of partitioning. Every order, report, fill, denial and journal entry names one; a signal
+# names the accounts it is routed to. Stored messages from before accounts existed belong to DEFAULT_ACCOUNT.
+DEFAULT_ACCOUNT = "paper"
+ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+ACCOUNT_HEADER = "Trading-Account"
+
+
+def scoped_id(account: str, msg_id: str) -> str:
+    """A message id unique across accounts (JetStream dedupes per stream): the default account's ids stay as
+    they were before accounts existed, so the duplicate window keeps working across an upgrade."""
+    return msg_id if account == DEFAULT_ACCOUNT else f"{account}:{msg_id}"
 MAX_DECIMALS = 10
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.common import Contract, Money, Price, Quantity, Side, UtcDatetime
+from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT, Contract, Money, Price, Quantity, Side, UtcDatetime
 
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 TimeInForce = Literal["DAY", "GTC", "IOC", "FOK"]
@@ -32,6 +32,7 @@ class OrderIntent(Contract):
     """A command to the execution simulator: place this order. Already approved by the risk gate."""
 
     schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it belongs to")
     client_order_id: str = Field(pattern=CLIENT_ORDER_ID)
     symbol: str
     side: Side
@@ -67,12 +68,22 @@ class OrderIntent(Contract):
     rationale: dict[str, Any] = Field(default_factory=dict)
     created_at: UtcDatetime
     correlation_id: str
+    fence: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "The admitting authority's lease revision (its fencing token) when the journal took the order; "
+            "None on a single-owner deployment's older entries"
+        ),
+    )
+    owner: str | None = Field(default=None, max_length=128, description="The authority process that admitted it")
 
 
 class OrderCancel(Contract):
     """A command to the execution simulator: cancel this open order. Published on `decisions.order_cancel`."""
 
     schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it belongs to")
     client_order_id: str = Field(pattern=CLIENT_ORDER_ID)
     origin: Origin
     reason: str | None = Field(default=None, max_length=200)
@@ -84,6 +95,7 @@ class OrderEvent(Contract):
     """Something that happened to an order, published on `executions.report`."""
 
     schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it belongs to")
     event_id: str
     client_order_id: str
     symbol: str
@@ -94,12 +106,16 @@ class OrderEvent(Contract):
     reason: str | None = None
     ts: UtcDatetime
     correlation_id: str
+    fence: int | None = Field(
+        default=None, ge=0, description="The simulator owner's lease revision (its fencing token), when leased"
+    )
 
 
 class Fill(Contract):
     """An execution, published on `executions.fill`. Positions are built from these alone."""
 
     schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it belongs to")
     fill_id: str
     client_order_id: str
     symbol: str
@@ -109,12 +125,16 @@ class Fill(Contract):
     fee: Money
     ts: UtcDatetime
     correlation_id: str
+    fence: int | None = Field(
+        default=None, ge=0, description="The simulator owner's lease revision (its fencing token), when leased"
+    )
 
 
 class RiskDenied(Contract):
     """The risk gate said no, published on `decisions.risk_denied`."""
 
     schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it belongs to")
     client_order_id: str
     symbol: str
     side: Side

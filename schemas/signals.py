@@ -6,13 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import MAX_DECIMALS, MAX_DIGITS, Action, Contract, Money, PositiveDecimal, Price, UtcDatetime
+from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT, MAX_DECIMALS, MAX_DIGITS, Action, Contract, Money, PositiveDecimal, Price, UtcDatetime
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,31}$"
 
 # Signed, finite, bounded (e.g. a strategy's position size: negative when short).
 SignedDecimal = Annotated[Money, Field(max_digits=MAX_DIGITS, decimal_places=MAX_DECIMALS)]
 MarketPosition = Literal["long", "short", "flat"]
+AccountId = Annotated[str, Field(pattern=ACCOUNT_PATTERN)]
 
 
 class NormalizedSignal(Contract):
@@ -48,6 +49,16 @@ class NormalizedSignal(Contract):
         ),
     )
     correlation_id: str = Field(min_length=1, max_length=128)
+    accounts: list[AccountId] = Field(
+        default_factory=lambda: [DEFAULT_ACCOUNT],
+        min_length=1,
+        max_length=32,
+        description=(
+            "The accounts this signal feeds, set by the gateway from the source's routing (sources file: "
+            "`accounts`, per symbol `symbol_accounts`); each decides on it on its own. Absent on signals "
+            "stored before accounts existed: the default account"
+        ),
+    )
     # TradingView strategy alerts ({{strategy.order.id}}, {{strategy.position_size}},
     # {{strategy.market_position}}, {{timenow}}); absent for other senders.
     order_id: str | None = Field(default=None, max_length=64)

@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from schemas.account import AccountEvent, Control, OrderCommand, OrderReply
+from schemas.common import DEFAULT_ACCOUNT
 from schemas.orders import TERMINAL_STATUSES, OrderCancel, OrderIntent, OrderView, RiskDenied
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import SYMBOL_PATTERN
@@ -64,6 +65,10 @@ class Account:
     cancels: dict[str, OrderCancel] = field(default_factory=dict)  # open orders with a cancel sent
     control_revision: int = 0
     seq: int = 0  # the journal sequence folded so far
+    account_id: str = DEFAULT_ACCOUNT
+    fence: int | None = None  # the owning authority's lease revision, from the journal's newest owner entry
+    owner: str | None = None
+    execsim_fence: int | None = None  # the newest simulator owner's fence the authority accepted executions from
 
     # ------------------------------------------------------------------ the fold
 
@@ -91,6 +96,11 @@ class Account:
         elif kind == "control":
             assert event.control is not None
             self._control(event.control, event.ts)
+        elif kind == "owner":
+            assert event.owner is not None
+            self.fence, self.owner = event.owner.fence, event.owner.member
+            if event.owner.execsim_fence is not None:
+                self.execsim_fence = max(self.execsim_fence or 0, event.owner.execsim_fence)
         if seq is not None:
             self.seq = seq
 
@@ -357,6 +367,7 @@ class Account:
             if verdict.reason_code in ("invalid_quantity", "invalid_price", "no_price"):
                 return Decision(self._reply(command, False, verdict.reason_code, verdict.message, price=price))
             denial = RiskDenied(
+                account=self.account_id,
                 client_order_id=coid,
                 symbol=command.symbol,
                 side=command.side,
@@ -377,6 +388,9 @@ class Account:
             reference = price
         assert reference is not None, "the gate approves only an order it could value"
         intent = OrderIntent(
+            account=self.account_id,
+            fence=self.fence,
+            owner=self.owner,
             client_order_id=coid,
             symbol=command.symbol,
             side=command.side,
@@ -418,6 +432,7 @@ class Account:
         if not order.is_open:
             return Decision(self._reply(command, False, "order_not_open", f"order {coid} is already {order.status}"))
         cancel = OrderCancel(
+            account=self.account_id,
             client_order_id=coid,
             origin=command.origin,
             reason=command.reason,
