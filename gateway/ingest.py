@@ -113,6 +113,12 @@ def tradingview_signal_id(source: str, content: str) -> str:
     return "sig_" + _sha("tradingview", source, content)[:24]
 
 
+def routed(signal: NormalizedSignal, accounts: list[str]) -> NormalizedSignal:
+    """The signal with the accounts its source routes it to (SourceConfig.accounts_for, which the sources file's
+    validation already held to NormalizedSignal's rules: ACCOUNT_PATTERN, 1 to 32 of them)."""
+    return signal.model_copy(update={"accounts": accounts})
+
+
 @dataclass(slots=True)
 class Claim:
     kv: KeyValue
@@ -214,6 +220,7 @@ class Ingest:
         self._rate_limit(source)
         signal = validate(GenericSignal, parse_object(body))
         self._check_symbol(source, signal.symbol)
+        accounts = source.accounts_for(signal.symbol)
         idem = self._idempotency_claim(source, headers)
 
         body_hash = hashlib.sha256(body).hexdigest()
@@ -235,9 +242,10 @@ class Ingest:
         fired_at = datetime.fromtimestamp(ts, UTC)  # verified: signed and within tolerance
 
         def build(sid: str) -> NormalizedSignal:
-            return signal.normalize(
+            normalized = signal.normalize(
                 signal_id=sid, source=source.name, received_at=now, correlation_id=cid, fired_at=fired_at
             )
+            return routed(normalized, accounts)
 
         return await self._deliver(claims, signal_id, body_hash, build, cid)
 
@@ -254,6 +262,7 @@ class Ingest:
         self._rate_limit(source)
         alert = validate(TradingViewAlert, payload)
         self._check_symbol(source, alert.ticker)
+        accounts = source.accounts_for(alert.ticker)
         idem = self._idempotency_claim(source, headers)
 
         content = tradingview_content(payload)
@@ -277,7 +286,8 @@ class Ingest:
         now = self.clock.now()
 
         def build(sid: str) -> NormalizedSignal:
-            return alert.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
+            normalized = alert.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
+            return routed(normalized, accounts)
 
         return await self._deliver(claims, signal_id, body_hash, build, cid)
 

@@ -4,18 +4,28 @@ Sources come from, in this order (names must be unique):
 1. `TRADING_MCP_SOURCES_FILE` (TOML or JSON), else `<data_dir>/sources.toml` when it exists;
 2. `TRADING_MCP_SOURCES`: a JSON list of source objects;
 3. the single-secret shortcut: `TRADING_MCP_WEBHOOK_SECRET(S)` or `<data_dir>/webhook_secret` make the
-   standard source named `source` ("default"), which answers POST /webhook.
+   standard source named `source` ("default"), which answers POST /webhook; its signals feed the accounts in
+   `TRADING_MCP_SOURCE_ACCOUNTS` (`momo,meanrev` or a JSON list; default `paper`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, PrivateAttr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bus.jetstream import DUPLICATE_WINDOW_S
-from gateway.sources import IpNetwork, SourceConfig, check_secret, load_sources_file, parse_networks
+from gateway.sources import (
+    IpNetwork,
+    SourceConfig,
+    check_secret,
+    load_sources_file,
+    parse_accounts,
+    parse_networks,
+)
 
 SECRET_FILE = "webhook_secret"
 SOURCES_FILE = "sources.toml"
@@ -34,6 +44,11 @@ class GatewaySettings(BaseSettings):
         description="Active Standard Webhooks secrets of the default source; several during rotation",
     )
     webhook_secret: str | None = Field(default=None, repr=False, description="One secret (TRADING_MCP_WEBHOOK_SECRET)")
+    source_accounts: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="Accounts the single-secret source's signals feed (TRADING_MCP_SOURCE_ACCOUNTS=momo,meanrev); "
+        "default paper",
+    )
     data_dir: Path | None = Field(default=None, description="Reads <data_dir>/webhook_secret and sources.toml")
     sources: list[SourceConfig] = Field(default_factory=list, description="TRADING_MCP_SOURCES (JSON list)")
     sources_file: Path | None = Field(default=None, description="TRADING_MCP_SOURCES_FILE (TOML or JSON)")
@@ -64,6 +79,21 @@ class GatewaySettings(BaseSettings):
 
     _by_name: dict[str, SourceConfig] = PrivateAttr(default_factory=dict)
 
+    @field_validator("source_accounts", mode="before")
+    @classmethod
+    def _source_accounts(cls, v: Any) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            try:
+                v = json.loads(v) if v.lstrip().startswith("[") else [a.strip() for a in v.split(",") if a.strip()]
+            except json.JSONDecodeError:
+                raise ValueError("TRADING_MCP_SOURCE_ACCOUNTS: not a JSON list; write momo,meanrev") from None
+        try:
+            return parse_accounts(v)
+        except ValueError as e:
+            raise ValueError(f"TRADING_MCP_SOURCE_ACCOUNTS: {e}") from None
+
     @model_validator(mode="after")
     def _collect_sources(self) -> GatewaySettings:
         if self.max_inflight_body_bytes < self.max_body_bytes:
@@ -85,8 +115,18 @@ class GatewaySettings(BaseSettings):
             from_file, proxies = load_sources_file(path)
             self.trusted_proxies = [*self.trusted_proxies, *proxies]
         sources = [*from_file, *self.sources]
-        if found and all(s.name != self.source for s in sources):
-            sources.append(SourceConfig(name=self.source, mode="standard", secrets=tuple(found)))
+        shortcut = bool(found) and all(s.name != self.source for s in sources)
+        if shortcut:
+            shortcut_source = SourceConfig(name=self.source, mode="standard", secrets=tuple(found))
+            if self.source_accounts is not None:
+                shortcut_source = shortcut_source.model_copy(update={"accounts": self.source_accounts})
+            sources.append(shortcut_source)
+        elif self.source_accounts is not None:
+            raise ValueError(
+                f"TRADING_MCP_SOURCE_ACCOUNTS routes the single-secret source {self.source!r}, which is not in use "
+                "here (no webhook secret, or a source of that name is configured): give that source `accounts` "
+                "in the sources file instead"
+            )
         if not sources:
             raise ValueError(
                 "no webhook source: set TRADING_MCP_WEBHOOK_SECRET, TRADING_MCP_SOURCES(_FILE), "

@@ -12,10 +12,15 @@ A sources file (TOML, or JSON with the same shape):
     allowed_symbols = ["AAPL", "BTCUSD"]      # optional
     rate_per_s = 5                            # optional token bucket
     burst = 10
+    accounts = ["momo", "meanrev"]            # optional; the accounts its signals feed (default ["paper"])
+    symbol_accounts = { BTCUSD = ["crypto"] } # optional; per symbol, instead of `accounts` ("*": any other)
 
     [[sources]]
     name = "scripts"                          # mode "standard": Standard Webhooks HMAC
     secrets = ["whsec_...new", "whsec_...old"]   # several during a key rotation
+
+Routing: a signal for symbol S feeds `symbol_accounts[S]`, else `symbol_accounts["*"]`, else `accounts`; the
+gateway stores it once, with that list in its `accounts`, and every account listed decides on it on its own.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT
 from schemas.signals import SYMBOL_PATTERN
 
 # The addresses TradingView sends webhooks from (its documentation, 2024-2026).
@@ -40,6 +46,9 @@ PLACEHOLDER_SECRETS = {"changeme", "secret", "whsec_changeme", "password"}
 MIN_SECRET_LENGTH = 16
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ANY_SYMBOL = "*"
+MAX_ACCOUNTS = 32  # NormalizedSignal.accounts holds at most this many
 
 
 def check_secret(secret: str) -> str:
@@ -60,6 +69,25 @@ def parse_networks(entries: list[str]) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
+def parse_accounts(value: Any, where: str = "") -> tuple[str, ...]:
+    """A routing list: 1 to MAX_ACCOUNTS distinct account ids (ACCOUNT_PATTERN), in the sender's order. Errors
+    name the bad value (account ids are not secrets); `where` prefixes them (`BTCUSD: `)."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(f'{where}expected a list of account ids, like ["{DEFAULT_ACCOUNT}"]')
+    if not value:
+        raise ValueError(f"{where}the list is empty; name at least one account")
+    if len(value) > MAX_ACCOUNTS:
+        raise ValueError(f"{where}{len(value)} accounts; at most {MAX_ACCOUNTS}")
+    seen: set[str] = set()
+    for account in value:
+        if not isinstance(account, str) or not re.match(ACCOUNT_PATTERN, account):
+            raise ValueError(f"{where}{account!r} is not an account id (1-32 letters, digits, '_' or '-')")
+        if account in seen:
+            raise ValueError(f"{where}{account!r} is listed twice")
+        seen.add(account)
+    return tuple(value)
+
+
 class SourceConfig(BaseModel):
     """One sender: its name (the `source` of its signals), how it authenticates, and its limits."""
 
@@ -72,6 +100,12 @@ class SourceConfig(BaseModel):
     allowed_symbols: frozenset[str] | None = Field(default=None, description="None: any symbol")
     rate_per_s: float | None = Field(default=None, gt=0, description="Token refill rate; None: unlimited")
     burst: int | None = Field(default=None, ge=1, description="Bucket size; default max(1, rate_per_s)")
+    accounts: tuple[str, ...] = Field(
+        default=(DEFAULT_ACCOUNT,), description="The accounts this source's signals feed, unless symbol_accounts"
+    )
+    symbol_accounts: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description='Per symbol (or "*": any other symbol), the accounts instead of accounts'
+    )
 
     @field_validator("secrets")
     @classmethod
@@ -93,6 +127,36 @@ class SourceConfig(BaseModel):
         if bad:
             raise ValueError(f"allowed_symbols holds symbols that can never match: {bad}")
         return v
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _accounts(cls, v: Any) -> tuple[str, ...]:
+        return parse_accounts(v)
+
+    @field_validator("symbol_accounts", mode="before")
+    @classmethod
+    def _symbol_accounts(cls, v: Any) -> dict[str, tuple[str, ...]]:
+        if not isinstance(v, dict):
+            raise ValueError('expected a table of symbol = [accounts], like { BTCUSD = ["momo"] }')
+        for symbol in v:
+            if symbol != ANY_SYMBOL and not (isinstance(symbol, str) and re.match(SYMBOL_PATTERN, symbol)):
+                raise ValueError(f"{symbol!r} is neither a symbol a signal can carry nor {ANY_SYMBOL!r}")
+        return {symbol: parse_accounts(accounts, f"{symbol}: ") for symbol, accounts in v.items()}
+
+    @model_validator(mode="after")
+    def _routing_reachable(self) -> SourceConfig:
+        if ANY_SYMBOL in self.symbol_accounts and "accounts" in self.model_fields_set:
+            raise ValueError(f'symbol_accounts "{ANY_SYMBOL}" and accounts both say where other symbols go; keep one')
+        if self.allowed_symbols is not None:
+            refused = sorted(s for s in self.symbol_accounts if s != ANY_SYMBOL and s not in self.allowed_symbols)
+            if refused:
+                raise ValueError(f"symbol_accounts routes symbols that allowed_symbols refuses: {refused}")
+        return self
+
+    def accounts_for(self, symbol: str) -> list[str]:
+        """The accounts a signal for `symbol` feeds: symbol_accounts[symbol], else ["*"], else accounts."""
+        routed = self.symbol_accounts.get(symbol) or self.symbol_accounts.get(ANY_SYMBOL) or self.accounts
+        return list(routed)
 
     @property
     def networks(self) -> tuple[IpNetwork, ...]:
@@ -160,6 +224,8 @@ def _problems(e: ValidationError) -> str:
             out.append(f"missing key {key!r}")
         elif err["type"] == "model_type":
             out.append("is not a table")
+        elif not err["loc"]:  # a rule across keys (routing): its message names them
+            out.append(err["msg"].removeprefix("Value error, "))
         else:
             out.append(f"invalid {key!r}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(out)
