@@ -15,6 +15,8 @@ import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
+from bus.cluster import create_key_value
+from schemas.common import DEFAULT_ACCOUNT
 from tools.risk_control import SignedControl, new_token
 
 log = structlog.get_logger("risk_control")
@@ -41,13 +43,19 @@ async def bucket(js: JetStreamContext):  # type: ignore[no-untyped-def]
     try:
         return await js.key_value(BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(api.KeyValueConfig(bucket=BUCKET, history=16, storage=api.StorageType.FILE))
+        # replicas and placement: bus.cluster.cluster_settings (TRADING_MCP_NATS_REPLICAS, ...)
+        return await create_key_value(js, api.KeyValueConfig(bucket=BUCKET, history=16, storage=api.StorageType.FILE))
 
 
-async def read_signed(js: JetStreamContext) -> SignedControl | None:
+def key_of(account: str = DEFAULT_ACCOUNT) -> str:
+    """The account's record: `control` for the default account (as before accounts), `control.<id>` otherwise."""
+    return KEY if account == DEFAULT_ACCOUNT else f"{KEY}.{account}"
+
+
+async def read_signed(js: JetStreamContext, account: str = DEFAULT_ACCOUNT) -> SignedControl | None:
     kv = await bucket(js)
     try:
-        entry = await kv.get(KEY)
+        entry = await kv.get(key_of(account))
     except KeyNotFoundError:
         return None
     if not entry.value:
@@ -55,6 +63,6 @@ async def read_signed(js: JetStreamContext) -> SignedControl | None:
     return SignedControl.model_validate_json(entry.value)
 
 
-async def write_signed(js: JetStreamContext, signed: SignedControl) -> int:
+async def write_signed(js: JetStreamContext, signed: SignedControl, account: str = DEFAULT_ACCOUNT) -> int:
     kv = await bucket(js)
-    return int(await kv.put(KEY, signed.model_dump_json().encode()))
+    return int(await kv.put(key_of(account), signed.model_dump_json().encode()))

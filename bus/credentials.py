@@ -35,12 +35,14 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
+
+from bus.cluster import parse_servers, shown
 
 ROLES: tuple[str, ...] = ("admin", "authority", "execsim", "gateway", "mcp", "operator")
 AUTH_FILE = "nats-auth.json"
@@ -78,8 +80,9 @@ PUBLISH: dict[str, tuple[str, ...]] = {
         "account.>",
         "orders.>",
         "$KV.ACCOUNT_SNAPSHOT.>",
+        "$KV.ACCOUNT_LEASES.>",
     ),
-    "execsim": ("executions.>",),
+    "execsim": ("executions.>", "$KV.ACCOUNT_LEASES.>"),
     "gateway": (
         "signals.>",
         *(f"$KV.{b}.>" for b in GATEWAY_BUCKETS),
@@ -100,14 +103,18 @@ class CredentialsRefused(ConnectionError):
 
 
 async def connect_with_credentials(
-    url: str,
+    url: str | Sequence[str],
     *,
     role: str | None,
     data_dir: Path | None,
     error_cb: Callable[[Exception], Awaitable[None]] | None = None,
     **options: Any,
 ) -> NATS:
-    """`nats.connect(url, **options)` with the credentials of `role` (none when `role` is None).
+    """`nats.connect(servers, **options)` with the credentials of `role` (none when `role` is None).
+
+    `url` is one server URL, several separated by commas (a cluster's seed list, as NATS_URL may hold
+    it), or a list: `bus.cluster.parse_servers` splits and checks it (InvalidNatsUrl names a bad entry),
+    and the client connects to any of them and fails over to the others.
 
     nats-py retries a failed first connect forever when `max_reconnect_attempts=-1`; that is right
     while the server is starting, wrong when it refuses the credentials. This raises
@@ -125,9 +132,10 @@ async def connect_with_credentials(
         if error_cb is not None:
             await error_cb(exc)
 
+    servers = parse_servers(url)
     auth = nats_auth(role, data_dir) if role is not None else {}
     nc = NATS()
-    connecting = asyncio.ensure_future(nc.connect(url, error_cb=on_error, **options, **auth))
+    connecting = asyncio.ensure_future(nc.connect(servers, error_cb=on_error, **options, **auth))
     watching = asyncio.ensure_future(refused.wait())
     try:
         await asyncio.wait({connecting, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,7 +152,7 @@ async def connect_with_credentials(
         await nc.close()
     who = f"role {role!r}" if role is not None else "a client without credentials"
     raise CredentialsRefused(
-        f"NATS at {url} refused {who} (authorization violation): check {AUTH_FILE} in the data dir "
+        f"NATS at {shown(servers)} refused {who} (authorization violation): check {AUTH_FILE} in the data dir "
         "or NATS_CREDS / NATS_USER + NATS_PASSWORD / NATS_TOKEN"
     )
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from typing import Any
 from nats.js import api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from bus import lease
+from bus.cluster import create_key_value, stream_config
 from bus.credentials import ensure_credentials, server_authorization
 from bus.jetstream import DUPLICATE_WINDOW_S, connect, ensure_streams
 
@@ -37,6 +39,7 @@ DEFAULT_PORT = 4222
 STATE_FILE = "nats.json"
 
 # Streams beyond schemas.subjects.STREAMS, provisioned by an admin because no other role may create streams.
+# These configs have one replica and no placement: `provision` applies bus.cluster.cluster_settings() to them.
 EXTRA_STREAMS: tuple[api.StreamConfig, ...] = (
     # the order authority's journal
     api.StreamConfig(
@@ -51,6 +54,7 @@ EXTRA_STREAMS: tuple[api.StreamConfig, ...] = (
 KV_BUCKETS: tuple[api.KeyValueConfig, ...] = (
     api.KeyValueConfig(bucket="RISK_CONTROL", history=16, storage=api.StorageType.FILE),
     api.KeyValueConfig(bucket="ACCOUNT_SNAPSHOT", history=1, storage=api.StorageType.FILE),
+    lease.bucket_config(),
 )
 
 
@@ -219,8 +223,9 @@ def ensure_embedded(
     return server
 
 
-async def provision(url: str, data_dir: Path | None) -> None:
-    """As admin: the three streams, EXTRA_STREAMS and KV_BUCKETS, each created if missing.
+async def provision(url: str | Sequence[str], data_dir: Path | None) -> None:
+    """As admin: the three streams, EXTRA_STREAMS and KV_BUCKETS, each created if missing, with the replicas
+    and placement of `bus.cluster.cluster_settings` (TRADING_MCP_NATS_REPLICAS, ...). `url` may be a seed list.
 
     For the embedded server `ensure_embedded` calls this. For a NATS_URL deployment run it once with
     the admin credentials in the environment (NATS_CREDS_ADMIN / NATS_USER_ADMIN + NATS_PASSWORD_ADMIN,
@@ -235,13 +240,13 @@ async def provision(url: str, data_dir: Path | None) -> None:
             try:
                 await js.stream_info(stream.name)
             except NotFoundError:
-                await js.add_stream(stream)
+                await js.add_stream(stream_config(stream))
         for bucket in KV_BUCKETS:
             assert bucket.bucket is not None
             try:
                 await js.key_value(bucket.bucket)
             except BucketNotFoundError:
-                await js.create_key_value(bucket)
+                await create_key_value(js, bucket)
     finally:
         await nc.close()
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
+from bus.cluster import stream_config
 from bus.credentials import connect_with_credentials
 from observability import metrics
 from schemas.subjects import STREAMS, Subject
@@ -35,8 +36,13 @@ CORRELATION_ID = "X-Correlation-ID"
 DUPLICATE_WINDOW_S = 600.0  # twice the webhook timestamp tolerance
 
 
-async def connect(url: str, name: str, *, role: str | None = None, data_dir: Path | None = None) -> NATS:
+async def connect(
+    url: str | Sequence[str], name: str, *, role: str | None = None, data_dir: Path | None = None
+) -> NATS:
     """Connect as `role` (bus.credentials.ROLES) with its credentials (`nats_auth(role, data_dir)`).
+
+    `url`: one server, or a cluster's seed list (comma-separated, as in NATS_URL, or a list); a bad entry
+    raises `bus.cluster.InvalidNatsUrl`.
 
     `role=None` sends no credentials: only an unlocked server accepts that. A server that refuses the
     credentials raises `bus.credentials.CredentialsRefused` (instead of retrying forever).
@@ -58,22 +64,23 @@ async def connect(url: str, name: str, *, role: str | None = None, data_dir: Pat
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the SIGNALS, DECISIONS and EXECUTIONS streams (file storage) if they are missing.
+    """Create the SIGNALS, DECISIONS and EXECUTIONS streams (file storage) if they are missing, with the
+    replicas and placement of `bus.cluster.cluster_settings` (TRADING_MCP_NATS_REPLICAS, ...).
 
     Only looks (`$JS.API.STREAM.INFO`) when they exist, so it works for a role that may not create
     streams on a locked bus once an admin provisioned them (`bus.embedded.provision`).
     """
     for stream in STREAMS:
-        config = api.StreamConfig(
-            name=stream.name,
-            subjects=list(stream.subjects),
-            storage=api.StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_S,
-        )
         try:
             await js.stream_info(stream.name)
         except NotFoundError:
-            await js.add_stream(config)
+            config = api.StreamConfig(
+                name=stream.name,
+                subjects=list(stream.subjects),
+                storage=api.StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            )
+            await js.add_stream(stream_config(config))
 
 
 async def publish(

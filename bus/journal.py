@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from bus.cluster import stream_config
 from bus.jetstream import CORRELATION_ID, MSG_ID, Follower
 from schemas.account import ACCOUNT_STREAM, AccountEvent, journal_subject
 
@@ -30,11 +31,13 @@ async def ensure_journal(js: JetStreamContext) -> None:
         await js.stream_info(ACCOUNT_STREAM)
     except NotFoundError:
         await js.add_stream(
-            api.StreamConfig(
-                name=ACCOUNT_STREAM,
-                subjects=["account.>"],
-                storage=api.StorageType.FILE,
-                duplicate_window=600.0,
+            stream_config(
+                api.StreamConfig(
+                    name=ACCOUNT_STREAM,
+                    subjects=["account.>"],
+                    storage=api.StorageType.FILE,
+                    duplicate_window=600.0,
+                )
             )
         )
 

@@ -21,6 +21,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from bus.cluster import create_key_value
+
 SEEN_BUCKET = "webhook_ids"
 IDEMPOTENCY_BUCKET = "idempotency_keys"
 TRADINGVIEW_BUCKET = IDEMPOTENCY_BUCKET  # content ids of TradingView alerts
@@ -45,8 +47,9 @@ async def open_bucket(js: JetStreamContext, bucket: str, ttl_s: float) -> KeyVal
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(
-            api.KeyValueConfig(bucket=bucket, ttl=ttl_s, storage=api.StorageType.FILE, history=1)
+        # replicas and placement: bus.cluster.cluster_settings (TRADING_MCP_NATS_REPLICAS, ...)
+        return await create_key_value(
+            js, api.KeyValueConfig(bucket=bucket, ttl=ttl_s, storage=api.StorageType.FILE, history=1)
         )
 
 
