@@ -9,6 +9,9 @@ Bundled data (`bundled:AAPL`): daily bars 2000-03-01 → 2013-03-01 for AAPL, IB
 2004-08-19, FB from 2012-05-18, from the `bokeh-sampledata` wheel (no network). Prices are adjusted for
 splits and dividends (open/high/low/close × Adj Close / Close, rounded to 6 decimals) unless `adjusted`
 is False — AAPL's raw series has two 2:1 splits that would read as 50 % crashes.
+
+pandas is imported where a frame is read or built, not with this module: the MCP server and the live bridge
+import the backtester's pieces without ever loading data, and should not pay pandas' import at start-up.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from execsim.backtest.errors import BacktestError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TIME_COLUMNS = ("time", "timestamp", "datetime", "date")
 SYMBOL_COLUMNS = ("symbol", "ticker")
@@ -50,9 +56,13 @@ class Bars:
         return EPOCH + timedelta(microseconds=int(self._micros[i]))
 
     def times(self) -> list[datetime]:
+        import pandas as pd
+
         return [t.to_pydatetime() for t in pd.DatetimeIndex(self.ts, tz="UTC")]
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {"open": self.open, "high": self.high, "low": self.low, "close": self.close, "volume": self.volume},
             index=pd.DatetimeIndex(self.ts, tz="UTC", name="time"),
@@ -60,6 +70,8 @@ class Bars:
 
 
 def from_dataframe(df: pd.DataFrame, symbol: str | None = None) -> Bars:
+    import pandas as pd
+
     frame = df.copy()
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     sym_col = next((c for c in SYMBOL_COLUMNS if c in frame.columns), None)
@@ -128,6 +140,8 @@ def load_csv(path: str | Path, symbol: str | None = None) -> Bars:
     path = Path(path)
     if not path.is_file():
         raise BacktestError("data_not_found", f"no such file: {path} (or use bundled:AAPL for the bundled data)")
+    import pandas as pd
+
     try:
         df = pd.read_csv(path)
     except (ValueError, OSError, UnicodeDecodeError) as e:
@@ -142,10 +156,14 @@ def bundled_path() -> Path:
 
 
 def bundled_symbols() -> list[str]:
+    import pandas as pd
+
     return sorted(pd.read_csv(bundled_path(), usecols=["Ticker"])["Ticker"].unique())
 
 
 def load_bundled(symbol: str, adjusted: bool = True) -> Bars:
+    import pandas as pd
+
     df = pd.read_csv(bundled_path())
     df = df[df["Ticker"] == symbol]
     if df.empty:

@@ -1,0 +1,30 @@
+"""`trading-mcp serve` starts without the backtester's heavy libraries: they load when a backtest runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("pandas", "tqdm", "matplotlib")
+
+
+def imported_after(statement: str) -> dict[str, bool]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_serve_path_imports_neither_pandas_nor_tqdm_nor_matplotlib() -> None:
+    loaded = imported_after("import cli.main, cli.serve, mcp_server.service, mcp_server.server, mcp_server.backtest_runs")
+    assert loaded == dict.fromkeys(HEAVY, False)
+
+
+def test_the_live_bridge_uses_the_backtester_sizing_without_pandas() -> None:
+    loaded = imported_after("import decisions.strategy_mode, execsim.backtest.runner, execsim.backtest")
+    assert not loaded["pandas"]
+
+
+def test_loading_data_for_a_backtest_still_brings_pandas_in() -> None:
+    loaded = imported_after("from execsim.backtest import load_bundled\nload_bundled('AAPL')")
+    assert loaded["pandas"]
