@@ -16,7 +16,8 @@ def imported_after(statement: str) -> dict[str, bool]:
 
 
 def test_the_serve_path_imports_neither_pandas_nor_tqdm_nor_matplotlib() -> None:
-    loaded = imported_after("import cli.main, cli.serve, mcp_server.service, mcp_server.server, mcp_server.backtest_runs")
+    serve_path = "cli.main, cli.serve, mcp_server.service, mcp_server.server, mcp_server.backtest_runs"
+    loaded = imported_after(f"import {serve_path}")
     assert loaded == dict.fromkeys(HEAVY, False)
 
 
