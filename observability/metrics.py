@@ -34,15 +34,28 @@ mcp_strategy_confidence = Histogram(
 mcp_processing_duration_seconds = Histogram(
     "mcp_processing_duration_seconds", "Bridge time from signal to decision", buckets=LATENCY_BUCKETS
 )
-mcp_active_positions = Gauge("mcp_active_positions", "Symbols with a non-zero position")
+mcp_active_positions = Gauge("mcp_active_positions", "Symbols with a non-zero position", ["account"])
 
 # risk and portfolio (defined here; set by the risk engine / portfolio owners)
 TRADING_STATES = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
 risk_trading_state = Gauge("risk_trading_state", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED")
 risk_max_drawdown_ratio = Gauge("risk_max_drawdown_ratio", "Configured drawdown limit, as a fraction of peak equity")
-portfolio_equity = Gauge("portfolio_equity", "Account equity: cash plus positions marked at the last price")
-portfolio_realized_pnl = Gauge("portfolio_realized_pnl", "Realized PnL net of fees, all symbols")
-portfolio_drawdown_ratio = Gauge("portfolio_drawdown_ratio", "Drawdown from peak equity, as a fraction of the peak")
+portfolio_equity = Gauge(
+    "portfolio_equity", "Account equity: cash plus positions marked at the last price", ["account"]
+)
+portfolio_realized_pnl = Gauge("portfolio_realized_pnl", "Realized PnL net of fees, all symbols", ["account"])
+portfolio_drawdown_ratio = Gauge(
+    "portfolio_drawdown_ratio", "Drawdown from peak equity, as a fraction of the peak", ["account"]
+)
+# per account (the `account` label: ids match schemas.common.ACCOUNT_PATTERN, fixed by the operator's configuration)
+portfolio_return_ratio = Gauge(
+    "portfolio_return_ratio", "Equity over the starting cash, minus 1 (0.05 is +5 %)", ["account"]
+)
+portfolio_orders_total = Counter(
+    "portfolio_orders_total",
+    "Orders of the account as its folded journal shows them, by outcome (admitted, denied)",
+    ["account", "outcome"],
+)
 
 # execsim
 exec_sim_orders_received_total = Counter(

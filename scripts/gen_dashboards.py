@@ -164,6 +164,55 @@ FILLS_PNL = [
     ),
 ]
 
+# The per-account view: every series labelled `account`, narrowed by the dashboard's `$account` variable.
+ACCOUNT = 'account=~"$account"'
+ACCOUNTS_COMPARED = "Accounts compared"
+ACCOUNT_VARIABLE = {
+    "type": "query",
+    "name": "account",
+    "label": "account",
+    "datasource": DATASOURCE,
+    "definition": "label_values(portfolio_equity, account)",
+    "query": {"query": "label_values(portfolio_equity, account)", "refId": "accounts"},
+    "refresh": 2,
+    "multi": True,
+    "includeAll": True,
+    "current": {"text": "All", "value": "$__all"},
+    "sort": 1,
+}
+ACCOUNTS = [
+    Panel(
+        f"{ACCOUNTS_COMPARED} · equity by account",
+        [(f"max by (account) (portfolio_equity{{{ACCOUNT}}})", "{{account}}")],
+        unit="currencyUSD",
+        description="Cash plus positions marked at the last price, per account.",
+    ),
+    Panel(
+        f"{ACCOUNTS_COMPARED} · return by account",
+        [(f"max by (account) (portfolio_return_ratio{{{ACCOUNT}}})", "{{account}}")],
+        unit="percentunit",
+        description="Equity over the account's starting cash, minus 1. "
+        "`trading-mcp accounts compare` gives the same over any window, with Sharpe ratios.",
+    ),
+    Panel(
+        f"{ACCOUNTS_COMPARED} · drawdown by account",
+        [(f"max by (account) (portfolio_drawdown_ratio{{{ACCOUNT}}})", "{{account}}")],
+        unit="percentunit",
+        description="Fall from the highest equity the MCP server has seen since its start, per account.",
+    ),
+    Panel(
+        f"{ACCOUNTS_COMPARED} · orders and denials by account",
+        [
+            (
+                f"sum by (account, outcome) (rate(portfolio_orders_total{{{ACCOUNT}}}{RATE}))",
+                "{{account}} {{outcome}}",
+            )
+        ],
+        unit="ops",
+        description="Orders admitted and denied by each account's authority, as its journal shows them.",
+    ),
+]
+
 RISK = [
     Panel(
         "Trading state",
@@ -199,9 +248,11 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
     "signal-flow": ("Signal flow", SIGNAL_FLOW),
     "latency": ("Latency percentiles", LATENCY),
     "decisions": ("Decisions by strategy and confidence", DECISIONS),
-    "fills-pnl": ("Fills and PnL", FILLS_PNL),
+    "fills-pnl": ("Fills and PnL", FILLS_PNL + ACCOUNTS),
     "risk": ("Risk state", RISK),
 }
+
+VARIABLES: dict[str, list[dict[str, object]]] = {"fills-pnl": [ACCOUNT_VARIABLE]}
 
 
 def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, object]:
@@ -241,7 +292,7 @@ def dashboard(slug: str) -> dict[str, object]:
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
         "annotations": {"list": []},
-        "templating": {"list": []},
+        "templating": {"list": VARIABLES.get(slug, [])},
         "panels": laid_out,
     }
 
