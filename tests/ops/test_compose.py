@@ -26,6 +26,9 @@ from tests.conftest import serve_uvicorn
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = {"gateway", "mcp_server", "execsim", "authority"}
 PORTS = {"gateway": 8001, "mcp_server": 8002, "authority": 8003, "execsim": 8004}
+NATS_NODES = ["nats-1", "nats-2", "nats-3"]
+SEED_LIST = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
+SCALE_SERVICES = {"authority-2": "authority", "execsim-2": "execsim"}
 
 
 def compose(name: str = "docker-compose.yml") -> dict[str, object]:
@@ -67,8 +70,8 @@ def test_both_compose_files_are_valid_against_the_compose_specification() -> Non
 
 def test_the_compose_schema_check_rejects_a_broken_file() -> None:
     broken = compose()
-    broken["services"]["gateway"]["depends_on"]["nats"]["condition"] = "healthy"  # type: ignore[index]
-    broken["services"]["nats"]["healthcheck"]["interval"] = 5  # type: ignore[index]
+    broken["services"]["gateway"]["depends_on"]["nats-1"]["condition"] = "healthy"  # type: ignore[index]
+    broken["services"]["nats-1"]["healthcheck"]["interval"] = 5  # type: ignore[index]
     errors = compose_spec_errors(broken)
     assert any("gateway" in e for e in errors) and any("interval" in e or "5 is not" in e for e in errors)
 
@@ -119,9 +122,11 @@ def test_app_services_wait_for_healthy_nats_and_publish_health_checks_on_their_o
     spec = services()
     for name in APP_SERVICES:
         service = spec[name]
-        assert service["depends_on"]["nats"]["condition"] == "service_healthy", name  # type: ignore[index]
+        for node in NATS_NODES:
+            assert service["depends_on"][node]["condition"] == "service_healthy", (name, node)  # type: ignore[index]
         env = service["environment"]
-        assert env["NATS_URL"] == "nats://nats:4222", name  # type: ignore[index]
+        assert env["NATS_URL"] == SEED_LIST, name  # type: ignore[index]
+        assert env["TRADING_MCP_NATS_REPLICAS"] == "3", name  # type: ignore[index]
         assert env["TRADING_MCP_HEALTH_URL"] == f"http://127.0.0.1:{PORTS[name]}/healthz", name  # type: ignore[index]
         assert str(PORTS[name]) in service["command"], name  # type: ignore[operator]
         assert service["ports"][0].endswith(f":{PORTS[name]}:{PORTS[name]}"), name  # type: ignore[index]
@@ -129,14 +134,68 @@ def test_app_services_wait_for_healthy_nats_and_publish_health_checks_on_their_o
     assert spec["gateway"]["depends_on"]["mcp_server"]["condition"] == "service_healthy"  # type: ignore[index]
 
 
-def test_nats_runs_jetstream_on_a_persistent_volume_with_a_monitoring_health_check() -> None:
-    nats = services()["nats"]
-    command = nats["command"]
-    assert "-js" in command and command[command.index("-sd") + 1] == "/data"  # type: ignore[union-attr,index]
-    assert command[command.index("-m") + 1] == "8222"  # type: ignore[union-attr,index]
-    assert "nats-data:/data" in nats["volumes"]  # type: ignore[operator]
-    assert "nats-data" in compose()["volumes"]  # type: ignore[operator]
-    assert any("8222/healthz" in part for part in nats["healthcheck"]["test"])  # type: ignore[index]
+def test_each_nats_node_runs_jetstream_on_its_own_persistent_volume_with_a_monitoring_health_check() -> None:
+    spec = services()
+    assert sorted(n for n in spec if n.startswith("nats")) == NATS_NODES
+    for name in NATS_NODES:
+        nats = spec[name]
+        command = nats["command"]
+        assert "-js" in command and command[command.index("-sd") + 1] == "/data"  # type: ignore[union-attr,index]
+        assert command[command.index("-m") + 1] == "8222"  # type: ignore[union-attr,index]
+        assert f"{name}-data:/data" in nats["volumes"]  # type: ignore[operator]
+        assert f"{name}-data" in compose()["volumes"]  # type: ignore[operator]
+        assert any("8222/healthz" in part for part in nats["healthcheck"]["test"])  # type: ignore[index]
+
+
+def _flag(command: list[str], flag: str) -> str:
+    assert command.count(flag) == 1, (flag, command)
+    return command[command.index(flag) + 1]
+
+
+def test_the_three_nats_nodes_form_one_cluster_routed_to_each_other() -> None:
+    """One cluster name, a distinct server name per node, a cluster listener, and routes to every node's
+    cluster port (nats-server ignores the route to itself); each node's client port on its own host port."""
+    spec = services()
+    names, host_ports = set(), set()
+    for name in NATS_NODES:
+        command: list[str] = spec[name]["command"]  # type: ignore[assignment]
+        assert _flag(command, "--cluster_name") == "trading-mcp", name
+        names.add(_flag(command, "--server_name"))
+        assert _flag(command, "--cluster") == "nats://0.0.0.0:6222", name
+        routes = _flag(command, "--routes").split(",")
+        assert sorted(routes) == [f"nats://{node}:6222" for node in NATS_NODES], name
+        (port,) = spec[name]["ports"]  # type: ignore[misc]
+        assert port.endswith(":4222"), name
+        host_ports.add(port.rsplit(":", 2)[-2])
+    assert names == set(NATS_NODES)
+    assert len(host_ports) == 3
+
+
+def test_every_service_takes_the_seed_list_and_creates_r3_streams() -> None:
+    """Every trading-mcp container (the app services and the `scale` profile's) names all three nodes and
+    creates its streams and buckets with three replicas; the seed list parses as bus.cluster parses it."""
+    from bus.cluster import cluster_settings, parse_servers
+
+    spec = services()
+    apps = {name: s for name, s in spec.items() if str(s.get("image", "")).startswith("trading-mcp:")}
+    assert set(apps) == APP_SERVICES | set(SCALE_SERVICES)
+    for name, service in apps.items():
+        env: dict[str, str] = service["environment"]  # type: ignore[assignment]
+        assert parse_servers(env["NATS_URL"]) == [f"nats://{node}:4222" for node in NATS_NODES], name
+        assert cluster_settings(env).replicas == 3, name
+
+
+def test_the_scale_profile_runs_a_second_authority_and_simulator_like_the_first() -> None:
+    spec = services()
+    for extra, original in SCALE_SERVICES.items():
+        assert spec[extra]["profiles"] == ["scale"], extra
+        assert "profiles" not in spec[original], original
+        assert spec[extra]["command"] == spec[original]["command"], extra
+        assert spec[extra]["environment"] == spec[original]["environment"], extra
+        assert spec[extra]["depends_on"] == spec[original]["depends_on"], extra
+        assert spec[extra]["volumes"] == [f"{extra}-data:/data"], extra  # its own data dir
+        assert not spec[extra].get("ports"), extra  # the first one holds the host port
+        assert f"{extra}-data" in compose()["volumes"]  # type: ignore[operator]
 
 
 def test_secrets_come_from_the_environment_and_are_required() -> None:
