@@ -165,6 +165,8 @@ class AccountLeases:
     _last_renew: float = field(default=-math.inf, init=False, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _watcher: Any = field(default=None, init=False, repr=False)
+    _watcher_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _own_seen: float = field(default=-math.inf, init=False, repr=False)  # our heartbeat, as our watcher saw it
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
     _acquiring: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
@@ -226,6 +228,7 @@ class AccountLeases:
                 self._last_renew = now
                 await self._renew_all()
                 await self._heartbeat()
+                await self._check_watcher()
             await self._rebalance()
             await self._acquire_free()
             self._changed.clear()
@@ -236,10 +239,12 @@ class AccountLeases:
         """on_lost for every held account; with `release`, delete its lease and this member's heartbeat (else the
         keys are left to expire, as after a crash)."""
         self._stopped = True
-        for task in [*self._tasks, *self._acquiring]:
+        tasks = [*self._tasks, *self._acquiring, *([self._watcher_task] if self._watcher_task else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._acquiring, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._watcher_task = None
         for account in sorted(self._leases):
             lease = self._leases.pop(account)
             lease.lost = True
@@ -268,10 +273,31 @@ class AccountLeases:
     async def _start_watcher(self) -> None:
         assert self._kv is not None
         self._watcher = await self._kv.watch(f"{self.role}.>")
+        self._own_seen = self.clock()
         loaded = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._follow(self._watcher, loaded), name=f"lease-view-{self.member}"))
+        self._watcher_task = asyncio.create_task(self._follow(self._watcher, loaded), name=f"lease-view-{self.member}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loaded.wait(), 5)
+
+    async def _check_watcher(self) -> None:
+        """Our own heartbeats must come back through the watcher; if they stop (a consumer lost across a reconnect
+        or a server restart), watch again. Acquisition does not depend on the view (creates are retried anyway),
+        membership and rebalancing do."""
+        if self.clock() - self._own_seen < 2 * self.ttl_s:
+            return
+        log.warning("lease view of %s is stale: watching again", self.role)
+        old, task = self._watcher, self._watcher_task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), self.renew_s)
+        try:
+            await self._start_watcher()
+        except Exception as exc:
+            log.warning("lease watch failed: %r", exc)
 
     async def _follow(self, watcher: Any, loaded: asyncio.Event) -> None:
         prefix = f"{self.role}."
@@ -283,9 +309,11 @@ class AccountLeases:
             name = entry.key[len(prefix) :]
             if name.startswith("member."):
                 who = name[len("member.") :]
-                if entry.operation in _DELETED:
+                if who == self.member:
+                    self._own_seen = now
+                elif entry.operation in _DELETED:
                     self._seen_members.pop(who, None)
-                elif who != self.member:
+                else:
                     self._seen_members[who] = now
             elif name in self._seen_accounts or re.match(ACCOUNT_PATTERN, name):
                 record = None if entry.operation in _DELETED else _record(entry)
@@ -341,7 +369,7 @@ class AccountLeases:
             self._cooldown[lease.account] = self.clock() + self.ttl_s
             await self._delete(lease)
             return
-        if lease.lost:  # lost (fenced, taken) while on_acquired ran: the owner must stand down now
+        if self._leases.get(lease.account) is not lease:  # lost while on_acquired ran: stand down now
             await self._call_on_lost(lease.account)
             return
         lease.held = True
@@ -398,7 +426,8 @@ class AccountLeases:
             for lease in list(self._leases.values()):
                 if now - lease.confirmed > self.self_fence_s:
                     await self._lose(lease, "no successful renew within ttl * 2/3")
-            await asyncio.sleep(min(0.05, self.renew_s / 10))
+            deadlines = [lease.confirmed + self.self_fence_s - now for lease in self._leases.values()]
+            await asyncio.sleep(max(0.005, min([0.05, *deadlines])))
 
     async def _lose(self, lease: _Lease, why: str) -> None:
         if lease.lost or self._leases.get(lease.account) is not lease:

@@ -372,3 +372,19 @@ async def test_kv_create_succeeds_over_an_expired_key_and_over_delete_and_purge_
         await kv.update("k", b"stale", last=after_purge)
     assert first < after_delete < after_purge < after_expiry
     await nc.close()
+
+
+async def test_a_member_whose_view_stops_watches_again_and_still_makes_room_for_a_newcomer(
+    nats_server: EmbeddedNats,
+) -> None:
+    journal = Journal()
+    async with pool(nats_server, journal) as join:
+        a = await join("a", EIGHT, ttl_s=1.5, renew_s=0.5)
+        await wait_for(lambda: len(a.leases.held) == 8, 5, "a to hold all eight accounts")
+        stale = a.leases._watcher
+        await stale.stop()  # the view goes silent, as after a consumer lost across a reconnect
+        await wait_for(lambda: a.leases._watcher is not stale, 4 * a.leases.ttl_s, "a to watch again")
+        b = await join("b", EIGHT, ttl_s=1.5, renew_s=0.5)
+        await wait_for(lambda: len(a.leases.held) == 4 and len(b.leases.held) == 4, 10, "a 4 / b 4")
+    journal.assert_never_two_owners()
+    journal.assert_fences_grow()
