@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -44,9 +45,11 @@ from authority.settings import AuthoritySettings
 from bus import authority_key
 from bus.jetstream import connect, consume_batches, ensure_streams, log_if_failed, publish_bytes
 from bus.journal import JournalFollower, ensure_journal, stage_append
+from bus.ownership import Ownership, default_member
 from observability import metrics
 from observability.http import ops_routes
-from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, request_subject
+from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
+from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
 from schemas.orders import Fill, OrderEvent
 from schemas.risk import RiskLimits, TradingState
@@ -67,6 +70,13 @@ REPUBLISH_AFTER = timedelta(seconds=3)
 HOUSEKEEPING_S = 0.5
 ACK_WAIT_S = 5.0  # a batch is folded in well under a second: after a crash, its redelivery need not wait long
 JOURNAL_ACK_S = 5.0  # an append not acknowledged by then counts as failed (the fold is rebuilt)
+
+
+def durables(account: str) -> tuple[str, str]:
+    """The authority's two durable consumer names for `account` (the default account keeps the names it had)."""
+    if account == DEFAULT_ACCOUNT:
+        return EXEC_DURABLE, MARKET_DURABLE
+    return f"{EXEC_DURABLE}-{account}", f"{MARKET_DURABLE}-{account}"
 
 
 class Unavailable(RuntimeError):
@@ -93,20 +103,25 @@ class Authority:
         *,
         key: bytes,
         limits: RiskLimits,
-        account: str = "paper",
+        account: str = DEFAULT_ACCOUNT,
         starting_cash: Decimal = Decimal(100_000),
         operator_token: str = "",
         max_signal_age_s: float = 5.0,
         clock: Clock | None = None,
+        fence: int | None = None,
+        member: str | None = None,
+        still_owner: Callable[[str], bool] | None = None,
     ) -> None:
         self.nc, self.js, self.key = nc, js, key
         self.account_id = account
+        self.fence, self.member, self.still_owner = fence, member, still_owner
+        self.exec_durable, self.market_durable = durables(account)
         self.configured = limits
         self.operator_token = operator_token
         self.max_signal_age_s = max_signal_age_s
         self.clock = clock or LiveClock()
         # the fold starts where every reader's starts; the configured limits enter it as a journaled control event
-        self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio())
+        self.account = self._fresh()
         self.starting_cash = starting_cash
         self._lock = asyncio.Lock()
         self._tail = 0  # the journal sequence of the last entry sent (acknowledged or in flight)
@@ -124,10 +139,25 @@ class Authority:
         """Fold the journal, put the configured and operator limits in force, answer requests."""
         await ensure_journal(self.js)
         await self._fold_journal()
-        self._effects_task = asyncio.create_task(self._effects_worker(), name="authority-effects")
+        self._effects_task = asyncio.create_task(self._effects_worker(), name=f"authority-effects-{self.account_id}")
         self._effects_task.add_done_callback(log_if_failed)
+        if self.fence is not None:  # the journal names its new owner before anything else it decides
+            async with self._lock:
+                owner = await self._stage(
+                    AccountEvent(
+                        kind="owner",
+                        ts=self.clock.now(),
+                        owner=Owner(
+                            member=self.member or "authority",
+                            fence=self.fence,
+                            execsim_fence=self.account.execsim_fence,
+                        ),
+                    ),
+                    f"owner-{self.fence}",
+                )
+            await self._durable([owner])
         async with self._lock:
-            staged = await self._apply_control(await read_signed(self.js), initial=True)
+            staged = await self._apply_control(await read_signed(self.js, self.account_id), initial=True)
         if staged is not None:
             await self._durable([staged])
         self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
@@ -138,7 +168,15 @@ class Authority:
             journal_seq=self.account.seq,
             open_orders=self.account.open_order_count(),
             trading_state=self.account.gate.state.value,
+            fence=self.fence,
         )
+
+    def _fresh(self) -> Account:
+        return Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio(), account_id=self.account_id)
+
+    def _check_owner(self) -> None:
+        if self.still_owner is not None and not self.still_owner(self.account_id):
+            raise Unavailable(f"this authority no longer holds account {self.account_id}")
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         """The consumers and housekeeping that run until `stop`."""
@@ -148,7 +186,7 @@ class Authority:
                 consume_batches(
                     self.js,
                     stream="EXECUTIONS",
-                    durable=EXEC_DURABLE,
+                    durable=self.exec_durable,
                     subjects=["executions.>"],
                     handler=self._on_executions,
                     stop=stop,
@@ -161,7 +199,7 @@ class Authority:
                 consume_batches(
                     self.js,
                     stream="SIGNALS",
-                    durable=MARKET_DURABLE,
+                    durable=self.market_durable,
                     subjects=[Subject.SIGNALS_NORMALIZED.value],
                     handler=self._on_signals,
                     stop=stop,
@@ -173,7 +211,7 @@ class Authority:
         ]
         out = []
         for name, coro in specs:
-            task = asyncio.create_task(coro, name=name)
+            task = asyncio.create_task(coro, name=f"{name}-{self.account_id}")
             task.add_done_callback(log_if_failed)
             out.append(task)
         return out
@@ -210,7 +248,9 @@ class Authority:
         if self._broken:
             raise Unavailable("the authority is folding its journal again after a failed append")
         expected = self._tail
-        ack = await stage_append(self.js, self.account_id, event, msg_id=msg_id, expected_seq=expected)
+        ack = await stage_append(
+            self.js, self.account_id, event, msg_id=scoped_id(self.account_id, msg_id), expected_seq=expected
+        )
         self._tail = expected + 1
         self.account.apply(event, self._tail)
         order = _order_of(event)
@@ -265,7 +305,7 @@ class Authority:
         """After a failed append: fold the whole journal into a fresh projection (holding the lock)."""
         while not self._effects.empty():  # let every entry in flight settle first
             await asyncio.sleep(0.01)
-        self.account = Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio())
+        self.account = self._fresh()
         self._in_flight.clear()
         await self._fold_journal()
         self._broken = False
@@ -315,6 +355,7 @@ class Authority:
         """Decide one command, journal it, fold it, act on it: the one order path. The answer goes out only
         once the decision is durable."""
         staged: _Staged | None = None
+        self._check_owner()
         async with self._lock:
             if self._broken:
                 raise Unavailable("the authority is folding its journal again after a failed append")
@@ -345,13 +386,21 @@ class Authority:
     def _effect_of(self, event: AccountEvent) -> tuple[Subject, bytes, str, str, bool] | None:
         if event.kind == "admitted" and event.intent is not None:
             i = event.intent
-            return Subject.ORDER_INTENT, i.model_dump_json().encode(), i.client_order_id, i.correlation_id, True
+            if self.fence is not None and i.fence != self.fence:  # re-published by a newer owner: its fence
+                i = i.model_copy(update={"fence": self.fence, "owner": self.member})
+            return (
+                Subject.ORDER_INTENT,
+                i.model_dump_json().encode(),
+                scoped_id(i.account, i.client_order_id),
+                i.correlation_id,
+                True,
+            )
         if event.kind == "cancel_requested" and event.cancel is not None:
             c = event.cancel
             return (
                 Subject.ORDER_CANCEL,
                 c.model_dump_json().encode(),
-                f"cancel-{c.client_order_id}",
+                scoped_id(c.account, f"cancel-{c.client_order_id}"),
                 c.correlation_id,
                 True,
             )
@@ -360,7 +409,7 @@ class Authority:
             return (
                 Subject.RISK_DENIED,
                 d.model_dump_json().encode(),
-                f"deny-{d.client_order_id}",
+                scoped_id(d.account, f"deny-{d.client_order_id}"),
                 d.correlation_id,
                 False,
             )
@@ -368,7 +417,9 @@ class Authority:
 
     async def _publish_effect(self, effect: tuple[Subject, bytes, str, str, bool]) -> None:
         subject, data, msg_id, correlation, signed = effect
-        headers = {authority_key.HEADER: authority_key.sign(self.key, data)} if signed else None
+        headers = {ACCOUNT_HEADER: self.account_id}
+        if signed:
+            headers[authority_key.HEADER] = authority_key.sign(self.key, data)
         try:
             await publish_bytes(self.js, subject, data, msg_id=msg_id, correlation_id=correlation, headers=headers)
         except Exception as exc:  # journaled already: housekeeping re-publishes it
@@ -378,33 +429,61 @@ class Authority:
 
     async def _on_executions(self, msgs: list[Msg]) -> None:
         """Reports and fills, journaled in stream order; the batch is acked once every entry is durable."""
+        self._check_owner()
         staged: list[_Staged] = []
         for msg in msgs:  # the lock per message: an order request never waits behind a whole batch
             async with self._lock:
-                event, msg_id = self._execution_event(msg)
-                if event is not None:
+                for event, msg_id in self._execution_events(msg):
                     staged.append(await self._stage(event, msg_id))
         await self._durable(staged)
 
-    def _execution_event(self, msg: Msg) -> tuple[AccountEvent | None, str]:
+    def _execution_events(self, msg: Msg) -> list[tuple[AccountEvent, str]]:
+        """The journal entries one execution message makes: none for another account's, a duplicate, or one
+        from a simulator whose lease a newer one took (void); an owner entry first when a newer simulator
+        owner speaks for the first time."""
+        payload: Fill | OrderEvent
         if msg.subject == Subject.EXECUTION_FILL.value:
-            fill = Fill.model_validate_json(msg.data)
-            if self.account.portfolio.knows_fill(fill.fill_id):
-                return None, ""
-            return AccountEvent(kind="fill", ts=self.clock.now(), fill=fill), f"fill-{fill.fill_id}"
-        if msg.subject == Subject.EXECUTION_REPORT.value:
-            report = OrderEvent.model_validate_json(msg.data)
-            view = self.account.orders.get(report.client_order_id)
+            payload = Fill.model_validate_json(msg.data)
+            if payload.account != self.account_id or self.account.portfolio.knows_fill(payload.fill_id):
+                return []
+            event = AccountEvent(kind="fill", ts=self.clock.now(), fill=payload)
+            msg_id = f"fill-{payload.fill_id}"
+        elif msg.subject == Subject.EXECUTION_REPORT.value:
+            payload = OrderEvent.model_validate_json(msg.data)
+            if payload.account != self.account_id:
+                return []
+            view = self.account.orders.get(payload.client_order_id)
             if view is None or not view.is_open:
-                return None, ""  # not an order of this account's authority, or final already
-            return AccountEvent(kind="report", ts=self.clock.now(), report=report), f"rep-{report.event_id}"
-        return None, ""
+                return []  # not an order of this account's authority, or final already
+            event = AccountEvent(kind="report", ts=self.clock.now(), report=payload)
+            msg_id = f"rep-{payload.event_id}"
+        else:
+            return []
+        newest = self.account.execsim_fence
+        if payload.fence is not None and newest is not None and payload.fence < newest:
+            metrics.authority_stale_executions_total.inc()
+            log.warning(
+                "execution from a stale simulator owner voided",
+                fence=payload.fence,
+                newest=newest,
+                client_order_id=payload.client_order_id,
+            )
+            return []
+        out: list[tuple[AccountEvent, str]] = []
+        if payload.fence is not None and (newest is None or payload.fence > newest):
+            owner = Owner(member=self.member or "authority", fence=self.fence or 0, execsim_fence=payload.fence)
+            out.append((AccountEvent(kind="owner", ts=event.ts, owner=owner), f"execsim-owner-{payload.fence}"))
+        out.append((event, msg_id))
+        return out
 
     async def _on_signals(self, msgs: list[Msg]) -> None:
         """Marks at each bar's own time (never backwards), journaled; acked once durable."""
+        self._check_owner()
         staged: list[_Staged] = []
         for msg in msgs:
             signal = NormalizedSignal.model_validate_json(msg.data)
+            if self.account_id not in signal.accounts:
+                continue  # a signal routed to other accounts: not this account's market
             bar = Bar.from_signal(signal)
             async with self._lock:
                 latest = self.account.price_ts.get(bar.symbol)
@@ -492,7 +571,7 @@ class Authority:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
             try:
-                signed = await read_signed(self.js)  # the KV round trip outside the lock: requests do not wait on it
+                signed = await read_signed(self.js, self.account_id)  # outside the lock: requests do not wait on it
                 async with self._lock:
                     if self._broken:
                         await self._recover()
@@ -557,9 +636,11 @@ def _msg_id(command: OrderCommand, coid: str | None, now: datetime) -> str:
 
 
 async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None = None) -> None:
+    """The authority process: one pool member that runs the authority of every account it holds the lease of."""
     from bus.embedded import ensure_embedded
 
     stop = stop or asyncio.Event()
+    accounts = settings.accounts()
     url = settings.nats_url
     embedded = None
     if url is None:
@@ -569,34 +650,66 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
     js = nc.jetstream()
     await ensure_streams(js)
     token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)
-    authority = Authority(
-        nc,
+    key = authority_key.load_or_create_key(settings.data_dir)
+    member = settings.member or default_member("authority")
+    authorities: dict[str, Authority] = {}
+
+    async def govern(
+        account: str, fence: int, account_stop: asyncio.Event, owner: Ownership
+    ) -> list[asyncio.Task[None]]:
+        config = accounts.get(account)
+        assert config is not None
+        authority = Authority(
+            nc,
+            js,
+            key=key,
+            limits=settings.limits_for(config),
+            account=account,
+            starting_cash=config.starting_cash,
+            operator_token=token,
+            max_signal_age_s=settings.max_signal_age_seconds,
+            fence=fence,
+            member=member,
+            still_owner=owner.holds,
+        )
+        await authority.start()
+        authorities[account] = authority
+
+        async def until_stopped() -> None:
+            await account_stop.wait()
+            await authority.stop()
+
+        return [*authority.tasks(account_stop), asyncio.create_task(until_stopped(), name=f"authority-{account}")]
+
+    pool = Ownership(
         js,
-        key=authority_key.load_or_create_key(settings.data_dir),
-        limits=settings.risk_limits(),
-        account=settings.account,
-        starting_cash=settings.starting_cash,
-        operator_token=token,
-        max_signal_age_s=settings.max_signal_age_seconds,
+        role="authority",
+        member=member,
+        accounts=accounts.ids,
+        start=govern,
+        on_released=lambda account: authorities.pop(account, None),
+        ttl_s=settings.lease_ttl_seconds,
     )
-    await authority.start()
 
     async def ready() -> dict[str, bool]:
-        return {"nats": nc.is_connected, "journal": authority.ready.is_set()}
+        return {
+            "nats": nc.is_connected,
+            "pool": pool.running,
+            "journal": all(a.ready.is_set() for a in authorities.values()),
+        }
 
     server = uvicorn.Server(
         uvicorn.Config(
             Starlette(routes=ops_routes(ready)), host=settings.host, port=settings.port, log_config=None, lifespan="off"
         )
     )
-    tasks = authority.tasks(stop)
+    await pool.start()
+    log.info("authority pool member ready", member=member, accounts=accounts.ids)
     try:
         await server.serve()
     finally:
         stop.set()
-        await authority.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3)
+        await pool.stop()
         await nc.close()
         if embedded is not None:
             embedded.stop()

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.embedded import default_data_dir
 from schemas.account import ACCOUNT_PATTERN, DEFAULT_ACCOUNT
+from schemas.accounts import AccountConfig, AccountsFile
 from schemas.risk import PAPER_STARTING_CASH, RiskLimits, paper_defaults
 from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
 
@@ -56,6 +57,43 @@ class AuthoritySettings(BaseSettings):
             "TRADING_MCP_MAX_SIGNAL_AGE_SECONDS",
         ),
     )
+
+    accounts_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("accounts_file", "TRADING_MCP_ACCOUNTS_FILE"),
+        description="The accounts, each with its cash and limits (default <data dir>/accounts.toml, else `account`)",
+    )
+    member: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Name in the authority pool (default role-host-pid)",
+    )
+    lease_ttl_seconds: float = Field(
+        default=3.0, ge=1, le=60, description="How long an account stays owned by an authority that stopped renewing"
+    )
+
+    def accounts(self) -> AccountsFile:
+        """The accounts this pool serves: the accounts file, or the one `account` with this process's cash."""
+        from bus.accounts import accounts_path, load_accounts
+
+        if accounts_path(self.data_dir, self.accounts_file) is None:
+            return AccountsFile(accounts=[AccountConfig(id=self.account, starting_cash=self.starting_cash)])
+        return load_accounts(self.data_dir, self.accounts_file)
+
+    def limits_for(self, config: AccountConfig) -> RiskLimits:
+        """An account's limits: with no accounts file, as before (`risk_limits`); with one, the account's cash sets
+        the defaults, the environment's limits file goes on top, then the account's own limits."""
+        if self.accounts_file is None and config.id == self.account and config.starting_cash == self.starting_cash:
+            from bus.accounts import accounts_path
+
+            if accounts_path(self.data_dir, None) is None:
+                return self.risk_limits()
+        base: dict[str, object] = {}
+        if self.risk_limits_file is not None:
+            base.update(json.loads(self.risk_limits_file.read_text()))
+        if self.max_position is not None:
+            base["max_position"] = self.max_position
+        return config.risk_limits(base)
 
     def risk_limits(self) -> RiskLimits:
         """The paper defaults, the limits file on top, `max_position` on top of that."""

@@ -28,7 +28,8 @@ from bus.embedded import EmbeddedNats, ensure_embedded
 from bus.jetstream import Follower, connect, ensure_streams
 from bus.journal import JournalFollower
 from observability.account_gauges import AccountGauges, observe_risk
-from schemas.account import DEFAULT_ACCOUNT, AccountEvent, OrderCommand, OrderReply
+from schemas.account import AccountEvent, OrderCommand, OrderReply
+from schemas.common import DEFAULT_ACCOUNT
 from schemas.orders import OrderView
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -108,7 +109,8 @@ class AppState:
 
     def observe_gauges(self) -> None:
         """Set the account and risk gauges (/metrics) from the folded account."""
-        self._gauges.observe(self.portfolio)
+        self._gauges.account = self.account_id
+        self._gauges.observe_account(self.account)
         observe_risk(self.gate)
 
     async def _notify(self) -> None:
@@ -117,17 +119,35 @@ class AppState:
 
     async def _on_entry(self, seq: int, event: AccountEvent) -> None:
         self.account.apply(event, seq)
-        if event.kind in ("fill", "mark", "control"):
+        if event.kind in ("fill", "mark", "control", "admitted", "denied"):
             self.observe_gauges()
         await self._notify()
 
     async def _on_signal(self, msg: Msg) -> None:
-        self.signals.add(NormalizedSignal.model_validate_json(msg.data))
+        signal = NormalizedSignal.model_validate_json(msg.data)
+        if self.account_id not in signal.accounts:
+            return  # another account's feed: invisible here
+        self.signals.add(signal)
         await self._notify()
+
+    @contextlib.asynccontextmanager
+    async def sibling(self, account: str) -> AsyncIterator[AppState]:
+        """Another account's view over the same connection (a process that runs several accounts' decisions)."""
+        if account == self.account_id:
+            yield self
+            return
+        other = AppState(self.nc, self.js, account_id=account, clock=self.clock)
+        await other.start()
+        try:
+            yield other
+        finally:
+            await other.stop()
 
 
 @contextlib.asynccontextmanager
-async def open_account_view(nats_url: str | None, data_dir: Path, name: str = "mcp_server") -> AsyncIterator[AppState]:
+async def open_account_view(
+    nats_url: str | None, data_dir: Path, name: str = "mcp_server", account: str = DEFAULT_ACCOUNT
+) -> AsyncIterator[AppState]:
     """NATS (the data dir's embedded server unless `nats_url` is set), the streams, and the account folded from the
     authority's journal; everything closes on exit."""
     embedded: EmbeddedNats | None = None
@@ -139,10 +159,11 @@ async def open_account_view(nats_url: str | None, data_dir: Path, name: str = "m
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        state = AppState(nc, js)
+        state = AppState(nc, js, account_id=account)
         await state.start()
         log.info(
             "account folded from the journal",
+            account=account,
             journal_seq=state.account.seq,
             positions=len(state.portfolio.positions),
             open_orders=state.account.open_order_count(),

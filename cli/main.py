@@ -24,6 +24,7 @@ from execsim.settings import ExecSimSettings
 from gateway import signing
 from gateway.settings import SECRET_FILE, GatewaySettings
 from mcp_server.settings import ServeSettings
+from schemas.common import DEFAULT_ACCOUNT
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -98,6 +99,7 @@ def cmd_authority(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bus.accounts import AccountsFileError
     from cli.serve import serve_main
     from decisions.settings import ConfigError as DecisionConfigError
     from mcp_server.settings import ConfigError
@@ -113,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ServeSettings(**flags.given(args, ServeSettings, **extra)),
             DecisionSettings(**flags.given(args, DecisionSettings, data_dir=args.data_dir)),
         )
-    except (ConfigError, DecisionConfigError) as exc:
+    except (ConfigError, DecisionConfigError, AccountsFileError) as exc:
         print(f"trading-mcp serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -510,8 +512,8 @@ def cmd_risk(args: argparse.Namespace) -> int:
         from bus.journal import JournalFollower
         from tools.account import Account
 
-        account = Account()
-        follower = JournalFollower(js, lambda seq, ev: account.apply(ev, seq), "paper")
+        account = Account(account_id=args.account)
+        follower = JournalFollower(js, lambda seq, ev: account.apply(ev, seq), args.account)
         await follower.start()
         try:
             await asyncio.wait_for(follower.caught_up.wait(), 30)
@@ -534,7 +536,7 @@ def cmd_risk(args: argparse.Namespace) -> int:
         nc = await connect(url, "risk-cli", role="operator", data_dir=args.data_dir)
         try:
             js = nc.jetstream()
-            signed = await read_signed(js)
+            signed = await read_signed(js, args.account)
             previous = None
             if signed is not None:
                 try:
@@ -570,7 +572,7 @@ def cmd_risk(args: argparse.Namespace) -> int:
                 reason=args.reason or args.action,
                 operator=args.operator,
             )
-            await write_signed(js, sign(control, token))
+            await write_signed(js, sign(control, token), args.account)
             print(json.dumps(control.model_dump(mode="json"), indent=2))
             shown = await in_force(js, control.revision)
             if shown is not None and int(shown["operator_revision_applied"]) >= control.revision:  # type: ignore[call-overload]
@@ -589,6 +591,14 @@ def cmd_risk(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+
+
+def account_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--account",
+        default=os.environ.get("TRADING_MCP_ACCOUNT", DEFAULT_ACCOUNT),
+        help="the account to act on (default paper; env TRADING_MCP_ACCOUNT)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -647,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
         "elicitation_timeout_seconds",
         "rate_limit_per_minute",
         "rate_limit_burst",
+        "account",
+        "accounts_file",
     )
     flags.add(
         serve,
@@ -695,12 +707,27 @@ def build_parser() -> argparse.ArgumentParser:
         "participation",
         "intrabar_path",
         "seed",
+        "accounts_file",
+        "member",
+        "lease_ttl_seconds",
     )
     ex.set_defaults(func=cmd_execsim)
 
     au = sub.add_parser("authority", help="run the order authority: the one admitter of the account's orders")
     data_dir(au)
-    flags.add(au, AuthoritySettings, "host", "port", "starting_cash", "max_position", "risk_limits_file")
+    flags.add(
+        au,
+        AuthoritySettings,
+        "host",
+        "port",
+        "starting_cash",
+        "max_position",
+        "risk_limits_file",
+        "account",
+        "accounts_file",
+        "member",
+        "lease_ttl_seconds",
+    )
     au.add_argument(  # kept short: `up` and the runbook use it
         "--max-signal-age",
         dest="max_signal_age_seconds",
@@ -735,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--reason", default="")
     rk.add_argument("--operator", default=os.environ.get("USER", "operator"))
     rk.add_argument("--token-file", type=Path, default=None, help="default <data-dir>/operator_token")
+    account_flag(rk)
     rk.set_defaults(func=cmd_risk)
 
     ss = sub.add_parser("send-signal", help="sign and send one generic JSON signal to the gateway")
@@ -752,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.backtest import add_backtest_parser
 
     add_backtest_parser(sub)
+    from cli.accounts import add_parser as add_accounts_parser
+
+    add_accounts_parser(sub)
     from cli.demo import add_demo_parser
 
     add_demo_parser(sub)

@@ -8,10 +8,11 @@ import contextlib
 import signal as signals
 
 from bus.account_view import AppState, open_account_view
+from bus.accounts import load_accounts
 from decisions import service as decisions
 from decisions.agent.service import run_agent_worker
 from decisions.agent.settings import AgentSettings
-from decisions.settings import DecisionSettings
+from decisions.settings import ConfigError, DecisionSettings
 from mcp_server import service as mcp
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import ServeSettings
@@ -32,17 +33,32 @@ def agent_server(state: AppState, settings: AgentSettings) -> TradingServer:
 
 async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None:
     mcp.check(settings)
-    decisions.check(decision)
-    async with open_account_view(settings.nats_url, settings.data_dir) as state:
+    accounts = load_accounts(settings.data_dir, settings.accounts_file)
+    if accounts.get(settings.account) is None:
+        raise ConfigError(
+            f"account {settings.account!r} is not in the accounts file ({', '.join(accounts.ids)}): "
+            "set TRADING_MCP_ACCOUNT / --account to one of them"
+        )
+    decisions.check(decision, accounts)
+    async with (
+        open_account_view(settings.nats_url, settings.data_dir, account=settings.account) as state,
+        contextlib.AsyncExitStack() as stack,
+    ):
         stop = asyncio.Event()
-        task = decisions.start(state, decision, stop, agent_server)
+        tasks = []
+        if decision.bridge:  # each account's own decision mode, side by side in this process
+            for config in accounts.accounts:
+                view = await stack.enter_async_context(state.sibling(config.id))
+                task = decisions.start(view, decision, stop, agent_server, config)
+                if task is not None:
+                    tasks.append(task)
         try:
             await mcp.serve(settings, state)
         finally:
             stop.set()
-            if task is not None:
+            if tasks:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 3)
+                    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3)
 
 
 def serve_main(settings: ServeSettings, decision: DecisionSettings) -> None:

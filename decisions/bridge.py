@@ -23,7 +23,7 @@ from bus.jetstream import consume
 from decisions.strategy_mode import Plan, StrategyMode, replay_acked_signals
 from observability import metrics
 from schemas.account import OrderCommand
-from schemas.common import Side
+from schemas.common import DEFAULT_ACCOUNT, Side
 from schemas.market import Bar
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -58,14 +58,29 @@ class Bridge:
         if self.mode == "strategy" and self.strategies is None:
             self.strategies = StrategyMode()
 
+    @property
+    def durable(self) -> str:
+        """This account's bridge consumer (the default account keeps the name it had)."""
+        account = self.state.account_id
+        return DURABLE if account == DEFAULT_ACCOUNT else f"{DURABLE}-{account}"
+
+    def _routed(self, signal: NormalizedSignal) -> bool:
+        return self.state.account_id in signal.accounts
+
     async def run(self, stop: asyncio.Event) -> None:
         if self.strategies is not None:
-            warmed = await replay_acked_signals(self.state.js, DURABLE, self.strategies.warm)
-            log.info("strategy bar history rebuilt", signals=warmed)
+            strategies = self.strategies
+
+            def warm(signal: NormalizedSignal) -> None:
+                if self._routed(signal):
+                    strategies.warm(signal)
+
+            warmed = await replay_acked_signals(self.state.js, self.durable, warm)
+            log.info("strategy bar history rebuilt", signals=warmed, account=self.state.account_id)
         await consume(
             self.state.js,
             stream="SIGNALS",
-            durable=DURABLE,
+            durable=self.durable,
             subject=Subject.SIGNALS_NORMALIZED.value,
             handler=self.handle,
             stop=stop,
@@ -87,6 +102,8 @@ class Bridge:
     async def handle(self, msg: Msg) -> None:
         started = time.perf_counter()
         signal = NormalizedSignal.model_validate_json(msg.data)
+        if not self._routed(signal):
+            return  # routed to other accounts only
         structlog.contextvars.bind_contextvars(correlation_id=signal.correlation_id)
         try:
             metrics.mcp_signals_received_total.inc()

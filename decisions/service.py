@@ -7,6 +7,7 @@ one in-process), so this package imports no other application.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,29 +16,42 @@ from bus.jetstream import log_if_failed
 from decisions.agent.service import DURABLE as AGENT_DURABLE
 from decisions.agent.service import run_agent_worker
 from decisions.agent.settings import AgentSettings
-from decisions.bridge import DURABLE as BRIDGE_DURABLE
 from decisions.bridge import Bridge
 from decisions.settings import ConfigError, DecisionSettings
 from decisions.strategy_mode import StrategyConfigError, StrategyMode, parse_choices
 from observability.consumer_lag import watch_consumer_lag
+from schemas.accounts import AccountConfig, AccountsFile
 
 # builds the MCP server the agent's model uses, over the same account view
 AgentServer = Callable[[AppState, AgentSettings], Any]
 
 
-def strategy_mode(settings: DecisionSettings) -> StrategyMode | None:
-    """The bridge's strategies when it runs in strategy mode (a bad choice is a ConfigError)."""
-    if settings.bridge_mode != "strategy":
+def mode_of(settings: DecisionSettings, account: AccountConfig | None = None) -> str:
+    """The account's decision mode: its own in the accounts file, else the bridge's."""
+    return (account.mode if account is not None else None) or settings.bridge_mode
+
+
+def strategy_mode(settings: DecisionSettings, account: AccountConfig | None = None) -> StrategyMode | None:
+    """The bridge's strategies when it runs in strategy mode (a bad choice is a ConfigError); an account's own
+    `strategies` in the accounts file win over TRADING_MCP_STRATEGIES."""
+    if mode_of(settings, account) != "strategy":
         return None
+    own = account.strategies if account is not None else None
     try:
+        choices = (
+            parse_choices(json.dumps(own))
+            if own is not None
+            else parse_choices(settings.strategies, settings.strategies_file)
+        )
         return StrategyMode(
-            parse_choices(settings.strategies, settings.strategies_file),
+            choices,
             commission=settings.strategy_commission,
             slippage_bps=settings.strategy_slippage_bps,
             fractional=settings.strategy_fractional,
         )
     except (StrategyConfigError, OSError) as exc:
-        raise ConfigError(f"bridge strategy mode: {exc}") from exc
+        where = f" (account {account.id})" if account is not None else ""
+        raise ConfigError(f"bridge strategy mode{where}: {exc}") from exc
 
 
 def agent_settings(settings: DecisionSettings) -> AgentSettings:
@@ -47,26 +61,42 @@ def agent_settings(settings: DecisionSettings) -> AgentSettings:
     return agent
 
 
-def check(settings: DecisionSettings) -> None:
+def check(settings: DecisionSettings, accounts: AccountsFile | None = None) -> None:
     """Refuse a bad decision-mode configuration before anything starts."""
     strategy_mode(settings)
     if settings.bridge and settings.bridge_mode == "agent":
         agent_settings(settings)
+    for account in accounts.accounts if accounts is not None else ():
+        strategy_mode(settings, account)
+        if settings.bridge and mode_of(settings, account) == "agent":
+            agent_settings(settings)
 
 
 def start(
-    state: AppState, settings: DecisionSettings, stop: asyncio.Event, agent_server: AgentServer
+    state: AppState,
+    settings: DecisionSettings,
+    stop: asyncio.Event,
+    agent_server: AgentServer,
+    account: AccountConfig | None = None,
 ) -> asyncio.Task[None] | None:
-    """The decision mode's task over `state` (None when no bridge runs); it ends once `stop` is set."""
-    if not settings.bridge:
+    """The decision mode's task over `state` (None when no bridge runs, or the account's mode is none); it ends once
+    `stop` is set. `account`: the account's own mode, strategies and sizing from the accounts file."""
+    mode = mode_of(settings, account)
+    if not settings.bridge or mode == "none":
         return None
-    if settings.bridge_mode == "agent":
+    if mode == "agent":
         agent = agent_settings(settings)
         task = asyncio.create_task(run_agent_worker(state, agent, stop, agent_server(state, agent)), name="agent")
         watch_consumer_lag(state.js, [("SIGNALS", AGENT_DURABLE)])
     else:
-        bridge = Bridge(state, settings.bridge_mode, settings.default_quantity, strategies=strategy_mode(settings))
-        task = asyncio.create_task(bridge.run(stop), name="bridge")
-        watch_consumer_lag(state.js, [("SIGNALS", BRIDGE_DURABLE)])
+        quantity = (account.default_quantity if account is not None else None) or settings.default_quantity
+        bridge = Bridge(
+            state,
+            "strategy" if mode == "strategy" else "follow",
+            quantity,
+            strategies=strategy_mode(settings, account),
+        )
+        task = asyncio.create_task(bridge.run(stop), name=f"bridge-{state.account_id}")
+        watch_consumer_lag(state.js, [("SIGNALS", bridge.durable)])
     task.add_done_callback(log_if_failed)
     return task

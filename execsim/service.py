@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -45,15 +46,18 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 
+from bus.accounts import load_accounts
 from bus.authority_key import HEADER as SIGNATURE_HEADER
 from bus.authority_key import load_or_create_key, verify
 from bus.embedded import default_data_dir
-from bus.jetstream import Follower, connect, consume_batches, ensure_streams, log_if_failed, publish
+from bus.jetstream import Follower, connect, consume_batches, ensure_streams, publish
+from bus.ownership import Ownership, default_member
 from execsim.engine import Engine, Event
 from execsim.settings import ExecSimSettings
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
 from observability.http import ops_routes
+from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
 from schemas.signals import NormalizedSignal
@@ -96,6 +100,10 @@ def _client_order_id(data: bytes) -> str | None:
     return coid if isinstance(coid, str) else None
 
 
+class NotOwner(RuntimeError):
+    """The account moved to another simulator: this one must not act on it any more."""
+
+
 class ExecSimService:
     """Feeds messages to the engine and publishes what it answers. One batch at a time.
 
@@ -109,11 +117,15 @@ class ExecSimService:
         market_durable: str | None = None,
         *,
         authority_key: bytes | None = None,
+        account: str | None = None,
+        still_owner: Callable[[str], bool] | None = None,
     ) -> None:
+        self.still_owner = still_owner
         self.js = js
         self.engine = engine
         self.market_durable = market_durable
         self.authority_key = authority_key
+        self.account = account  # None: every account's orders (one simulator for all, tests and the backtest)
         self._lock = asyncio.Lock()
         self._broken = False
         self._refused_symbols: set[str] = set()
@@ -126,6 +138,7 @@ class ExecSimService:
         """Apply the messages to the engine in order and store every resulting event. Raises if
         any publish failed; the caller must not ack then (they will be redelivered)."""
         async with self._lock:
+            self._check_owner()
             if self._broken:
                 await self._rebuild()
             started = time.perf_counter()
@@ -142,8 +155,14 @@ class ExecSimService:
             if msgs:
                 metrics.exec_sim_simulation_duration_seconds.observe((time.perf_counter() - started) / len(msgs))
 
+    def _check_owner(self) -> None:
+        """Refuse a batch once the account's lease is gone: not acked, it goes to the new owner."""
+        if self.still_owner is not None and self.account is not None and not self.still_owner(self.account):
+            raise NotOwner(f"this simulator no longer holds account {self.account}")
+
     async def tick(self) -> None:
         async with self._lock:
+            self._check_owner()
             if self._broken:
                 await self._rebuild()
             events = self.engine.tick()
@@ -168,6 +187,8 @@ class ExecSimService:
             return []
         if subject == Subject.ORDER_INTENT.value:
             intent = OrderIntent.model_validate_json(msg.data)
+            if self.account is not None and intent.account != self.account:
+                return []  # another account's: its own simulator owner takes it
             events = self.engine.submit(intent)
             if events:
                 metrics.exec_sim_orders_received_total.labels(intent.order_type).inc()
@@ -176,9 +197,13 @@ class ExecSimService:
             return events
         if subject == Subject.ORDER_CANCEL.value:
             cancel = OrderCancel.model_validate_json(msg.data)
+            if self.account is not None and cancel.account != self.account:
+                return []
             return self.engine.cancel(cancel.client_order_id, cancel.reason or f"canceled_by_{cancel.origin}")
         if subject == Subject.SIGNALS_NORMALIZED.value:
             signal = NormalizedSignal.model_validate_json(msg.data)
+            if self.account is not None and self.account not in signal.accounts:
+                return []  # market data of accounts this one is not fed by
             bar = Bar.from_signal(signal)
             refused = self.engine.refusal(bar)
             events = self.engine.on_bar(bar)  # a refused bar: no events, nothing changes
@@ -205,7 +230,7 @@ class ExecSimService:
                         self.js,
                         Subject.EXECUTION_FILL,
                         event,
-                        msg_id=event.fill_id,
+                        msg_id=scoped_id(event.account, event.fill_id),
                         correlation_id=event.correlation_id,
                     )
                 )
@@ -215,7 +240,7 @@ class ExecSimService:
                         self.js,
                         Subject.EXECUTION_REPORT,
                         event,
-                        msg_id=event.event_id,
+                        msg_id=scoped_id(event.account, event.event_id),
                         correlation_id=event.correlation_id,
                     )
                 )
@@ -241,8 +266,10 @@ class ExecSimService:
                 metrics.exec_sim_reports_total.labels(event.status).inc()
 
     async def _rebuild(self) -> None:
-        fresh = Engine(self.engine.clock, self.engine.config)
-        known = await rebuild(self.js, fresh, self.market_durable, authority_key=self.authority_key)
+        fresh = Engine(self.engine.clock, self.engine.config, fence=self.engine.fence)
+        known = await rebuild(
+            self.js, fresh, self.market_durable, authority_key=self.authority_key, account=self.account
+        )
         self.engine = fresh
         self._broken = False
         metrics.exec_sim_rebuilds_total.inc()
@@ -273,15 +300,26 @@ async def _read(js: JetStreamContext, stream: str, subject: str, handler) -> Non
 
 
 async def rebuild(
-    js: JetStreamContext, engine: Engine, market_durable: str | None = None, *, authority_key: bytes | None = None
+    js: JetStreamContext,
+    engine: Engine,
+    market_durable: str | None = None,
+    *,
+    authority_key: bytes | None = None,
+    account: str | None = None,
 ) -> int:
     """Restore `engine` from the streams; returns the number of orders it knows again. With `authority_key`,
-    intents and cancels not signed with it are skipped (the service ignored them too)."""
+    intents and cancels not signed with it are skipped (the service ignored them too). With `account`, only
+    that account's orders and market data."""
     records: dict[str, _Record] = {}
+
+    def mine(payload: Fill | OrderEvent | OrderIntent | OrderCancel) -> bool:
+        return account is None or payload.account == account
 
     def on_execution(msg: Msg) -> None:
         if msg.subject == Subject.EXECUTION_FILL.value:
             fill = Fill.model_validate_json(msg.data)
+            if not mine(fill):
+                return
             rec = records.setdefault(fill.client_order_id, _Record())
             if fill.fill_id in rec.fill_ids:
                 return
@@ -291,6 +329,8 @@ async def rebuild(
             rec.notional += fill.quantity * fill.price
         elif msg.subject == Subject.EXECUTION_REPORT.value:
             event = OrderEvent.model_validate_json(msg.data)
+            if not mine(event):
+                return
             rec = records.setdefault(event.client_order_id, _Record())
             if event.reason == "duplicate_client_order_id" and event.event_id.count(".") > 1:
                 return  # a refused second intent with this id: says nothing about the first
@@ -310,9 +350,12 @@ async def rebuild(
             return
         if msg.subject == Subject.ORDER_INTENT.value:
             intent = OrderIntent.model_validate_json(msg.data)
-            intents.setdefault(intent.client_order_id, intent)
+            if mine(intent):
+                intents.setdefault(intent.client_order_id, intent)
         elif msg.subject == Subject.ORDER_CANCEL.value:
-            cancels.append(OrderCancel.model_validate_json(msg.data).client_order_id)
+            cancel = OrderCancel.model_validate_json(msg.data)
+            if mine(cancel):
+                cancels.append(cancel.client_order_id)
 
     await _read(js, "DECISIONS", "decisions.>", on_decision)
     restored = 0
@@ -343,7 +386,9 @@ async def rebuild(
 
         def on_signal(msg: Msg) -> None:
             if msg.metadata.sequence.stream <= floor:
-                engine.restore_market(Bar.from_signal(NormalizedSignal.model_validate_json(msg.data)))
+                signal = NormalizedSignal.model_validate_json(msg.data)
+                if account is None or account in signal.accounts:
+                    engine.restore_market(Bar.from_signal(signal))
 
         if floor > 0:
             await _read(js, "SIGNALS", Subject.SIGNALS_NORMALIZED.value, on_signal)
@@ -358,14 +403,26 @@ async def _ack_floor(js: JetStreamContext, stream: str, durable: str) -> int:
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
 
 
+def durables(account: str | None) -> tuple[str, str]:
+    """The simulator's two durable consumer names for `account` (the default account keeps the names it had)."""
+    if account is None or account == DEFAULT_ACCOUNT:
+        return DURABLE, MARKET_DURABLE
+    return f"{DURABLE}-{account}", f"{MARKET_DURABLE}-{account}"
+
+
 def start_consumers(
-    js: JetStreamContext, service: ExecSimService, stop: asyncio.Event, batch: int = 128
+    js: JetStreamContext,
+    service: ExecSimService,
+    stop: asyncio.Event,
+    batch: int = 128,
+    account: str | None = None,
 ) -> list[asyncio.Task[None]]:
     """The simulator's two durable consumers, feeding `service`: order intents and cancels (DECISIONS), and
     the market data it fills against (SIGNALS). They run until `stop` is set."""
+    orders, market = durables(account)
     consumers = [
-        ("orders", "DECISIONS", DURABLE, [Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value]),
-        ("market", "SIGNALS", MARKET_DURABLE, [Subject.SIGNALS_NORMALIZED.value]),
+        ("orders", "DECISIONS", orders, [Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value]),
+        ("market", "SIGNALS", market, [Subject.SIGNALS_NORMALIZED.value]),
     ]
     return [
         asyncio.create_task(
@@ -378,7 +435,7 @@ def start_consumers(
                 stop=stop,
                 batch=batch,
             ),
-            name=name,
+            name=f"{name}-{account or 'all'}",
         )
         for name, stream, durable, subjects in consumers
     ]
@@ -396,37 +453,56 @@ async def _tick_loop(service: ExecSimService, stop: asyncio.Event) -> None:
 
 
 async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> None:
+    """The simulator process: one pool member that simulates every account it holds the lease of."""
     data_dir = settings.data_dir or default_data_dir()
+    accounts = load_accounts(data_dir, settings.accounts_file).ids
     nc = await connect(settings.nats_url, "execsim", role="execsim", data_dir=data_dir)
     js = nc.jetstream()
     await ensure_streams(js)
     key = load_or_create_key(data_dir)
-    engine = Engine(clock or LiveClock(), settings.engine_config())
-    known = await rebuild(js, engine, MARKET_DURABLE, authority_key=key)
-    log.info("execsim ready", orders_rebuilt=known, open_orders=engine.open_count(), nats=settings.nats_url)
-    service = ExecSimService(js, engine, MARKET_DURABLE, authority_key=key)
-    stop = asyncio.Event()
+    services: dict[str, ExecSimService] = {}
+
+    async def simulate(account: str, fence: int, stop: asyncio.Event, owner: Ownership) -> list[asyncio.Task[None]]:
+        engine = Engine(clock or LiveClock(), settings.engine_config(), fence=fence)
+        orders_durable, market_durable = durables(account)
+        known = await rebuild(js, engine, market_durable, authority_key=key, account=account)
+        service = ExecSimService(
+            js, engine, market_durable, authority_key=key, account=account, still_owner=owner.holds
+        )
+        services[account] = service
+        watch_consumer_lag(js, [("DECISIONS", orders_durable), ("SIGNALS", market_durable)])
+        log.info("execsim owns the account", account=account, fence=fence, orders_rebuilt=known)
+        return [
+            *start_consumers(js, service, stop, batch=settings.batch, account=account),
+            asyncio.create_task(_tick_loop(service, stop), name=f"tick-{account}"),
+        ]
+
+    def released(account: str) -> None:
+        services.pop(account, None)
+
+    pool = Ownership(
+        js,
+        role="execsim",
+        member=settings.member or default_member("execsim"),
+        accounts=accounts,
+        start=simulate,
+        on_released=released,
+        ttl_s=settings.lease_ttl_seconds,
+    )
 
     async def ready() -> dict[str, bool]:
-        return {"nats": nc.is_connected}
+        return {"nats": nc.is_connected, "pool": pool.running}
 
-    watch_consumer_lag(js, [("DECISIONS", DURABLE), ("SIGNALS", MARKET_DURABLE)])
     app = Starlette(routes=ops_routes(ready))
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off")
     )
-    tasks = [
-        *start_consumers(js, service, stop, batch=settings.batch),
-        asyncio.create_task(_tick_loop(service, stop), name="tick"),
-    ]
-    for task in tasks:
-        task.add_done_callback(log_if_failed)
+    await pool.start()
+    log.info("execsim ready", accounts=accounts, member=pool.member, nats=settings.nats_url)
     try:
         await server.serve()
     finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3)
+        await pool.stop()
         await nc.close()
 
 

@@ -36,6 +36,19 @@ class ExecSimSettings(BaseSettings):
     intrabar_path: Literal["adaptive", "ohlc"] = "adaptive"
     seed: int = 0
     batch: int = Field(default=128, ge=1, le=1024, description="Messages fetched and published per round")
+    accounts_file: Path | None = Field(
+        default=None,
+        validation_alias="TRADING_MCP_ACCOUNTS_FILE",
+        description="The accounts to simulate (default <data dir>/accounts.toml, else the one account paper)",
+    )
+    member: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Name in the simulator pool (default role-host-pid)",
+    )
+    lease_ttl_seconds: float = Field(
+        default=3.0, ge=1, le=60, description="How long an account stays owned by a simulator that stopped renewing"
+    )
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT
+
 Transport = Literal["stdio", "streamable-http", "sse"]
 MIN_TOKEN_CHARS = 24
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
@@ -48,6 +50,14 @@ class ServeSettings(BaseSettings):
         description="Tool groups, e.g. market,positions; `all` for every one (default market,positions,risk,orders)",
     )
     read_only: bool = Field(default=False, description="Never register tools that can change the account")
+    account: str = Field(
+        default=DEFAULT_ACCOUNT,
+        pattern=ACCOUNT_PATTERN,
+        description="The account this server's clients act on; every other account is invisible to them",
+    )
+    accounts_file: Path | None = Field(
+        default=None, description="The accounts (default <data dir>/accounts.toml, else the one account paper)"
+    )
     auth_token: SecretStr | None = Field(default=None, description="Bearer token for HTTP; required beyond loopback")
     oauth_issuer: str | None = Field(default=None, description="OAuth issuer (mcp_server.auth.OAuthSettings)")
     allowed_hosts: str = Field(default="", description="Extra Host header values for HTTP, e.g. mcp.example.org:*")

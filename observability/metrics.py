@@ -132,6 +132,10 @@ authority_journal_appends_total = Counter(
 authority_journal_append_seconds = Histogram(
     "authority_journal_append_seconds", "Time to append one journal entry", buckets=LATENCY_BUCKETS
 )
+authority_stale_executions_total = Counter(
+    "authority_stale_executions_total",
+    "Reports and fills voided because a newer simulator owner (a higher lease fence) took the account",
+)
 authority_journal_conflicts_total = Counter(
     "authority_journal_conflicts_total", "Appends refused because the journal moved (another writer)"
 )

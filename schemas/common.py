@@ -20,6 +20,8 @@ def scoped_id(account: str, msg_id: str) -> str:
     """A message id unique across accounts (JetStream dedupes per stream): the default account's ids stay as
     they were before accounts existed, so the duplicate window keeps working across an upgrade."""
     return msg_id if account == DEFAULT_ACCOUNT else f"{account}:{msg_id}"
+
+
 MAX_DECIMALS = 10
 
 

@@ -6,7 +6,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT, MAX_DECIMALS, MAX_DIGITS, Action, Contract, Money, PositiveDecimal, Price, UtcDatetime
+from schemas.common import (
+    ACCOUNT_PATTERN,
+    DEFAULT_ACCOUNT,
+    MAX_DECIMALS,
+    MAX_DIGITS,
+    Action,
+    Contract,
+    Money,
+    PositiveDecimal,
+    Price,
+    UtcDatetime,
+)
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,31}$"
 

@@ -131,6 +131,7 @@ class Engine:
     _opens: dict[str, BarOpens] = field(default_factory=dict)
     stale_bars: int = 0  # bars refused as older than the symbol's latest bar
     duplicate_bars: int = 0  # bars refused as the symbol's latest bar again (same timestamp)
+    fence: int | None = None  # the simulator owner's lease revision, stamped on every report and fill
 
     def __post_init__(self) -> None:
         self._prices = PriceModel(self.config)
@@ -450,6 +451,8 @@ class Engine:
                 Fill,
                 {
                     "schema_version": 1,
+                    "account": intent.account,
+                    "fence": self.fence,
                     "fill_id": f"{intent.client_order_id}.f{order.fills}",
                     "client_order_id": intent.client_order_id,
                     "symbol": intent.symbol,
@@ -493,6 +496,8 @@ class Engine:
             OrderEvent,
             {
                 "schema_version": 1,
+                "account": intent.account,
+                "fence": self.fence,
                 "event_id": f"{intent.client_order_id}.{status}{suffix}",
                 "client_order_id": intent.client_order_id,
                 "symbol": intent.symbol,

@@ -111,16 +111,16 @@ async def test_the_demo_replays_real_bars_the_strategy_trades_them_and_the_gauge
         assert await stream_count(await _js(nats_server), "SIGNALS") == BARS
 
         async def equity_settled() -> bool:
-            equity = value(await scrape(mcp), "portfolio_equity")
+            equity = value(await scrape(mcp), "portfolio_equity", account="paper")
             return equity is not None and abs(Decimal(str(equity)) - expected.final_equity) < Decimal("0.01")
 
         await wait_for(equity_settled, 20, "the live equity to reach the backtest's")
         samples = await scrape(mcp)
         closed = sum(t.pnl for t in expected.trades if not t.open)
         open_fees = sum(t.fees for t in expected.trades if t.open)
-        assert value(samples, "portfolio_realized_pnl") == float(closed - open_fees)
-        assert value(samples, "mcp_active_positions") == 1
-        assert value(samples, "portfolio_drawdown_ratio") >= 1 - float(expected.final_equity) / 100_000 - 1e-9
+        assert value(samples, "portfolio_realized_pnl", account="paper") == float(closed - open_fees)
+        assert value(samples, "mcp_active_positions", account="paper") == 1
+        assert value(samples, "portfolio_drawdown_ratio", account="paper") >= 1 - float(expected.final_equity) / 100_000 - 1e-9
         assert (
             value(samples, "mcp_decisions_generated_total", strategy="mean_reversion", outcome="order")
             == len(expected.trades) * 2 - 1
