@@ -1,13 +1,16 @@
 """Backtest speed: event-driven bars/s per strategy (1,000,000 synthetic bars and real daily data), and
 parameter-sweep throughput (1,000 parameter sets over 10 years of daily bars).
 
-Targets (2 cores): event-driven >= 200,000 bars/s per strategy; a 1,000-set sweep over 10 years < 2 s.
-Prints numbers, asserts nothing. The machine may be shared: expect noise, run it twice.
+Targets (2 cores): event-driven >= 200,000 bars/s per strategy (issue 15: hybrid >= 300,000, stable across
+runs); a 1,000-set sweep over 10 years < 2 s. The event-driven backtest over the 1M bars is repeated REPEATS
+times and reported as min / median bars/s (the rate of the slowest and of the middle run), so a noisy neighbour
+shows as a gap between the two. Prints numbers, asserts nothing. Run it twice.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from decimal import Decimal
 
@@ -21,6 +24,7 @@ from strategies import build_strategy
 from strategies.indicators.batch import linear_filter
 
 N = 1_000_000
+REPEATS = int(os.environ.get("BACKTEST_SPEED_REPEATS", "5"))
 CASES = [
     ("momentum roc", "momentum", {}),
     ("momentum ma_cross", "momentum", {"variant": "ma_cross"}),
@@ -69,22 +73,27 @@ def main() -> None:
     real_bars = sum(len(b) for b in real)
 
     print(
-        f"{'event-driven backtest':<20} {'1M synthetic bars/s':>20} {'orders':>8} {'strategy-only bars/s':>21} "
-        f"{'real daily bars/s':>18}"
+        f"{'event-driven backtest':<20} {'1M bars/s min':>14} {'median':>10} {'orders':>8} "
+        f"{'strategy-only bars/s':>21} {'real daily bars/s':>18}   ({REPEATS} runs each)"
     )
     for label, name, params in CASES:
-        strategy = build_strategy(name, params)
-        t0 = time.perf_counter()
-        result = run_backtest(strategy, syn, CONFIG)
-        syn_rate = len(syn) / (time.perf_counter() - t0)
+        rates = []
+        for _ in range(REPEATS):
+            strategy = build_strategy(name, params)
+            t0 = time.perf_counter()
+            result = run_backtest(strategy, syn, CONFIG)
+            rates.append(len(syn) / (time.perf_counter() - t0))
         only = strategy_only(name, params, syn)
         t0 = time.perf_counter()
         for bars in real:
             run_backtest(strategy, bars, CONFIG)
         real_rate = real_bars / (time.perf_counter() - t0)
-        target = "ok" if syn_rate >= 200_000 else "BELOW 200k"
+        worst, median = min(rates), statistics.median(rates)
+        target = 300_000 if name == "hybrid" else 200_000
+        verdict = "ok" if worst >= target else f"BELOW {target // 1000}k"
         print(
-            f"{label:<20} {syn_rate:>20,.0f} {result.stats['orders']:>8,} {only:>21,.0f} {real_rate:>18,.0f}  {target}"
+            f"{label:<20} {worst:>14,.0f} {median:>10,.0f} {result.stats['orders']:>8,} {only:>21,.0f} "
+            f"{real_rate:>18,.0f}  {verdict}"
         )
 
     ten_years = load_bundled("AAPL")
