@@ -106,8 +106,10 @@ class FillPrices:
     and shared by every parameter set of a sweep (the same bars fill them all)."""
 
     def __init__(self, bars: Bars, config: BacktestConfig) -> None:
-        self.opens: list[float] = bars.open.tolist()
+        self.opens: np.ndarray = bars.open
         self._prices, self._fees = fill_models(config.slippage_bps, config.commission * 10_000)
+        # with no commission every fee is 0 (the engine's fee is price · quantity · 0, then rounded)
+        self.free = config.commission == 0
         self._open: dict[int, Decimal] = {}
         self._fill: dict[tuple[int, str], Decimal] = {}
         self._decimal: dict[float, Decimal] = {}
@@ -124,7 +126,7 @@ class FillPrices:
     def open(self, i: int) -> Decimal:
         d = self._open.get(i)
         if d is None:
-            d = self._open[i] = to_decimal(self.opens[i])
+            d = self._open[i] = to_decimal(float(self.opens[i]))
         return d
 
     def fill(self, i: int, side: Side, quantity: Decimal) -> tuple[Decimal, Decimal]:
@@ -134,6 +136,12 @@ class FillPrices:
             price = self._fill[i, side] = self._prices.taker(side, market_price(self.open(i)))
         return price, self._fees.fee(quantity, price)
 
+    def fill_price(self, i: int, side: Side) -> Decimal:
+        price = self._fill.get((i, side))
+        if price is None:
+            price = self._fill[i, side] = self._prices.taker(side, market_price(self.open(i)))
+        return price
+
 
 def simulate(
     targets: np.ndarray, bars: Bars, config: BacktestConfig, gate: RiskGate, prices: FillPrices | None = None
@@ -141,18 +149,22 @@ def simulate(
     prices = prices or FillPrices(bars, config)
     n = len(targets)
     changed = np.flatnonzero(np.diff(targets, prepend=0.0) != 0.0)
-    opens = prices.opens
+    changed = changed[changed + 1 < n]  # a change on the last bar is not executed
     wanted = targets[changed].tolist()
+    at = (changed + 1).tolist()
+    opens = prices.opens[changed + 1].tolist()
     cost = float(config.commission) + float(config.slippage_bps) / 10_000
+    fractional = config.fractional
     cash, pos, pos_d = float(config.cash), 0.0, Decimal(0)
     max_quantity = float(MAX_ORDER_QUANTITY)
+    symbol, decimal, open_at, fill_price, fee_of = bars.symbol, prices.decimal, prices.open, prices.fill_price, None
+    if not prices.free:
+        fee_of = prices._fees.fee
     sim = Simulation()
-    for k, target in zip(changed.tolist(), wanted, strict=True):
-        i = k + 1
-        if i >= n:
-            break
-        price = opens[i]
-        want = wanted_position_float(target, cash + pos * price, price, cost, config.fractional)
+    fills, fill_bars, fill_pos, fill_cash = sim.fills, sim.fill_bars, sim.fill_pos, sim.fill_cash
+    fees = 0.0
+    for i, target, price in zip(at, wanted, opens, strict=True):
+        want = wanted_position_float(target, cash + pos * price, price, cost, fractional)
         delta = want - pos
         if delta == 0.0:
             continue
@@ -161,20 +173,22 @@ def simulate(
         if qty >= max_quantity:
             sim.denials += 1
             continue
-        qty_d = prices.decimal(qty)
-        if not risk_check(gate, bars.symbol, side, qty_d, pos_d, prices.open(i)).approved:
+        qty_d = decimal(qty)
+        if not risk_check(gate, symbol, side, qty_d, pos_d, open_at(i)).approved:
             sim.denials += 1
             continue
-        fill_d, fee_d = prices.fill(i, side, qty_d)
-        fill, fee = float(fill_d), float(fee_d)
+        fill_d = fill_price(i, side)
+        fill = float(fill_d)
+        fee = 0.0 if fee_of is None else float(fee_of(qty_d, fill_d))
         cash -= delta * fill + fee
         pos = want
-        pos_d = prices.decimal(want)
-        sim.fees += fee
-        sim.fills.append((i, delta, fill, fee, pos))
-        sim.fill_bars.append(i)
-        sim.fill_pos.append(pos)
-        sim.fill_cash.append(cash)
+        pos_d = decimal(want)
+        fees += fee
+        fills.append((i, delta, fill, fee, pos))
+        fill_bars.append(i)
+        fill_pos.append(pos)
+        fill_cash.append(cash)
+    sim.fees = fees
     return sim
 
 
