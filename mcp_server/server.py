@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.server.request_state import RequestStateSecurity
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, ListToolsResult, PaginatedRequestParams, Tool
+from mcp.types import INVALID_PARAMS, CallToolResult, ListToolsResult, PaginatedRequestParams, Tool
 from pydantic import ValidationError
 
 from bus.account_view import AppState
@@ -44,15 +44,25 @@ order ticket); otherwise it needs the preview's confirmation_token. get_safety_s
 The risk gate checks every order."""
 
 
+ACCOUNT_META = "trading-mcp/account"
+"""The `_meta` key of every tool result: the account the tool acted on (the server's, from its credential)."""
+
+
 class TradingServer(MCPServer[AppState]):
     """MCPServer with one choke point for every tool call: rate limit, error wording, metrics."""
 
     def __init__(
-        self, *, limiter: TokenBucket | None = None, options: ToolOptions | None = None, **kwargs: Any
+        self,
+        *,
+        limiter: TokenBucket | None = None,
+        options: ToolOptions | None = None,
+        account: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.limiter = limiter
         self.options = options or ToolOptions()
+        self.account: str | None = account
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -79,6 +89,8 @@ class TradingServer(MCPServer[AppState]):
             if known:
                 metrics.mcp_tool_duration_seconds.labels(name).observe(time.perf_counter() - started)
         metrics.mcp_tool_calls_total.labels(label, "ok").inc()
+        if isinstance(result, CallToolResult) and self.account is not None:  # every result names its account
+            result = result.model_copy(update={"meta": {**(result.meta or {}), ACCOUNT_META: self.account}})
         return result
 
     async def _call_with_deadline(
@@ -217,9 +229,11 @@ def build_server(
     sealing = hmac.new(options.confirmation_key, b"mcp request state", hashlib.sha256).digest()
     server = TradingServer(
         name="trading-mcp",
-        instructions=f"{INSTRUCTIONS}\nToolsets: {', '.join(t.name for t in chosen)}.{mode}",
+        instructions=f"{INSTRUCTIONS}\nAccount: {state.account_id} (every tool acts on it alone). "
+        f"Toolsets: {', '.join(t.name for t in chosen)}.{mode}",
         lifespan=lifespan,
         limiter=limiter,
+        account=state.account_id,
         options=options,
         extensions=ticket,
         request_state_security=RequestStateSecurity(keys=[sealing], ttl=options.elicitation_timeout_seconds),
