@@ -137,7 +137,7 @@ class Authority:
 
     async def start(self) -> None:
         """Fold the journal, put the configured and operator limits in force, answer requests."""
-        await ensure_journal(self.js)
+        await ensure_journal(self.js, self.account_id)
         await self._fold_journal()
         self._effects_task = asyncio.create_task(self._effects_worker(), name=f"authority-effects-{self.account_id}")
         self._effects_task.add_done_callback(log_if_failed)
@@ -637,7 +637,7 @@ def _msg_id(command: OrderCommand, coid: str | None, now: datetime) -> str:
 
 async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None = None) -> None:
     """The authority process: one pool member that runs the authority of every account it holds the lease of."""
-    from bus.embedded import ensure_embedded
+    from bus.embedded import ensure_embedded, provision
 
     stop = stop or asyncio.Event()
     accounts = settings.accounts()
@@ -646,6 +646,8 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
     if url is None:
         embedded = await asyncio.to_thread(ensure_embedded, settings.data_dir)
         url = embedded.url
+    with contextlib.suppress(Exception):  # an account added since the bus started gets its journal stream
+        await asyncio.wait_for(provision(url, settings.data_dir), 10)  # (needs the admin's credentials)
     nc = await connect(url, "authority", role="authority", data_dir=settings.data_dir)
     js = nc.jetstream()
     await ensure_streams(js)

@@ -43,8 +43,8 @@ STATE_FILE = "nats.json"
 EXTRA_STREAMS: tuple[api.StreamConfig, ...] = (
     # the order authority's journal
     api.StreamConfig(
-        name="ACCOUNT",
-        subjects=["account.>"],
+        name="ACCOUNT",  # the default account's; every other account's journal is ACCOUNT_<id> (bus.journal)
+        subjects=["account.paper.events"],
         storage=api.StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
     ),
@@ -224,7 +224,8 @@ def ensure_embedded(
 
 
 async def provision(url: str | Sequence[str], data_dir: Path | None) -> None:
-    """As admin: the three streams, EXTRA_STREAMS and KV_BUCKETS, each created if missing, with the replicas
+    """As admin: the three streams, EXTRA_STREAMS, KV_BUCKETS and each account's journal (the accounts file in
+    `data_dir`), each created if missing, with the replicas
     and placement of `bus.cluster.cluster_settings` (TRADING_MCP_NATS_REPLICAS, ...). `url` may be a seed list.
 
     For the embedded server `ensure_embedded` calls this. For a NATS_URL deployment run it once with
@@ -247,6 +248,14 @@ async def provision(url: str | Sequence[str], data_dir: Path | None) -> None:
                 await js.key_value(bucket.bucket)
             except BucketNotFoundError:
                 await create_key_value(js, bucket)
+        # every account's journal stream (the default account's narrowed to its own subject first)
+        from bus.accounts import load_accounts
+        from bus.journal import ensure_journal
+
+        await ensure_journal(js)
+        if data_dir is not None:
+            for account in load_accounts(data_dir).ids:
+                await ensure_journal(js, account)
     finally:
         await nc.close()
 

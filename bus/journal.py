@@ -1,6 +1,7 @@
 """The account journal on the bus: the authority appends, every other process follows it in order.
 
-Stream `ACCOUNT` (subjects `account.>`), one subject per account. `stage_append` publishes with
+One stream per account (`ACCOUNT` for the default account, `ACCOUNT_<id>` for the others), subject
+`account.<id>.events`. `stage_append` publishes with
 `Nats-Expected-Last-Subject-Sequence`, so an append by a writer whose view is behind the journal is
 refused instead of forking the account: the authority then folds the journal again before it decides.
 `JournalFollower` hands every entry, in sequence order, to a callback.
@@ -19,27 +20,59 @@ from nats.js.errors import NotFoundError
 
 from bus.cluster import stream_config
 from bus.jetstream import CORRELATION_ID, MSG_ID, Follower
-from schemas.account import ACCOUNT_STREAM, AccountEvent, journal_subject
+from schemas.account import AccountEvent, account_of_stream, journal_stream, journal_subject
+from schemas.common import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 
 
-async def ensure_journal(js: JetStreamContext) -> None:
-    try:
-        await js.stream_info(ACCOUNT_STREAM)
-    except NotFoundError:
-        await js.add_stream(
-            stream_config(
-                api.StreamConfig(
-                    name=ACCOUNT_STREAM,
-                    subjects=["account.>"],
-                    storage=api.StorageType.FILE,
-                    duplicate_window=600.0,
-                )
-            )
+def journal_config(account: str = DEFAULT_ACCOUNT) -> api.StreamConfig:
+    """The account's journal stream (file storage, the replicas and placement of bus.cluster)."""
+    return stream_config(
+        api.StreamConfig(
+            name=journal_stream(account),
+            subjects=[journal_subject(account)],
+            storage=api.StorageType.FILE,
+            duplicate_window=600.0,
         )
+    )
+
+
+async def ensure_journal(js: JetStreamContext, account: str = DEFAULT_ACCOUNT) -> None:
+    """Create the account's journal stream if missing. The default account's stream `ACCOUNT` once took every
+    `account.>` subject; it is narrowed to its own so the other accounts' streams can exist (where this
+    connection may update streams: the admin's `provision` does it on a locked bus)."""
+    name = journal_stream(account)
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        await js.add_stream(journal_config(account))
+        return
+    own = [journal_subject(account)]
+    if list(info.config.subjects or []) != own:
+        info.config.subjects = own
+        try:
+            await js.update_stream(info.config)
+            log.warning("journal stream %s narrowed to %s", name, own[0])
+        except Exception as exc:  # a role without stream updates: provision (admin) does it
+            log.info("journal stream %s still takes %s (%r)", name, info.config.subjects, exc)
+
+
+async def journal_accounts(js: JetStreamContext) -> list[str]:
+    """Every account that has a journal stream, sorted."""
+    found = []
+    async for name in _stream_names(js):
+        account = account_of_stream(name)
+        if account is not None:
+            found.append(account)
+    return sorted(found)
+
+
+async def _stream_names(js: JetStreamContext):  # type: ignore[no-untyped-def]
+    for info in await js.streams_info():
+        yield info.config.name
 
 
 async def stage_append(
@@ -62,8 +95,11 @@ class JournalFollower(Follower):
         def handler(msg: Msg) -> Any:
             return apply(msg.metadata.sequence.stream, AccountEvent.model_validate_json(msg.data))
 
-        super().__init__(js, stream=ACCOUNT_STREAM, subject=journal_subject(account), handler=handler, after=after)
+        super().__init__(
+            js, stream=journal_stream(account), subject=journal_subject(account), handler=handler, after=after
+        )
+        self._account = account
 
     async def start(self) -> None:
-        await ensure_journal(self._js)
+        await ensure_journal(self._js, self._account)
         await super().start()

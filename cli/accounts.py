@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 READ_TIMEOUT_S = 30.0
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_SUBJECT = re.compile(r"^account\.([^.]+)\.events$")
 
 
 class Usage(Exception):
@@ -83,7 +82,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"trading-mcp accounts compare: cannot reach NATS: {exc}", file=sys.stderr)
         return 1
     if not journals:
-        print(f"trading-mcp accounts compare: no account has a journal in stream {ACCOUNT_STREAM} yet", file=sys.stderr)
+        print(
+            f"trading-mcp accounts compare: no account has a journal stream ({ACCOUNT_STREAM}, "
+            f"{ACCOUNT_STREAM}_<id>) yet",
+            file=sys.stderr,
+        )
         return 1
     if (start is None or end is None) and not any(journals.values()):
         print("trading-mcp accounts compare: the journals are empty: give --start and --end", file=sys.stderr)
@@ -149,15 +152,10 @@ async def _read(data_dir: Path, accounts: list[str] | None) -> dict[str, list[tu
 
 
 async def journal_accounts(js: JetStreamContext) -> list[str] | None:
-    """The accounts with a journal subject in stream ACCOUNT, sorted; None when the stream does not exist."""
-    from nats.js.errors import NotFoundError
+    """The accounts with a journal stream (ACCOUNT, ACCOUNT_<id>), sorted; None when there is none."""
+    from bus.journal import journal_accounts as streams
 
-    try:
-        info = await js.stream_info(ACCOUNT_STREAM, subjects_filter="account.>")
-    except NotFoundError:
-        return None
-    subjects = info.state.subjects or {}
-    return sorted(m.group(1) for subject in subjects if (m := _SUBJECT.match(subject)))
+    return (await streams(js)) or None
 
 
 async def read_journal(js: JetStreamContext, account: str) -> list[tuple[int, AccountEvent]]:

@@ -385,7 +385,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     nats_url = os.environ.get("NATS_URL")
     if nats_url:
         streams = list(dict.fromkeys([*(s.name for s in STREAMS), *RESET_STREAMS]))
-        what = [f"stream {s} on {nats_url}" for s in streams] + [f"KV bucket {b}" for b in RESET_BUCKETS]
+        what = [f"stream {s} on {nats_url}" for s in [*streams, "ACCOUNT_<id> (every other account's journal)"]]
+        what += [f"KV bucket {b}" for b in RESET_BUCKETS]
         if (code := _confirm_reset(args, what)) is not None:
             return code
         return _reset_external(nats_url, data_dir, streams)
@@ -449,6 +450,13 @@ def _reset_external(url: str, data_dir: Path, streams: list[str]) -> int:
                     print(f"deleted stream {name}")
                 except NotFoundError:
                     pass
+            from schemas.account import account_of_stream
+
+            for info in await js.streams_info():  # every other account's journal
+                name = info.config.name
+                if name not in streams and account_of_stream(name) is not None:
+                    await js.delete_stream(name)
+                    print(f"deleted stream {name}")
             for bucket in RESET_BUCKETS:
                 try:
                     await js.delete_key_value(bucket)

@@ -221,6 +221,8 @@ def build_server(
         yield state
 
     chosen = toolsets.select(toolsets_enabled, read_only=read_only)
+    account = getattr(state, "account_id", None)  # None: a listing without an account (the docs generator)
+    scope = f"Account: {account} (every tool acts on it alone). " if account is not None else ""
     mode = " Read-only mode: no tool can change the account." if read_only else ""
     options = options or ToolOptions()
     # the order ticket (an MCP App) comes with the orders toolset; elicitation state is sealed with a key
@@ -229,11 +231,10 @@ def build_server(
     sealing = hmac.new(options.confirmation_key, b"mcp request state", hashlib.sha256).digest()
     server = TradingServer(
         name="trading-mcp",
-        instructions=f"{INSTRUCTIONS}\nAccount: {state.account_id} (every tool acts on it alone). "
-        f"Toolsets: {', '.join(t.name for t in chosen)}.{mode}",
+        instructions=f"{INSTRUCTIONS}\n{scope}Toolsets: {', '.join(t.name for t in chosen)}.{mode}",
         lifespan=lifespan,
         limiter=limiter,
-        account=state.account_id,
+        account=account,
         options=options,
         extensions=ticket,
         request_state_security=RequestStateSecurity(keys=[sealing], ttl=options.elicitation_timeout_seconds),

@@ -1,6 +1,7 @@
 """The account authority's contract: the journal it alone writes, and the order requests it answers.
 
-Journal: stream `ACCOUNT`, subject `account.<account>.events`. Every change to the account's truth
+Journal: stream `ACCOUNT` (the default account) or `ACCOUNT_<account>`, subject
+`account.<account>.events`. Every change to the account's truth
 — an order admitted or denied, a cancel sent, a report or fill from the simulator, a market mark, an
 operator control — is one `AccountEvent`, appended in the order the authority applied it. Any
 process folds the journal in order (`tools.account.Account.apply`) and holds exactly the
@@ -39,6 +40,20 @@ ACCOUNT_STREAM = "ACCOUNT"
 
 def journal_subject(account: str = DEFAULT_ACCOUNT) -> str:
     return f"account.{account}.events"
+
+
+def journal_stream(account: str = DEFAULT_ACCOUNT) -> str:
+    """Each account's journal is its own stream, so its sequence is the account's alone: the authority can keep
+    many appends in flight, each expecting the one before (`ACCOUNT` for the default account, as before)."""
+    return ACCOUNT_STREAM if account == DEFAULT_ACCOUNT else f"{ACCOUNT_STREAM}_{account}"
+
+
+def account_of_stream(stream: str) -> str | None:
+    """The account whose journal `stream` is, or None for any other stream."""
+    if stream == ACCOUNT_STREAM:
+        return DEFAULT_ACCOUNT
+    prefix = f"{ACCOUNT_STREAM}_"
+    return stream[len(prefix) :] if stream.startswith(prefix) else None
 
 
 def request_subject(account: str = DEFAULT_ACCOUNT) -> str:

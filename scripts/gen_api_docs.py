@@ -220,7 +220,8 @@ def authority_section() -> list[str]:
         "",
         "| subject | kind | written by | read by | model |",
         "|---|---|---|---|---|",
-        f"| `{journal_subject(account)}` | JetStream stream `{ACCOUNT_STREAM}` (`account.>`) | authority | every MCP "
+        f"| `{journal_subject(account)}` | JetStream stream `{ACCOUNT_STREAM}` (the default account) or "
+        f"`{ACCOUNT_STREAM}_{account}`, one per account | authority (the account's owner) | every MCP "
         "server, agent and `trading-mcp risk show` (folded in order) | `AccountEvent` |",
         f"| `{request_subject(account)}` | core NATS request/reply, queue group `authority` | bridge, MCP order "
         f"tools, agent (through the tools) | authority | `OrderCommand` → `OrderReply` |",
