@@ -71,9 +71,23 @@ async def run_pool(n: int, args: argparse.Namespace, tmp: Path) -> tuple[float, 
             with open(tmp / f"auth{n}-{k}.log", "ab") as out:
                 procs.append(
                     subprocess.Popen(
-                        [EXE, "authority", "--data-dir", str(data), "--member", f"m{k}", "--port", str(free_port()),
-                         "--risk-limits-file", str(data / "limits.json")],
-                        env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                        [
+                            EXE,
+                            "authority",
+                            "--data-dir",
+                            str(data),
+                            "--member",
+                            f"m{k}",
+                            "--port",
+                            str(free_port()),
+                            "--risk-limits-file",
+                            str(data / "limits.json"),
+                        ],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=out,
+                        start_new_session=True,
                     )  # fmt: skip
                 )
         js = nc.jetstream()
@@ -106,7 +120,10 @@ async def run_pool(n: int, args: argparse.Namespace, tmp: Path) -> tuple[float, 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         rate = decided / (time.monotonic() - started)
-        print(f"N={n}: {decided} decided in {args.seconds:g} s = {rate:,.0f} requests/s ({failed} unavailable)", flush=True)
+        print(
+            f"N={n}: {decided} decided in {args.seconds:g} s = {rate:,.0f} requests/s ({failed} unavailable)",
+            flush=True,
+        )
         failover = None
         if n > 1:
             victim = procs[0]
