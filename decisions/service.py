@@ -13,7 +13,7 @@ from typing import Any
 
 from bus.account_view import AppState
 from bus.jetstream import log_if_failed
-from decisions.agent.service import DURABLE as AGENT_DURABLE
+from decisions.agent.service import durable_of as agent_durable
 from decisions.agent.service import run_agent_worker
 from decisions.agent.settings import AgentSettings
 from decisions.bridge import Bridge
@@ -86,8 +86,11 @@ def start(
         return None
     if mode == "agent":
         agent = agent_settings(settings)
-        task = asyncio.create_task(run_agent_worker(state, agent, stop, agent_server(state, agent)), name="agent")
-        watch_consumer_lag(state.js, [("SIGNALS", AGENT_DURABLE)])
+        task = asyncio.create_task(
+            run_agent_worker(state, agent, stop, agent_server(state, agent), account),
+            name=f"agent-{state.account_id}",
+        )
+        watch_consumer_lag(state.js, [("SIGNALS", agent_durable(state.account_id))])
     else:
         quantity = (account.default_quantity if account is not None else None) or settings.default_quantity
         bridge = Bridge(

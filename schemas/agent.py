@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.common import Contract, Quantity, UtcDatetime
+from schemas.common import ACCOUNT_PATTERN, DEFAULT_ACCOUNT, Contract, Quantity, UtcDatetime
 from schemas.signals import SYMBOL_PATTERN
 
 AgentAction = Literal["buy", "sell", "close", "hold"]
@@ -25,6 +25,7 @@ class AgentDecision(Contract):
     """What the model decided about a signal and why; anything but `decided` is a hold."""
 
     schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it decided for")
     decision_id: str = Field(min_length=1, max_length=80)
     signal_id: str = Field(min_length=1, max_length=64)
     symbol: str = Field(pattern=SYMBOL_PATTERN)

@@ -21,7 +21,9 @@ from decisions.agent.loop import AgentLoop, Budget, agent_tools
 from decisions.agent.settings import AgentSettings
 from observability import metrics
 from prompts.loader import load
+from schemas.accounts import AccountConfig
 from schemas.agent import AgentDecision
+from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.clock import Clock, LiveClock
@@ -30,6 +32,12 @@ from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S, signal_age
 log = structlog.get_logger("agent")
 
 DURABLE = "agent"
+
+
+def durable_of(account: str) -> str:
+    return DURABLE if account == DEFAULT_ACCOUNT else f"{DURABLE}-{account}"
+
+
 ACK_WAIT_S = 600.0  # one conversation may take minutes; the signal must not be redelivered meanwhile
 MAX_ATTEMPTS = 3  # conversations tried per signal (the API down, a crash): then a `gave_up` hold
 
@@ -41,6 +49,12 @@ class AgentWorker:
     decided: set[str] = field(default_factory=set)
     max_signal_age_s: float = DEFAULT_MAX_SIGNAL_AGE_S
     clock: Clock = field(default_factory=LiveClock)
+    account: str = DEFAULT_ACCOUNT
+
+    @property
+    def durable(self) -> str:
+        """This account's agent consumer (the default account keeps the name it had)."""
+        return durable_of(self.account)
 
     async def run(self, stop: asyncio.Event) -> None:
         follower = Follower(self.js, stream="DECISIONS", subject=Subject.AGENT_DECISION.value, handler=self._remember)
@@ -50,7 +64,7 @@ class AgentWorker:
             await consume(
                 self.js,
                 stream="SIGNALS",
-                durable=DURABLE,
+                durable=self.durable,
                 subject=Subject.SIGNALS_NORMALIZED.value,
                 handler=self.handle,
                 stop=stop,
@@ -62,10 +76,14 @@ class AgentWorker:
             await follower.stop()
 
     def _remember(self, msg: Msg) -> None:
-        self.decided.add(AgentDecision.model_validate_json(msg.data).signal_id)
+        decision = AgentDecision.model_validate_json(msg.data)
+        if decision.account == self.account:
+            self.decided.add(decision.signal_id)
 
     async def handle(self, msg: Msg) -> None:
         signal = NormalizedSignal.model_validate_json(msg.data)
+        if self.account not in signal.accounts:
+            return  # routed to other accounts only
         structlog.contextvars.bind_contextvars(correlation_id=signal.correlation_id)
         try:
             if signal.signal_id in self.decided:
@@ -90,11 +108,12 @@ class AgentWorker:
                     decision = self.loop.hold(
                         signal, "gave_up", f"no decision after {attempt} attempts: {type(exc).__name__}"
                     )
+            decision = decision.model_copy(update={"account": self.account})
             await publish(
                 self.js,
                 Subject.AGENT_DECISION,
                 decision,
-                msg_id=f"agent-{signal.signal_id}",
+                msg_id=scoped_id(self.account, f"agent-{signal.signal_id}"),
                 correlation_id=signal.correlation_id,
             )
             self.decided.add(signal.signal_id)
@@ -112,9 +131,14 @@ class AgentWorker:
             structlog.contextvars.unbind_contextvars("correlation_id")
 
 
-async def run_agent_worker(state: AppState, settings: AgentSettings, stop: asyncio.Event, server: Any) -> None:
+async def run_agent_worker(
+    state: AppState, settings: AgentSettings, stop: asyncio.Event, server: Any, account: AccountConfig | None = None
+) -> None:
     """The agent over `state`: the model works through `server`'s MCP tools (built by the caller over the same
-    state), so every order it places is decided by the account authority."""
+    state), so every order it places is decided by the account authority. `account`: the account's own model and
+    system prompt from the accounts file, where it sets them."""
+    model = (account.agent_model if account is not None else None) or settings.model
+    prompt = account.agent_prompt if account is not None else None
     from anthropic import AsyncAnthropic
     from mcp import Client
 
@@ -128,11 +152,19 @@ async def run_agent_worker(state: AppState, settings: AgentSettings, stop: async
             client=client,
             session=mcp.session,
             tools=tools,
-            model=settings.model,
+            model=model,
             budget=Budget(settings.max_tool_calls, settings.max_tokens, settings.max_tokens_per_turn),
-            system_prompt=load("agent_system").render(),
+            system_prompt=prompt or load("agent_system").render(),
             signal_prompt=load("agent_signal"),
             dry_run=settings.dry_run,
         )
-        log.info("agent ready", model=settings.model, tools=[t.name for t in tools], dry_run=settings.dry_run)
-        await AgentWorker(state.js, loop, max_signal_age_s=settings.max_signal_age_seconds).run(stop)
+        log.info(
+            "agent ready",
+            account=state.account_id,
+            model=model,
+            tools=[t.name for t in tools],
+            dry_run=settings.dry_run,
+        )
+        await AgentWorker(
+            state.js, loop, max_signal_age_s=settings.max_signal_age_seconds, account=state.account_id
+        ).run(stop)
