@@ -40,20 +40,28 @@ async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None
             "set TRADING_MCP_ACCOUNT / --account to one of them"
         )
     decisions.check(decision, accounts)
+    tokens = mcp.load_tokens(settings)
+    served = mcp.served_accounts(settings, tokens, accounts.ids)
     async with (
         open_account_view(settings.nats_url, settings.data_dir, account=settings.account) as state,
         contextlib.AsyncExitStack() as stack,
     ):
+        views = {settings.account: state}  # one view per account, shared by its MCP server and its decision mode
+
+        async def view(account: str) -> AppState:
+            if account not in views:
+                views[account] = await stack.enter_async_context(state.sibling(account))
+            return views[account]
+
         stop = asyncio.Event()
         tasks = []
         if decision.bridge:  # each account's own decision mode, side by side in this process
             for config in accounts.accounts:
-                view = await stack.enter_async_context(state.sibling(config.id))
-                task = decisions.start(view, decision, stop, agent_server, config)
+                task = decisions.start(await view(config.id), decision, stop, agent_server, config)
                 if task is not None:
                     tasks.append(task)
         try:
-            await mcp.serve(settings, state)
+            await mcp.serve(settings, {account: await view(account) for account in served}, tokens)
         finally:
             stop.set()
             if tasks:

@@ -1,8 +1,9 @@
 """Who is calling, and what they may do: the principal and scopes of an MCP request, the OAuth settings.
 
-The HTTP guard (mcp_server.transports) authenticates each request (the static bearer token or an OAuth JWT)
-and leaves a `Principal` in the ASGI scope and in a context variable; tools read it through `principal_of`
-and `scopes_of`. stdio and in-memory clients have no principal: they are `"local"`, with every scope.
+The HTTP guard (mcp_server.transports) authenticates each request (a static bearer token or an OAuth JWT)
+and leaves a `Principal` in the ASGI scope and in a context variable; tools read it through `principal_of`,
+`scopes_of`, `acting_account` and `held_accounts`. stdio and in-memory clients have no principal: they are
+`"local"`, with every scope, acting on the server's account and holding every account.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_server.settings import ConfigError
+from schemas.common import DEFAULT_ACCOUNT
 
 SCOPE_READ = "trading:read"
 SCOPE_TRADE = "trading:trade"
@@ -32,13 +34,20 @@ SCOPE_KEY = "trading_mcp.principal"
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: `subject` is the JWT `sub` (or "token"); `scopes` None means no OAuth in force."""
+    """An authenticated caller: `subject` is the JWT `sub` (or "token", or the tokens file entry's name);
+    `scopes` None means every scope; `accounts` are the accounts it holds, the one it acts on first."""
 
     subject: str
     scopes: frozenset[str] | None = None
+    accounts: tuple[str, ...] = ()
 
     def may(self, scope: str) -> bool:
         return self.scopes is None or scope in self.scopes
+
+    @property
+    def acting(self) -> str | None:
+        """The account this caller's requests act on (the first it holds)."""
+        return self.accounts[0] if self.accounts else None
 
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -71,6 +80,27 @@ def scopes_of(ctx: Any) -> frozenset[str] | None:
     return found.scopes if found is not None else None
 
 
+def held_accounts(ctx: Any) -> tuple[str, ...] | None:
+    """The accounts the caller of the current MCP request holds (may see), the acting one first; None for a
+    local caller (stdio, in-memory, unauthenticated loopback), which holds every account of the accounts file."""
+    found = _principal(ctx)
+    return found.accounts if found is not None and found.accounts else None
+
+
+def acting_account(ctx: Any) -> str:
+    """The account the current MCP request acts on: the caller's first account, or for a local caller the
+    server's account (its lifespan's account view)."""
+    found = _principal(ctx)
+    if found is not None and found.acting is not None:
+        return found.acting
+    try:
+        state = ctx.request_context.lifespan_context
+    except (AttributeError, ValueError):
+        state = None
+    account = getattr(state, "account_id", None)
+    return account if isinstance(account, str) else DEFAULT_ACCOUNT
+
+
 def current_scopes() -> frozenset[str] | None:
     """scopes_of for code that has no Context (the server's tools/list): the caller of the running request."""
     found = current_principal.get()
@@ -97,6 +127,12 @@ class OAuthSettings(BaseSettings):
     jwks_ttl_seconds: float = Field(default=600.0, gt=0, description="How long fetched keys are trusted")
     jwks_min_refresh_seconds: float = Field(
         default=30.0, ge=0, description="An unknown kid refetches the JWKS at most this often"
+    )
+    accounts_claim: str = Field(
+        default="trading_accounts",
+        min_length=1,
+        description="The claim naming the token's accounts (a list or a space-separated string; it acts on the "
+        "first); a token without it is refused (no_account)",
     )
 
     @property

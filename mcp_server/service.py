@@ -1,29 +1,37 @@
-"""Run the MCP server (any transport) over an account view. What else runs in the process (a decision mode) is
-the CLI's choice (cli/serve.py); this module serves MCP and nothing else."""
+"""Run the MCP server (any transport) over account views. What else runs in the process (a decision mode) is
+the CLI's choice (cli/serve.py); this module serves MCP and nothing else.
+
+stdio serves the primary account (`--account`). HTTP serves one MCP server per account some credential maps to
+(plus the primary one), and routes each request to the server of its credential's account (mcp_server.transports).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+from collections.abc import Mapping, Sequence
 
 import structlog
 import uvicorn
 
 from bus.account_view import AppState
 from mcp_server import toolsets
+from mcp_server.auth import OAuthSettings
+from mcp_server.credentials_map import Credential, load_tokens_file
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import ConfigError, ServeSettings
 from mcp_server.tooling import ToolOptions
 from mcp_server.toolsets.confirmation import load_key
-from mcp_server.transports import http_app
+from mcp_server.transports import accounts_http_app
 from tools.rate_limit import TokenBucket
 
 log = structlog.get_logger("mcp_server")
 
 
-def build_for(settings: ServeSettings, state: AppState) -> TradingServer:
-    limiter = TokenBucket.per_minute(settings.rate_limit_per_minute, settings.rate_limit_burst)
+def build_for(settings: ServeSettings, state: AppState, limiter: TokenBucket | None = None) -> TradingServer:
+    """The MCP server over one account's view; `limiter` shared by the servers of one process (all clients)."""
+    limiter = limiter or TokenBucket.per_minute(settings.rate_limit_per_minute, settings.rate_limit_burst)
     key = settings.confirmation_key
     options = ToolOptions(
         confirmation=settings.confirmation,
@@ -43,7 +51,8 @@ def build_for(settings: ServeSettings, state: AppState) -> TradingServer:
 
 def check(settings: ServeSettings) -> None:
     """Refuse a bad configuration before anything starts (exposure without a token, unknown toolsets)."""
-    settings.check_exposure()
+    if settings.auth_tokens_file is None or settings.auth_token is not None:
+        settings.check_exposure()  # else the tokens file is the credential, checked as it loads
     settings.check_confirmation()
     try:
         toolsets.select(settings.toolset_names(), read_only=settings.read_only)
@@ -51,13 +60,40 @@ def check(settings: ServeSettings) -> None:
         raise ConfigError(str(exc)) from exc
 
 
-async def serve(settings: ServeSettings, state: AppState) -> None:
-    """Serve MCP over `state` on the configured transport until stopped (SIGTERM/SIGINT on stdio)."""
-    server = build_for(settings, state)
+def load_tokens(settings: ServeSettings) -> list[Credential]:
+    """The tokens file's credentials (none without TRADING_MCP_AUTH_TOKENS_FILE); TokensFileError if it is wrong."""
+    return load_tokens_file(settings.auth_tokens_file) if settings.auth_tokens_file is not None else []
+
+
+def served_accounts(
+    settings: ServeSettings, tokens: Sequence[Credential], known: Sequence[str], oauth: OAuthSettings | None = None
+) -> list[str]:
+    """The accounts this process serves MCP for, the primary (`--account`) first: over HTTP, every account of the
+    accounts file (`known`) a static token holds, or all of them under OAuth (a token's claim may name any)."""
     if settings.transport == "stdio":
-        await _run_stdio(server)
+        return [settings.account]
+    oauth = oauth if oauth is not None else OAuthSettings()
+    held = {a for credential in tokens for a in credential.principal.accounts}
+    unknown = sorted(held - set(known))
+    if unknown:
+        log.warning(
+            "the tokens file names accounts that are not in the accounts file: their credentials are refused (403)",
+            accounts=unknown,
+            entries=sorted(c.principal.subject for c in tokens if set(c.principal.accounts) & set(unknown)),
+        )
+    wanted = set(known) if oauth.enabled else held
+    return [settings.account, *(a for a in known if a in wanted and a != settings.account)]
+
+
+async def serve(settings: ServeSettings, states: Mapping[str, AppState], tokens: Sequence[Credential] = ()) -> None:
+    """Serve MCP over the account views `states` (by account id; the primary one, `settings.account`, among them)
+    on the configured transport until stopped (SIGTERM/SIGINT on stdio)."""
+    limiter = TokenBucket.per_minute(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    if settings.transport == "stdio":
+        await _run_stdio(build_for(settings, states[settings.account], limiter))
     else:
-        await _run_http(server, settings, state)
+        servers = {account: build_for(settings, state, limiter) for account, state in states.items()}
+        await _run_http(servers, settings, states, tokens)
 
 
 async def _run_stdio(server: TradingServer) -> None:
@@ -70,12 +106,18 @@ async def _run_stdio(server: TradingServer) -> None:
         await server.run_stdio_async()
 
 
-async def _run_http(server: TradingServer, settings: ServeSettings, state: AppState) -> None:
+async def _run_http(
+    servers: Mapping[str, TradingServer],
+    settings: ServeSettings,
+    states: Mapping[str, AppState],
+    tokens: Sequence[Credential],
+) -> None:
     async def ready() -> dict[str, bool]:
-        return {"nats": state.nc.is_connected}
+        return {"nats": all(state.nc.is_connected for state in states.values())}
 
     if settings.transport == "sse":
         log.warning("SSE transport deprecated: it stays for old clients; use --transport streamable-http (/mcp)")
-    app = http_app(server, settings, ready)
+    log.info("serving MCP over HTTP", accounts=list(servers), primary=settings.account)
+    app = accounts_http_app(servers, settings, ready, tokens=tokens)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
     await uvicorn.Server(config).serve()

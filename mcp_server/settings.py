@@ -59,6 +59,10 @@ class ServeSettings(BaseSettings):
         default=None, description="The accounts (default <data dir>/accounts.toml, else the one account paper)"
     )
     auth_token: SecretStr | None = Field(default=None, description="Bearer token for HTTP; required beyond loopback")
+    auth_tokens_file: Path | None = Field(
+        default=None,
+        description="HTTP bearer tokens and the accounts each acts on (TOML/JSON; mcp_server.credentials_map)",
+    )
     oauth_issuer: str | None = Field(default=None, description="OAuth issuer (mcp_server.auth.OAuthSettings)")
     allowed_hosts: str = Field(default="", description="Extra Host header values for HTTP, e.g. mcp.example.org:*")
     allowed_origins: str = Field(default="", description="Extra Origin values for HTTP, e.g. https://app.example.org")
