@@ -273,6 +273,10 @@ class Authority:
             staged = await self._effects.get()
             started = time.perf_counter()
             try:
+                if self._broken and not staged.ack.done():
+                    # an entry behind a failed one: it expected the failed one's sequence, so it cannot have been
+                    # stored unless the failed one was; do not wait out its timeout (the fold is rebuilt anyway)
+                    raise Unavailable("an earlier journal append failed")
                 ack = await asyncio.wait_for(staged.ack, JOURNAL_ACK_S)
                 if ack.duplicate or ack.seq != staged.seq:
                     raise RuntimeError(
