@@ -145,13 +145,13 @@ def load_tokens_file(path: Path) -> list[Credential]:
 
 
 def _where(raw: Any, loc: tuple[Any, ...]) -> str:
-    """`tokens[1] (momo-desk).accounts` for an error's location: the entry by index and name, never the token."""
+    """`tokens[1] (momo-desk).accounts` for an error's location: the entry by index and name (errors are built with
+    `hide_input_in_errors`, so no value, and no token, is ever quoted)."""
     if len(loc) >= 2 and loc[0] == "tokens" and isinstance(loc[1], int):
         entry = raw.get("tokens", [])[loc[1]] if isinstance(raw, Mapping) else None
         name = entry.get("name") if isinstance(entry, Mapping) else None
         where = f"tokens[{loc[1]}]" + (f" ({str(name)[:64]})" if isinstance(name, str) else "")
-        rest = [str(p) for p in loc[2:] if p not in ("token", "token_sha256")]  # no hint of the secret itself
-        return ".".join([where, *rest]) if rest else where
+        return ".".join([where, *(str(p) for p in loc[2:])])
     return ".".join(str(p) for p in loc) or "file"
 
 
