@@ -168,3 +168,25 @@ class JournalFollower(Follower):
     async def start(self) -> None:
         await ensure_journal(self._js, self._account)
         await super().start()
+
+
+async def read_journal(js: JetStreamContext, account: str, timeout: float = 30.0) -> list[tuple[int, AccountEvent]]:
+    """The account's journal as it stands now, in order; empty when the account has no journal stream (nothing
+    is created for an account that never traded)."""
+    try:
+        await js.stream_info(journal_stream(account))
+    except NotFoundError:
+        return []
+    entries: list[tuple[int, AccountEvent]] = []
+    follower = Follower(
+        js,
+        stream=journal_stream(account),
+        subject=journal_subject(account),
+        handler=lambda msg: entries.append((msg.metadata.sequence.stream, AccountEvent.model_validate_json(msg.data))),
+    )
+    await follower.start()
+    try:
+        await asyncio.wait_for(follower.caught_up.wait(), timeout)
+    finally:
+        await follower.stop()
+    return entries

@@ -160,16 +160,9 @@ async def journal_accounts(js: JetStreamContext) -> list[str] | None:
 
 async def read_journal(js: JetStreamContext, account: str) -> list[tuple[int, AccountEvent]]:
     """The account's journal as it stands now, in order (empty when it has none)."""
-    from bus.journal import JournalFollower
+    from bus.journal import read_journal as read
 
-    entries: list[tuple[int, AccountEvent]] = []
-    follower = JournalFollower(js, lambda seq, event: entries.append((seq, event)), account)
-    await follower.start()
-    try:
-        await asyncio.wait_for(follower.caught_up.wait(), READ_TIMEOUT_S)
-    finally:
-        await follower.stop()
-    return entries
+    return await read(js, account, READ_TIMEOUT_S)
 
 
 COLUMNS = (

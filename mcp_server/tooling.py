@@ -68,6 +68,7 @@ Limit = Annotated[int, Field(default=50, ge=1, le=500, description="Most items t
 # Every tool's human title, in one place: add_tools refuses a tool missing here, and so does build_server
 # (`finish_tools`) for a tool registered any other way.
 TITLES: dict[str, str] = {
+    "compare_accounts": "Compare accounts",
     "list_signals": "Recent signals",
     "get_market_snapshot": "Market snapshot",
     "list_strategies": "Strategy catalog",

@@ -44,8 +44,8 @@ async def append(url: str, journals: dict[str, list[tuple[int, AccountEvent]]]) 
     nc = await connect(url, "test-journal")
     try:
         js = nc.jetstream()
-        await ensure_journal(js)
         for account, entries in journals.items():
+            await ensure_journal(js, account)  # each account's journal is its own stream
             for _, event in entries:
                 await js.publish(journal_subject(account), event.model_dump_json().encode())
     finally:
@@ -107,4 +107,4 @@ def test_without_an_account_stream_it_says_no_account_has_a_journal(
 ) -> None:
     monkeypatch.setenv("NATS_URL", nats_server.url)
     assert run(["accounts", "compare", "--data-dir", str(tmp_path)]) == 1
-    assert "no account has a journal in stream ACCOUNT yet" in capsys.readouterr().err
+    assert "no account has a journal stream (ACCOUNT, ACCOUNT_<id>) yet" in capsys.readouterr().err

@@ -31,7 +31,7 @@ class UnknownToolset(ValueError):
 
 
 # Order matters only for tools/list.
-_MODULES = ("market", "strategies", "positions", "risk", "order_check", "orders")
+_MODULES = ("market", "strategies", "positions", "risk", "order_check", "orders", "accounts")
 # strategies (catalog, evaluation, backtests) is opt-in; order_check stands in for preview_order when orders is off
 DEFAULT = ("market", "positions", "risk", "orders")
 DEFAULT_READ_ONLY = ("market", "positions", "risk", "order_check")

@@ -189,3 +189,48 @@ async def test_a_fill_from_a_stale_simulator_owner_is_void(nats_server: Embedded
             folded.apply(event, i)
         assert folded.portfolio.quantity("MSFT") == alpha.account.portfolio.quantity("MSFT")
         assert not folded.portfolio.knows_fill("resting.x2")
+
+
+async def test_the_accounts_toolset_compares_the_accounts_from_their_journals(nats_server: EmbeddedNats) -> None:
+    from mcp import Client
+
+    from bus.account_view import AppState
+    from mcp_server.server import build_server
+
+    async with accounts(nats_server.url) as (authorities, _engines, js):
+        for account, quantity in (("alpha", 3), ("beta", 1)):
+            reply = await ask(
+                authorities[account].nc,
+                OrderCommand(
+                    kind="place",
+                    account=account,
+                    symbol="MSFT",
+                    side="buy",
+                    quantity=Decimal(quantity),
+                    order_type="limit",
+                    limit_price=Decimal(50),
+                    client_order_id=f"cmp-{account}",
+                ),
+            )
+            assert reply.ok
+        for account, quantity in (("alpha", 3), ("beta", 1)):
+            await wait_for(
+                lambda a=account, q=quantity: authorities[a].account.portfolio.quantity("MSFT") == q, 10, "fills"
+            )
+        state = AppState(authorities["alpha"].nc, js, account_id="alpha")
+        await state.start()
+        try:
+            async with Client(build_server(state, toolsets_enabled=["accounts"])) as client:
+                result = await client.call_tool("compare_accounts", {})
+                assert not result.is_error, result.content
+                rows = {row["account"]: row for row in result.structured_content["accounts"]}
+                assert set(rows) == {"alpha", "beta"}, "a local caller holds every account with a journal"
+                assert (rows["alpha"]["orders"], rows["beta"]["orders"]) == (1, 1)
+                assert (rows["alpha"]["fills"], rows["beta"]["fills"]) == (1, 1)
+                assert (result.meta or {}).get("trading-mcp/account") == "alpha"
+                bad = await client.call_tool("compare_accounts", {"start": "yesterday"})
+                assert bad.is_error and "invalid_arguments" in bad.content[0].text  # type: ignore[union-attr]
+                resource = await client.read_resource("accounts://comparison")
+                assert '"alpha"' in resource.contents[0].text and '"beta"' in resource.contents[0].text  # type: ignore[union-attr]
+        finally:
+            await state.stop()
