@@ -62,6 +62,79 @@ def add_parser(subparsers: Any) -> None:
     cp.add_argument("--interval", default="1h", help="equity sampling interval for Sharpe: 30m, 1h, 1d (default 1h)")
     cp.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     cp.set_defaults(func=cmd_compare)
+    ow = actions.add_parser(
+        "owners",
+        help="which authority and simulator process owns each account now (its lease), with the fence",
+        description="Each account of the accounts file: the pool member holding its authority and its simulator "
+        "lease (KV ACCOUNT_LEASES) and the fence it stamps. An account nobody owns is not being traded.",
+    )
+    ow.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="NATS store, credentials and accounts.toml (default $XDG_DATA_HOME/trading-mcp)",
+    )
+    ow.add_argument("--json", action="store_true", help="print one JSON object")
+    ow.set_defaults(func=cmd_owners)
+
+
+def cmd_owners(args: argparse.Namespace) -> int:
+    """Print each account's authority and simulator owners; exit 1 when an account has none."""
+    import json
+
+    from bus.accounts import AccountsFileError, load_accounts
+
+    try:
+        accounts = load_accounts(args.data_dir).ids
+    except AccountsFileError as exc:
+        print(f"trading-mcp accounts owners: {exc}", file=sys.stderr)
+        return 2
+    try:
+        owners = asyncio.run(_owners(args.data_dir, accounts))
+    except ConnectionError as exc:
+        print(f"trading-mcp accounts owners: cannot reach NATS: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(owners, indent=2))
+    else:
+        print(f"{'account':<20} {'authority (fence)':<44} {'simulator (fence)':<44}")
+        for account, roles in owners.items():
+            cells = [f"{o['member']} ({o['fence']})" if o else "- nobody -" for o in roles.values()]
+            print(f"{account:<20} {cells[0]:<44} {cells[1]:<44}")
+    return 0 if all(all(roles.values()) for roles in owners.values()) else 1
+
+
+async def _owners(data_dir: Path, accounts: list[str]) -> dict[str, dict[str, dict[str, object] | None]]:
+    from bus.embedded import ensure_embedded
+    from bus.jetstream import connect
+    from bus.lease import lease_bucket, read_lease
+
+    embedded = None
+    url = os.environ.get("NATS_URL")
+    if not url:
+        embedded = await asyncio.to_thread(ensure_embedded, data_dir)
+        url = embedded.url
+    try:
+        nc = await asyncio.wait_for(connect(url, "accounts-cli", role="operator", data_dir=data_dir), 10)
+    except TimeoutError as exc:
+        raise ConnectionError(f"no answer from {url}") from exc
+    try:
+        kv = await lease_bucket(nc.jetstream())
+        out: dict[str, dict[str, dict[str, object] | None]] = {}
+        for account in accounts:
+            out[account] = {}
+            for role in ("authority", "execsim"):
+                lease = await read_lease(kv, role, account)
+                out[account][role] = (
+                    None
+                    if lease is None
+                    else {"member": lease.member, "fence": lease.fence, "acquired_at": lease.acquired_at}
+                )
+        return out
+    finally:
+        await nc.close()
+        if embedded is not None and embedded.owned:
+            embedded.stop()
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -108,3 +108,49 @@ def test_without_an_account_stream_it_says_no_account_has_a_journal(
     monkeypatch.setenv("NATS_URL", nats_server.url)
     assert run(["accounts", "compare", "--data-dir", str(tmp_path)]) == 1
     assert "no account has a journal stream (ACCOUNT, ACCOUNT_<id>) yet" in capsys.readouterr().err
+
+
+def test_owners_names_the_member_and_fence_holding_each_account_and_fails_for_an_unowned_one(
+    nats_server: EmbeddedNats, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bus.lease import AccountLeases
+
+    monkeypatch.setenv("NATS_URL", nats_server.url)
+    (tmp_path / "accounts.toml").write_text('[[accounts]]\nid = "momo"\n\n[[accounts]]\nid = "meanrev"\n')
+
+    async def hold(role: str, accounts: list[str]) -> tuple[AccountLeases, object]:
+        nc = await connect(nats_server.url, f"{role}-member")
+
+        async def nothing(*_: object) -> None:
+            return None
+
+        leases = AccountLeases(
+            nc.jetstream(), role=role, member=f"{role}-1", accounts=accounts, on_acquired=nothing, on_lost=nothing
+        )
+        await leases.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(leases.run(stop))
+        while len(leases.held) < len(accounts):
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        return leases, nc
+
+    async def scenario() -> tuple[int, dict, int]:  # type: ignore[type-arg]
+        authority, nc1 = await hold("authority", ["momo", "meanrev"])
+        simulator, nc2 = await hold("execsim", ["momo"])  # nobody simulates meanrev
+        code = await asyncio.to_thread(run, ["accounts", "owners", "--data-dir", str(tmp_path), "--json"])
+        shown = json.loads(capsys.readouterr().out)
+        await simulator.stop(release=True)
+        await authority.stop(release=True)
+        after = await asyncio.to_thread(run, ["accounts", "owners", "--data-dir", str(tmp_path), "--json"])
+        for nc in (nc1, nc2):
+            await nc.close()  # type: ignore[attr-defined]
+        return code, shown, after
+
+    code, shown, after = asyncio.run(scenario())
+    assert code == 1, "meanrev has no simulator: the exit code says an account is not fully owned"
+    assert shown["momo"]["authority"]["member"] == "authority-1" and shown["momo"]["execsim"]["member"] == "execsim-1"
+    assert shown["meanrev"]["execsim"] is None
+    assert shown["momo"]["authority"]["fence"] != shown["meanrev"]["authority"]["fence"]
+    assert after == 1 and json.loads(capsys.readouterr().out)["momo"]["authority"] is None
