@@ -69,7 +69,13 @@ class AuthoritySettings(BaseSettings):
         description="Name in the authority pool (default role-host-pid)",
     )
     lease_ttl_seconds: float = Field(
-        default=3.0, ge=1, le=60, description="How long an account stays owned by an authority that stopped renewing"
+        default=3.0,
+        ge=1,
+        le=60,
+        description="How long an account stays owned by an authority that stopped renewing",
+        validation_alias=AliasChoices(
+            "lease_ttl_seconds", "TRADING_MCP_AUTHORITY_LEASE_TTL_SECONDS", "TRADING_MCP_LEASE_TTL_SECONDS"
+        ),
     )
 
     def accounts(self) -> AccountsFile:

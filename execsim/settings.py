@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.embedded import default_data_dir
@@ -47,7 +47,13 @@ class ExecSimSettings(BaseSettings):
         description="Name in the simulator pool (default role-host-pid)",
     )
     lease_ttl_seconds: float = Field(
-        default=3.0, ge=1, le=60, description="How long an account stays owned by a simulator that stopped renewing"
+        default=3.0,
+        ge=1,
+        le=60,
+        description="How long an account stays owned by a simulator that stopped renewing",
+        validation_alias=AliasChoices(
+            "lease_ttl_seconds", "TRADING_MCP_EXECSIM_LEASE_TTL_SECONDS", "TRADING_MCP_LEASE_TTL_SECONDS"
+        ),
     )
 
     def engine_config(self) -> EngineConfig:
