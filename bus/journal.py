@@ -1,8 +1,9 @@
 """The account journal on the bus: the authority appends, every other process follows it in order.
 
 One stream per account (`ACCOUNT` for the default account, `ACCOUNT_<id>` for the others), subject
-`account.<id>.events`. `stage_append` publishes with
-`Nats-Expected-Last-Subject-Sequence`, so an append by a writer whose view is behind the journal is
+`account.<id>.events`. `stage_append` publishes with `Nats-Expected-Last-Sequence` (the stream is the
+account's alone, so its last sequence is the account's last entry; a clustered stream refuses pipelined
+subject-sequence checks, but not this one), so an append by a writer whose view is behind the journal is
 refused instead of forking the account: the authority then folds the journal again before it decides.
 `JournalFollower` hands every entry, in sequence order, to a callback.
 """
@@ -29,7 +30,7 @@ from schemas.common import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
-EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SEQ = "Nats-Expected-Last-Sequence"
 
 
 def journal_config(account: str = DEFAULT_ACCOUNT) -> api.StreamConfig:
@@ -146,7 +147,7 @@ async def stage_append(
     acks = _acks.get(nc)
     if acks is None:
         acks = _acks[nc] = _Acks(nc)
-    headers = {MSG_ID: msg_id, EXPECTED_LAST_SUBJECT_SEQ: str(expected_seq), CORRELATION_ID: msg_id}
+    headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(expected_seq), CORRELATION_ID: msg_id}
     return await acks.publish(journal_subject(account), event.model_dump_json().encode(), headers)
 
 

@@ -197,7 +197,7 @@ def authority_section() -> list[str]:
     """The order authority's own subjects: its journal (stream ACCOUNT) and its request/reply subject."""
     from bus.authority_client import REQUEST_TIMEOUT_S
     from bus.authority_key import HEADER
-    from bus.journal import EXPECTED_LAST_SUBJECT_SEQ
+    from bus.journal import EXPECTED_LAST_SEQ
     from schemas.account import (
         ACCOUNT_STREAM,
         DEFAULT_ACCOUNT,
@@ -230,7 +230,7 @@ def authority_section() -> list[str]:
         "",
         " ".join((AccountEvent.__doc__ or "").split()),
         "",
-        f"Appended with `Nats-Msg-Id` and `{EXPECTED_LAST_SUBJECT_SEQ}`: an append by a writer whose view is "
+        f"Appended with `Nats-Msg-Id` and `{EXPECTED_LAST_SEQ}`: an append by a writer whose view is "
         "behind the journal is refused, so the account never forks. Folding every entry in sequence order "
         "(`tools.account.Account.apply`) gives the authority's projection at that sequence.",
         "",
