@@ -21,6 +21,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 from urllib.parse import urlparse
 
 import structlog
@@ -306,7 +307,7 @@ class AccountRouter:
 
 
 def http_app(
-    server: MCPServer,  # type: ignore[type-arg]
+    server: MCPServer[Any],
     settings: ServeSettings,
     ready: ReadyCheck,
     oauth: OAuthSettings | None = None,
@@ -322,7 +323,7 @@ def http_app(
 
 
 def accounts_http_app(
-    servers: Mapping[str, MCPServer],  # type: ignore[type-arg]
+    servers: Mapping[str, MCPServer[Any]],
     settings: ServeSettings,
     ready: ReadyCheck,
     *,
