@@ -69,6 +69,7 @@ QUEUE = "authority"
 REPUBLISH_AFTER = timedelta(seconds=3)
 HOUSEKEEPING_S = 0.5
 ACK_WAIT_S = 5.0  # a batch is folded in well under a second: after a crash, its redelivery need not wait long
+DENIALS_REPUBLISHED_WITHIN = timedelta(minutes=9)  # inside DECISIONS' 10-minute duplicate window
 JOURNAL_ACK_S = 5.0  # an append not acknowledged by then counts as failed (the fold is rebuilt)
 
 
@@ -131,6 +132,7 @@ class Authority:
         self._republished: dict[str, datetime] = {}
         self._refused_logged = ""
         self._sub: Any = None
+        self._stopping = False
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ start and stop
@@ -161,6 +163,7 @@ class Authority:
         if staged is not None:
             await self._durable([staged])
         self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
+        await self._republish_recent_denials()
         self.ready.set()
         log.info(
             "authority ready",
@@ -217,6 +220,7 @@ class Authority:
         return out
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -296,7 +300,7 @@ class Authority:
             if not staged.done.done():  # durable: the requester may have its answer
                 staged.done.set_result(staged.seq)
             if staged.effect is not None:  # then its consequence, still in journal order
-                await self._publish_effect(staged.effect)
+                await self._publish_effect(staged.effect, until_stored=True)
 
     async def _durable(self, staged: list[_Staged]) -> None:
         """Wait until every entry is in the journal; Unavailable if one failed or none answered in time."""
@@ -419,15 +423,36 @@ class Authority:
             )
         return None
 
-    async def _publish_effect(self, effect: tuple[Subject, bytes, str, str, bool]) -> None:
+    async def _publish_effect(
+        self, effect: tuple[Subject, bytes, str, str, bool], *, until_stored: bool = False
+    ) -> None:
+        """Publish a journaled decision's consequence (the message id makes a repeat a no-op). `until_stored`: the
+        effects worker's own publish retries until the stream has it (a stream without a leader for a few seconds
+        must not lose a denial, which nothing else re-publishes); other callers try once."""
         subject, data, msg_id, correlation, signed = effect
         headers = {ACCOUNT_HEADER: self.account_id}
         if signed:
             headers[authority_key.HEADER] = authority_key.sign(self.key, data)
-        try:
-            await publish_bytes(self.js, subject, data, msg_id=msg_id, correlation_id=correlation, headers=headers)
-        except Exception as exc:  # journaled already: housekeeping re-publishes it
-            log.warning("publish after the journal failed; will re-publish", subject=subject.value, error=repr(exc))
+        delay = 0.2
+        while True:
+            try:
+                await publish_bytes(self.js, subject, data, msg_id=msg_id, correlation_id=correlation, headers=headers)
+                return
+            except Exception as exc:  # journaled already: retried here, or re-published by housekeeping / at start
+                log.warning("publish after the journal failed; will re-publish", subject=subject.value, error=repr(exc))
+                if not until_stored or self._stopping:
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _republish_recent_denials(self) -> None:
+        """At start: the denials journaled within the stream's duplicate window, published again (a crash between
+        the journal and the publish would lose them from DECISIONS; the message id drops the ones that got in)."""
+        since = self.clock.now() - DENIALS_REPUBLISHED_WITHIN
+        for denied in [d for d in self.account.denials.values() if d.ts >= since]:
+            effect = self._effect_of(AccountEvent(kind="denied", ts=denied.ts, denied=denied))
+            if effect is not None:
+                await self._publish_effect(effect)
 
     # ------------------------------------------------------------------ executions and marks
 

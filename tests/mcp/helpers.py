@@ -72,6 +72,7 @@ READ_ONLY_TOOLS = {
     "get_safety_status",  # in every server, whatever the toolsets
 }
 STRATEGY_TOOLS = {"list_strategies", "evaluate_strategy", "run_backtest"}
+ACCOUNTS_TOOLS = {"compare_accounts"}  # opt-in: the accounts the caller holds, compared
 ORDER_TOOLS = {"preview_order", "place_order", "cancel_order", "list_orders", "get_order"}
 APP_TOOLS = {"confirm_order_ticket"}  # the order ticket's Confirm: visible to the app only, never to the model
 ALL_TOOLS = READ_ONLY_TOOLS - {"check_order"} | ORDER_TOOLS  # a default server's (preview_order checks)

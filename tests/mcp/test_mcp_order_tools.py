@@ -15,6 +15,7 @@ from schemas.orders import OrderIntent, RiskDenied
 from schemas.subjects import Subject
 from tests.conftest import stream_count, wait_for
 from tests.mcp.helpers import (
+    ACCOUNTS_TOOLS,
     APP_TOOLS,
     ORDER_TOOLS,
     READ_ONLY_TOOLS,
@@ -58,7 +59,9 @@ async def test_tools_list_shows_truthful_annotations_output_schemas_and_one_orde
     async with Client(server) as client, Client(server, extensions=[APPS]) as renders_apps:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         with_apps = {t.name: t for t in (await renders_apps.list_tools()).tools}
-    assert tools.keys() == READ_ONLY_TOOLS | STRATEGY_TOOLS | ORDER_TOOLS, "app-only tools are not for models"
+    assert tools.keys() == READ_ONLY_TOOLS | STRATEGY_TOOLS | ORDER_TOOLS | ACCOUNTS_TOOLS, (
+        "app-only tools are not for models"
+    )
     assert with_apps.keys() == tools.keys() | APP_TOOLS
     assert with_apps["confirm_order_ticket"].meta["ui"]["visibility"] == ["app"]
     assert tools["preview_order"].meta["ui"]["resourceUri"] == "ui://trading-mcp/order-ticket.html"
