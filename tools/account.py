@@ -22,18 +22,31 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from schemas.account import AccountEvent, Control, OrderCommand, OrderReply
 from schemas.common import DEFAULT_ACCOUNT
 from schemas.orders import TERMINAL_STATUSES, OrderCancel, OrderIntent, OrderView, RiskDenied
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import SYMBOL_PATTERN
+from tools.clock import Clock
 from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
 from tools.portfolio import Portfolio
 from tools.risk import RiskGate, Verdict, bad_number, valuation_price
 
 ZERO = Decimal(0)
 _SYMBOL = re.compile(SYMBOL_PATTERN)
+SNAPSHOT_VERSION = 1
+_ORDERS = TypeAdapter(list[OrderView])
+_INTENTS = TypeAdapter(list[OrderIntent])
+_DENIALS = TypeAdapter(list[RiskDenied])
+_CANCELS = TypeAdapter(list[OrderCancel])
+
+
+class SnapshotError(ValueError):
+    """A snapshot this code cannot restore (another version, or one that does not hold together)."""
 
 
 @dataclass(slots=True)
@@ -214,6 +227,86 @@ class Account:
                 self.gate._set_state(control.state, control.reason or "operator")
         # the limits in force now may already be breached: evaluate at once, not at the next mark
         self.gate.observe_equity(self.portfolio.equity(), ts)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Everything the fold keeps, JSON-safe and exact (decimals as strings, times in ISO with their offset):
+        `from_snapshot(to_snapshot())` then the rest of the journal is the fold of the whole journal."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "account_id": self.account_id,
+            "seq": self.seq,
+            "fence": self.fence,
+            "owner": self.owner,
+            "execsim_fence": self.execsim_fence,
+            "control_revision": self.control_revision,
+            "gate": self.gate.to_snapshot(),
+            "portfolio": self.portfolio.to_snapshot(),
+            "orders": _ORDERS.dump_python(list(self.orders.values()), mode="json"),
+            "intents": _INTENTS.dump_python(list(self.intents.values()), mode="json"),
+            "denials": _DENIALS.dump_python(list(self.denials.values()), mode="json"),
+            "cancels": _CANCELS.dump_python(list(self.cancels.values()), mode="json"),
+            "working": [[c, w.symbol, w.side, str(w.remaining)] for c, w in self.working.items()],
+            "resting": {s: [str(b), str(v)] for s, (b, v) in self.resting.items()},
+            "prices": {s: str(p) for s, p in self.prices.items()},
+            "price_ts": {s: t.isoformat() for s, t in self.price_ts.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any], clock: Clock | None = None) -> Account:
+        """The account `to_snapshot` wrote. SnapshotError for another version; any malformed part raises too
+        (ValueError, TypeError, KeyError): the caller then folds the journal from its start."""
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise SnapshotError(f"snapshot version {version!r} (this code reads {SNAPSHOT_VERSION})")
+        orders = _ORDERS.validate_python(data["orders"])
+        intents = _INTENTS.validate_python(data["intents"])
+        denials = _DENIALS.validate_python(data["denials"])
+        cancels = _CANCELS.validate_python(data["cancels"])
+        account = cls(
+            gate=RiskGate.from_snapshot(data["gate"], clock),
+            portfolio=Portfolio.from_snapshot(data["portfolio"]),
+            orders={o.client_order_id: o for o in orders},
+            intents={i.client_order_id: i for i in intents},
+            denials={d.client_order_id: d for d in denials},
+            cancels={c.client_order_id: c for c in cancels},
+            working={_str(c): _Working(_str(sym), _side(side), _dec(left)) for c, sym, side, left in data["working"]},
+            resting={_str(s): [_dec(b), _dec(v)] for s, (b, v) in dict(data["resting"]).items()},
+            prices={_str(s): _dec(p) for s, p in dict(data["prices"]).items()},
+            price_ts={_str(s): _time(t) for s, t in dict(data["price_ts"]).items()},
+            control_revision=_int(data["control_revision"]),
+            seq=_int(data["seq"]),
+            account_id=_str(data["account_id"]),
+            fence=_opt_int(data["fence"]),
+            owner=None if data["owner"] is None else _str(data["owner"]),
+            execsim_fence=_opt_int(data["execsim_fence"]),
+        )
+        if not set(account.working) <= set(account.orders) or not set(account.cancels) <= set(account.working):
+            raise SnapshotError("the snapshot's open orders are not among its orders")
+        return account
+
+    def detached(self) -> Account:
+        """A copy that the fold of later entries leaves alone, cheap to take (events and views are immutable, so
+        shared): the authority snapshots it off the event loop while it goes on deciding."""
+        return Account(
+            gate=self.gate.detached(),
+            portfolio=self.portfolio.detached(),
+            orders=dict(self.orders),
+            intents=dict(self.intents),
+            denials=dict(self.denials),
+            working={c: _Working(w.symbol, w.side, w.remaining) for c, w in self.working.items()},
+            resting={s: list(sides) for s, sides in self.resting.items()},
+            prices=dict(self.prices),
+            price_ts=dict(self.price_ts),
+            cancels=dict(self.cancels),
+            control_revision=self.control_revision,
+            seq=self.seq,
+            account_id=self.account_id,
+            fence=self.fence,
+            owner=self.owner,
+            execsim_fence=self.execsim_fence,
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -497,6 +590,42 @@ class Account:
         return AccountEvent(
             kind="control", ts=now, control=Control(limits=limits, state=state, reason=reason, revision=revision)
         )
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _side(value: object) -> str:
+    if value not in ("buy", "sell"):
+        raise ValueError(f"a side is buy or sell, got {value!r}")
+    return str(value)
+
+
+def _dec(value: object) -> Decimal:
+    number = Decimal(_str(value))
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _time(value: object) -> datetime:
+    at = datetime.fromisoformat(_str(value))
+    if at.tzinfo is None:
+        raise ValueError(f"a snapshot time carries its offset: {value!r}")
+    return at
 
 
 def _same(intent: OrderIntent, command: OrderCommand) -> bool:

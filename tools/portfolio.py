@@ -9,16 +9,18 @@ that, the latest fill.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from schemas.common import Money
 from schemas.orders import Fill
 
 ZERO = Decimal(0)
 DEFAULT_STARTING_CASH = Decimal(100_000)
+_FILLS = TypeAdapter(list[Fill])
 
 
 @dataclass
@@ -178,3 +180,59 @@ class Portfolio:
     def recent_fills(self, limit: int = 50, symbol: str | None = None) -> list[Fill]:
         chosen = [f for f in reversed(self.fills) if symbol is None or f.symbol == symbol]
         return chosen[:limit]
+
+    # ------------------------------------------------------------------ snapshots
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Everything `apply` and `mark` keep, JSON-safe (decimals as exact strings); the ids seen are the fills'."""
+        return {
+            "starting_cash": str(self.starting_cash),
+            "cash": str(self.cash),
+            "positions": [
+                [p.symbol, str(p.quantity), str(p.avg_price), str(p.realized_pnl), str(p.fees)]
+                for p in self.positions.values()
+            ],
+            "marks": {s: str(m) for s, m in self.marks.items()},
+            "market_marked": sorted(self._market_marked),
+            "fills": _FILLS.dump_python(self.fills, mode="json"),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> Portfolio:
+        """The portfolio `to_snapshot` described (ValueError, TypeError or KeyError when it is malformed)."""
+        fills = _FILLS.validate_python(data["fills"])
+        portfolio = cls(starting_cash=_decimal(data["starting_cash"]))
+        portfolio.cash = _decimal(data["cash"])
+        for symbol, quantity, avg, realized, fees in data["positions"]:
+            portfolio.positions[_text(symbol)] = _Position(
+                _text(symbol), _decimal(quantity), _decimal(avg), _decimal(realized), _decimal(fees)
+            )
+        portfolio.marks = {_text(s): _decimal(m) for s, m in dict(data["marks"]).items()}
+        portfolio._market_marked = {_text(s) for s in data["market_marked"]}
+        portfolio.fills = fills
+        portfolio._seen = {f.fill_id for f in fills}
+        return portfolio
+
+    def detached(self) -> Portfolio:
+        """A copy that later fills and marks leave alone (the fills themselves are immutable, so shared)."""
+        copy = Portfolio(starting_cash=self.starting_cash)
+        copy.cash = self.cash
+        copy.positions = {s: replace(p) for s, p in self.positions.items()}
+        copy.fills = list(self.fills)
+        copy.marks = dict(self.marks)
+        copy._seen = set(self._seen)
+        copy._market_marked = set(self._market_marked)
+        return copy
+
+
+def _decimal(value: object) -> Decimal:
+    """A decimal written as a string by a snapshot (exact; a float or anything else is refused)."""
+    if not isinstance(value, str):
+        raise TypeError(f"a snapshot decimal is a string, got {type(value).__name__}")
+    return Decimal(value)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value

@@ -30,7 +30,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side
 from schemas.risk import RiskLimits, TradingState
@@ -279,6 +279,41 @@ class RiskGate:
     def _set_state(self, state: TradingState, reason: str) -> None:
         self.state, self.state_reason = state, reason
 
+    # ------------------------------------------------------------------ snapshots
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """What a journal fold leaves in the gate, JSON-safe: limits, state and reason, peak, day start, and the
+        order-rate window's approval times (the day of them kept). Not the clock, nor `changes` (an in-process
+        log of `update_limits`, which no fold calls)."""
+        return {
+            "limits": self.limits.model_dump(mode="json"),
+            "state": self.state.value,
+            "state_reason": self.state_reason,
+            "peak": None if self._peak is None else str(self._peak),
+            "day": None if self._day is None else self._day.isoformat(),
+            "day_start": None if self._day_start is None else str(self._day_start),
+            "recent": [t.isoformat() for t in self._recent.live()],
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any], clock: Clock | None = None) -> RiskGate:
+        """The gate `to_snapshot` described (ValueError, TypeError or KeyError when it is malformed)."""
+        gate = cls(limits=RiskLimits.model_validate(data["limits"]), clock=clock or LiveClock())
+        gate.state = TradingState(data["state"])
+        gate.state_reason = str(data["state_reason"])
+        gate._peak = _opt_decimal(data["peak"])
+        gate._day = None if data["day"] is None else date.fromisoformat(data["day"])
+        gate._day_start = _opt_decimal(data["day_start"])
+        gate._recent = _Times.of([_aware(t) for t in data["recent"]])
+        return gate
+
+    def detached(self) -> RiskGate:
+        """A copy that later observations and orders leave alone (limits are immutable, so shared)."""
+        copy = RiskGate(limits=self.limits, clock=self.clock, state=self.state, state_reason=self.state_reason)
+        copy._peak, copy._day, copy._day_start = self._peak, self._day, self._day_start
+        copy._recent = _Times.of(self._recent.live())
+        return copy
+
     # ------------------------------------------------------------------ limits
 
     def update_limits(self, new: RiskLimits, actor: Actor, note: str = "") -> LimitChange:
@@ -368,8 +403,37 @@ class _Times:
     def count_after(self, horizon: datetime) -> int:
         return len(self._items) - bisect_right(self._items, horizon, self._start)
 
+    def live(self) -> list[datetime]:
+        """The times kept (the ones dropped from the front are never counted again)."""
+        return self._items[self._start :]
+
+    @classmethod
+    def of(cls, items: list[datetime]) -> _Times:
+        if any(b < a for a, b in zip(items, items[1:], strict=False)):
+            raise ValueError("approval times must be in order")
+        times = cls()
+        times._items = list(items)
+        return times
+
     def __len__(self) -> int:
         return len(self._items) - self._start
+
+
+def _opt_decimal(value: object) -> Decimal | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"a snapshot decimal is a string, got {type(value).__name__}")
+    return Decimal(value)
+
+
+def _aware(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"a snapshot time is an ISO string, got {type(value).__name__}")
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        raise ValueError(f"a snapshot time carries its offset: {value}")
+    return at
 
 
 def valuation_price(
