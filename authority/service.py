@@ -46,6 +46,7 @@ from bus import authority_key
 from bus.jetstream import connect, consume_batches, ensure_streams, log_if_failed, publish_bytes
 from bus.journal import JournalFollower, ensure_journal, stage_append
 from bus.ownership import Ownership, default_member
+from bus.snapshot import read_snapshot, write_snapshot
 from observability import metrics
 from observability.http import ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
@@ -71,6 +72,8 @@ HOUSEKEEPING_S = 0.5
 ACK_WAIT_S = 5.0  # a batch is folded in well under a second: after a crash, its redelivery need not wait long
 DENIALS_REPUBLISHED_WITHIN = timedelta(minutes=9)  # inside DECISIONS' 10-minute duplicate window
 JOURNAL_ACK_S = 5.0  # an append not acknowledged by then counts as failed (the fold is rebuilt)
+SNAPSHOT_EVERY = 2000  # journal entries between two snapshots of the projection (bus.snapshot)
+SNAPSHOT_STOP_S = 10.0
 
 
 def durables(account: str) -> tuple[str, str]:
@@ -134,6 +137,9 @@ class Authority:
         self._sub: Any = None
         self._stopping = False
         self.ready = asyncio.Event()
+        self._durable_seq = 0  # the last journal entry acknowledged (every one before it is too)
+        self._snapshot_seq = 0  # the entry of the newest snapshot written or started from
+        self._snapshot_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -227,13 +233,62 @@ class Authority:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drained(), 3)
         self._effects_task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._snapshot_at_stop(), SNAPSHOT_STOP_S)
+
+    async def _snapshot_at_stop(self) -> None:
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        if self._snapshot_due(every=1):
+            await self._write_snapshot(self.account.detached())
+
+    def _snapshot_due(self, every: int | None = None) -> bool:
+        """The projection is exactly the durable journal (nothing in flight, no failed append) and `every` entries
+        (SNAPSHOT_EVERY) or more came since the last snapshot."""
+        seq = self.account.seq
+        every = SNAPSHOT_EVERY if every is None else every
+        return (
+            not self._broken
+            and seq == self._tail == self._durable_seq
+            and seq - self._snapshot_seq >= every
+            and (self._snapshot_task is None or self._snapshot_task.done())
+        )
+
+    def _maybe_snapshot(self) -> None:
+        """Snapshot the projection in the background (a copy: decisions go on) when one is due."""
+        if self._snapshot_due():
+            self._snapshot_task = asyncio.create_task(
+                self._write_snapshot(self.account.detached()), name=f"authority-snapshot-{self.account_id}"
+            )
+
+    async def _write_snapshot(self, copy: Account) -> None:
+        started = time.perf_counter()
+        try:
+            data = await asyncio.to_thread(copy.to_snapshot)
+            size = await write_snapshot(self.js, self.account_id, copy.seq, data)
+        except Exception as exc:  # never fatal: readers fold a little more journal
+            log.warning("account snapshot failed", account=self.account_id, journal_seq=copy.seq, error=repr(exc))
+            return
+        self._snapshot_seq = max(self._snapshot_seq, copy.seq)
+        log.info(
+            "account snapshot written",
+            account=self.account_id,
+            journal_seq=copy.seq,
+            bytes=size,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
     async def _drained(self) -> None:
         while not self._effects.empty():
             await asyncio.sleep(0.01)
 
     async def _fold_journal(self) -> None:
-        """Fold every journal entry after the projection's sequence (at start, and after a failed append)."""
+        """Fold every journal entry after the projection's sequence (at start, and after a failed append), a fresh
+        projection starting from the newest usable snapshot (bus.snapshot; none: from the first entry)."""
+        if self.account.seq == 0:
+            restored = await read_snapshot(self.js, self.account_id, self.clock)
+            if restored is not None:
+                self._snapshot_seq, self.account = restored
         follower = JournalFollower(
             self.js, lambda seq, ev: self.account.apply(ev, seq), self.account_id, self.account.seq
         )
@@ -242,7 +297,7 @@ class Authority:
             await asyncio.wait_for(follower.caught_up.wait(), 120)
         finally:
             await follower.stop()
-        self._tail = self.account.seq
+        self._tail = self._durable_seq = self.account.seq
 
     # ------------------------------------------------------------------ the journal
 
@@ -297,8 +352,10 @@ class Authority:
             metrics.authority_journal_append_seconds.observe(time.perf_counter() - started)
             if staged.order is not None:
                 self._in_flight.discard(staged.order)
+            self._durable_seq = staged.seq
             if not staged.done.done():  # durable: the requester may have its answer
                 staged.done.set_result(staged.seq)
+            self._maybe_snapshot()
             if staged.effect is not None:  # then its consequence, still in journal order
                 await self._publish_effect(staged.effect, until_stored=True)
 
@@ -321,7 +378,20 @@ class Authority:
 
     # ------------------------------------------------------------------ requests
 
+    _requests: set[asyncio.Task[None]] | None = None  # requests being answered (a strong reference to each)
+    _last_request: _Staged | None = None  # the newest journal entry a request staged
+
     async def _on_request(self, msg: Msg) -> None:
+        """Answer each request in its own task. Decisions still happen one at a time in arrival order (the lock
+        is FIFO and each task reaches it without yielding first), but a request waiting for the journal's
+        acknowledgement no longer holds the next one back: requests are pipelined into the journal too."""
+        if self._requests is None:
+            self._requests = set()
+        task = asyncio.create_task(self._answer(msg), name=f"authority-request-{self.account_id}")
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _answer(self, msg: Msg) -> None:
         started = time.perf_counter()
         try:
             command = OrderCommand.model_validate_json(msg.data)
@@ -370,8 +440,11 @@ class Authority:
             now = self.clock.now()
             decision = self.account.decide(command, now, self.max_signal_age_s)
             event = decision.event
+            earlier = self._last_request
             if event is not None:
-                staged = await self._stage(event, _msg_id(command, decision.reply.client_order_id, now))
+                staged = self._last_request = await self._stage(
+                    event, _msg_id(command, decision.reply.client_order_id, now)
+                )
             elif decision.reply.duplicate and decision.reply.code == "duplicate":
                 await self._republish_if_unacknowledged(decision.reply.client_order_id, now, force=True)
             coid = decision.reply.client_order_id
@@ -382,6 +455,10 @@ class Authority:
                     "trading_state": self.account.gate.state,
                 }
             )
+        if staged is None and earlier is not None and not earlier.done.done():
+            # an answer without an entry of its own (a duplicate, a check) may speak of an entry still in flight:
+            # it waits until the journal has every request decided before it
+            await self._durable([earlier])
         if staged is not None:
             await self._durable([staged])
             if event is not None and event.kind == "denied":

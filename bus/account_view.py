@@ -27,6 +27,7 @@ from bus.authority_client import AuthorityUnavailable, ask
 from bus.embedded import EmbeddedNats, ensure_embedded
 from bus.jetstream import Follower, connect, ensure_streams
 from bus.journal import JournalFollower
+from bus.snapshot import read_snapshot
 from observability.account_gauges import AccountGauges, observe_risk
 from schemas.account import AccountEvent, OrderCommand, OrderReply
 from schemas.common import DEFAULT_ACCOUNT
@@ -76,8 +77,12 @@ class AppState:
         self._signal_follower = Follower(
             self.js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=self._on_signal
         )
-        self.journal = JournalFollower(self.js, self._on_entry, self.account_id)
         await self._signal_follower.start()
+        if self.account.seq == 0:  # the authority's newest snapshot, then only the journal after it
+            restored = await read_snapshot(self.js, self.account_id)
+            if restored is not None:
+                self.account = restored[1]
+        self.journal = JournalFollower(self.js, self._on_entry, self.account_id, after=self.account.seq)
         await self.journal.start()
         await asyncio.wait_for(
             asyncio.gather(self._signal_follower.caught_up.wait(), self.journal.caught_up.wait()), timeout

@@ -518,10 +518,12 @@ def cmd_risk(args: argparse.Namespace) -> int:
     async def in_force(js, wait_for_revision: int = 0) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
         """What the authority's journal says is in force (after it applied `wait_for_revision`, bounded)."""
         from bus.journal import JournalFollower
+        from bus.snapshot import read_snapshot
         from tools.account import Account
 
-        account = Account(account_id=args.account)
-        follower = JournalFollower(js, lambda seq, ev: account.apply(ev, seq), args.account)
+        restored = await read_snapshot(js, args.account)
+        account = restored[1] if restored is not None else Account(account_id=args.account)
+        follower = JournalFollower(js, lambda seq, ev: account.apply(ev, seq), args.account, after=account.seq)
         await follower.start()
         try:
             await asyncio.wait_for(follower.caught_up.wait(), 30)

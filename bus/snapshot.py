@@ -1,0 +1,179 @@
+"""Snapshots of the account projection in KV `ACCOUNT_SNAPSHOT`: a fresh reader starts from one, then folds only the
+journal entries after it (`bus.journal.JournalFollower(..., after=seq)`).
+
+The authority writes them (`write_snapshot`) every few thousand durable journal entries and when it stops; every
+reader tries one first (`read_snapshot`) and folds the journal from its start when there is none, or it is
+unreadable, of another version, or stale. A snapshot holds the whole projection (finished orders included), so it
+outgrows one NATS message: it is stored as zlib-compressed JSON (`tools.account.Account.to_snapshot`, no pickle: the
+bucket is network input) in parts, keys `<account>.<i>`, and a head, key `<account>`:
+
+    {"format": 1, "seq": n, "stream": "ACCOUNT", "created": "<the journal stream's creation time>",
+     "entry": "<sha256 of journal entry n as stored>", "parts": k, "size": bytes, "sha256": "<of the blob>"}
+
+Parts are written first, the head last. Staleness: the head names the journal stream and its creation time, and the
+digest of the entry at `seq`; a reader uses the snapshot only when the stream it folds is that stream (a `trading-mcp
+reset` or a deleted and re-created journal has another creation time) and still holds that very entry. A reader that
+sees parts of another snapshot (written meanwhile) finds a digest that differs, reads once more, then folds from the
+start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from bus.cluster import create_key_value
+from schemas.account import journal_stream
+from tools.account import Account
+from tools.clock import Clock
+
+log = logging.getLogger(__name__)
+
+BUCKET = "ACCOUNT_SNAPSHOT"
+FORMAT = 1
+PART_BYTES = 512 * 1024  # well under any server's max_payload (1 MB by default)
+ENCODING = "zlib+json"
+
+
+class StaleSnapshot(ValueError):
+    """The snapshot is not of the journal the reader folds (reset, re-created, or behind its own parts)."""
+
+
+async def _bucket(js: JetStreamContext, create: bool = False) -> KeyValue | None:
+    try:
+        return await js.key_value(BUCKET)
+    except BucketNotFoundError:
+        if not create:
+            return None
+    from bus.embedded import KV_BUCKETS  # provisioning's bucket config (a locked bus: the admin made it already)
+
+    config = next(b for b in KV_BUCKETS if b.bucket == BUCKET)
+    return await create_key_value(js, config)
+
+
+async def _journal_identity(js: JetStreamContext, account: str, seq: int) -> dict[str, Any]:
+    """The journal stream's name and creation time, and the digest of its entry `seq` as stored."""
+    stream = journal_stream(account)
+    info = await js.stream_info(stream)
+    if seq > info.state.last_seq:
+        raise StaleSnapshot(f"the journal {stream} ends at {info.state.last_seq}, before {seq}")
+    msg = await js.get_msg(stream, seq)
+    return {
+        "stream": stream,
+        "created": None if info.created is None else info.created.isoformat(),
+        "entry": hashlib.sha256(msg.data or b"").hexdigest(),
+    }
+
+
+def _encode(data: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
+
+
+def _parts(blob: bytes) -> Iterator[bytes]:
+    for start in range(0, len(blob), PART_BYTES):
+        yield blob[start : start + PART_BYTES]
+
+
+async def write_snapshot(js: JetStreamContext, account: str, seq: int, data: dict[str, Any]) -> int:
+    """Store `data` (`Account.to_snapshot()` of the projection at journal entry `seq`, which must be durable) as the
+    account's snapshot; returns its compressed size. Raises on failure: the caller logs it and goes on."""
+    if data.get("seq") != seq or data.get("account_id") != account:
+        raise ValueError(f"the snapshot is of {data.get('account_id')}@{data.get('seq')}, not {account}@{seq}")
+    kv = await _bucket(js, create=True)
+    assert kv is not None
+    identity = await _journal_identity(js, account, seq)
+    blob = await asyncio.to_thread(_encode, data)
+    previous = await _read_head(kv, account)
+    parts = list(_parts(blob))
+    for i, part in enumerate(parts):
+        await kv.put(f"{account}.{i}", part)
+    head = {
+        "format": FORMAT,
+        "seq": seq,
+        **identity,
+        "encoding": ENCODING,
+        "parts": len(parts),
+        "size": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    await kv.put(account, json.dumps(head).encode())
+    for i in range(len(parts), int(previous.get("parts", 0)) if previous else 0):
+        with contextlib.suppress(Exception):
+            await kv.delete(f"{account}.{i}")
+    return len(blob)
+
+
+async def _read_head(kv: KeyValue, account: str) -> dict[str, Any] | None:
+    try:
+        entry = await kv.get(account)
+    except KeyNotFoundError:
+        return None
+    if not entry.value:
+        return None
+    head = json.loads(entry.value)
+    return head if isinstance(head, dict) else None
+
+
+async def _read_blob(kv: KeyValue, account: str, head: dict[str, Any]) -> bytes:
+    chunks = [(await kv.get(f"{account}.{i}")).value or b"" for i in range(int(head["parts"]))]
+    blob = b"".join(chunks)
+    if len(blob) != head["size"] or hashlib.sha256(blob).hexdigest() != head["sha256"]:
+        raise StaleSnapshot("the parts are not the head's (a snapshot was being written)")
+    return blob
+
+
+def _decode(blob: bytes, clock: Clock | None) -> Account:
+    paused = gc.isenabled()
+    gc.disable()  # hundreds of thousands of small objects, none of them garbage: collections would only slow it down
+    try:
+        return Account.from_snapshot(json.loads(zlib.decompress(blob)), clock)
+    finally:
+        if paused:
+            gc.enable()
+
+
+async def read_snapshot(js: JetStreamContext, account: str, clock: Clock | None = None) -> tuple[int, Account] | None:
+    """The account's newest usable snapshot and its journal sequence, or None (no bucket, no snapshot, another
+    format, unreadable or stale: logged); the caller then folds the journal after that sequence (or from 1)."""
+    try:
+        kv = await _bucket(js)
+        if kv is None:
+            log.info("no snapshot of account %s (no %s bucket): folding its journal from the start", account, BUCKET)
+            return None
+        for attempt in (1, 2):
+            head = await _read_head(kv, account)
+            if head is None:
+                log.info("no snapshot of account %s: folding its journal from the start", account)
+                return None
+            if head.get("format") != FORMAT or head.get("encoding") != ENCODING:
+                raise StaleSnapshot(f"snapshot format {head.get('format')!r}/{head.get('encoding')!r}")
+            seq = int(head["seq"])
+            identity = await _journal_identity(js, account, seq)
+            for key, value in identity.items():
+                if head.get(key) != value:
+                    raise StaleSnapshot(f"the journal's {key} is {value!r}, the snapshot's {head.get(key)!r}")
+            try:
+                blob = await _read_blob(kv, account, head)
+            except (StaleSnapshot, KeyNotFoundError):
+                if attempt == 2:
+                    raise
+                continue
+            restored = await asyncio.to_thread(_decode, blob, clock)
+            if restored.seq != seq or restored.account_id != account:
+                raise StaleSnapshot(f"the snapshot holds {restored.account_id}@{restored.seq}, not {account}@{seq}")
+            log.info("account %s restored from its snapshot at journal entry %d (%d bytes)", account, seq, len(blob))
+            return seq, restored
+    except Exception as exc:  # stale, unreadable, no journal stream or its entry gone, another version: all alike
+        log.warning("snapshot of account %s not used (%r): folding its journal from the start", account, exc)
+    return None
