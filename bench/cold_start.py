@@ -1,0 +1,157 @@
+"""Cold start with history, with and without the account snapshot (bus/snapshot.py). Prints numbers, asserts nothing.
+
+    .venv/bin/python bench/cold_start.py                         # 0, 10k and 100k orders of history
+    .venv/bin/python bench/cold_start.py --orders 0 10000
+
+For each history (orders of five journal entries, as bench/journal_fold.py writes them) on a real nats-server:
+- a fresh reader to caught-up (`read_snapshot`, then `JournalFollower` after it, into `tools.account.Account`), with
+  no snapshot and with one taken 200 orders (1,000 entries) before the end (the authority writes one every 2,000);
+- a fresh `trading-mcp serve --transport stdio` to its first tools/list, without and with the snapshot, against a
+  trivial MCP server on the same SDK (one tool), and the ratios (target: at most 1.5x the trivial server).
+The SIGNALS stream is empty here: only the journal's history is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from journal_fold import entries  # noqa: E402
+from mcp import Client, StdioServerParameters  # noqa: E402
+
+from bus.embedded import start_nats_server  # noqa: E402
+from bus.jetstream import connect  # noqa: E402
+from bus.journal import JournalFollower, ensure_journal  # noqa: E402
+from bus.snapshot import BUCKET, read_snapshot, write_snapshot  # noqa: E402
+from schemas.account import journal_subject  # noqa: E402
+from tools.account import Account  # noqa: E402
+
+EXE = str(Path(sys.executable).parent / "trading-mcp")
+BEHIND = 200  # orders journaled after the snapshot
+TRIVIAL = """
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("trivial")
+
+
+@server.tool()
+def ping() -> str:
+    \"\"\"Answer pong.\"\"\"
+    return "pong"
+
+
+server.run()
+"""
+
+
+async def reader(js, snapshot: bool) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Seconds for a fresh reader to catch up, and how many entries it folded."""
+    started = time.perf_counter()
+    account = Account()
+    if snapshot:
+        restored = await read_snapshot(js, "paper")
+        assert restored is not None, "the snapshot was not usable"
+        account = restored[1]
+    folded = 0
+
+    def apply(seq: int, event) -> None:  # type: ignore[no-untyped-def]
+        nonlocal folded
+        folded += 1
+        account.apply(event, seq)
+
+    follower = JournalFollower(js, apply, "paper", after=account.seq)
+    await follower.start()
+    await asyncio.wait_for(follower.caught_up.wait(), 1200)
+    await follower.stop()
+    return time.perf_counter() - started, folded
+
+
+async def tools_list(params: StdioServerParameters) -> float:
+    started = time.perf_counter()
+    async with Client(params) as client:
+        await client.list_tools()
+    return time.perf_counter() - started
+
+
+async def run(orders: list[int], repeat: int) -> None:
+    logging.getLogger("bus.snapshot").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_nats_server(Path(tmp) / "nats")
+        trivial_py = Path(tmp) / "trivial.py"
+        trivial_py.write_text(TRIVIAL)
+        env = {**os.environ, "NATS_URL": server.url, "TRADING_MCP_LOG_LEVEL": "WARNING"}
+        serve = StdioServerParameters(command=EXE, args=["serve", "--transport", "stdio", "--data-dir", tmp], env=env)
+        trivial = StdioServerParameters(command=sys.executable, args=[str(trivial_py)], env=env)
+        try:
+            nc = await connect(server.url, "bench")
+            js = nc.jetstream()
+            await ensure_journal(js)
+            await tools_list(serve)  # warm the page cache and the bytecode once
+            print(
+                f"{'orders':>7} {'entries':>8} {'snap MB':>7} {'write s':>7} | {'reader s':>8} {'+snap s':>7}"
+                f" {'x faster':>8} | {'trivial s':>9} {'serve s':>7} {'+snap s':>7} {'ratio':>6} {'+snap':>6}"
+            )
+            written = 0
+            projection = Account()
+            for target in orders:
+                snap_at = max(0, target - BEHIND)
+                pending = []
+                for i in range(written, target):
+                    for event in entries(i):
+                        pending.append(await js.publish_async(journal_subject(), event.model_dump_json().encode()))
+                        if i < snap_at:
+                            projection.apply(event, projection.seq + 1)
+                    if len(pending) >= 2000:
+                        await asyncio.gather(*pending)
+                        pending.clear()
+                await asyncio.gather(*pending)
+                written = target
+                kv = None
+                size, write_s = 0.0, 0.0
+                if projection.seq:
+                    started = time.perf_counter()
+                    data = await asyncio.to_thread(projection.to_snapshot)
+                    size = await write_snapshot(js, "paper", projection.seq, data) / 1e6
+                    write_s = time.perf_counter() - started
+                    kv = await js.key_value(BUCKET)
+                for _ in range(repeat):
+                    if kv is not None:
+                        head = (await kv.get("paper")).value
+                        await kv.delete("paper")
+                    cold_s, n = await reader(js, snapshot=False)
+                    serve_s = await tools_list(serve)
+                    snap_s = serve_snap_s = float("nan")
+                    if kv is not None:
+                        await kv.put("paper", head)
+                        snap_s, _ = await reader(js, snapshot=True)
+                        serve_snap_s = await tools_list(serve)
+                    trivial_s = await tools_list(trivial)
+                    print(
+                        f"{target:>7} {n:>8} {size:>7.1f} {write_s:>7.1f} | {cold_s:>8.2f} {snap_s:>7.2f}"
+                        f" {cold_s / snap_s:>8.1f} | {trivial_s:>9.2f} {serve_s:>7.2f} {serve_snap_s:>7.2f}"
+                        f" {serve_s / trivial_s:>6.1f} {serve_snap_s / trivial_s:>6.1f}",
+                        flush=True,
+                    )
+            await nc.close()
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, nargs="*", default=[0, 10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per history")
+    asyncio.run(run(parser.parse_args().orders, parser.parse_args().repeat))
+
+
+if __name__ == "__main__":
+    main()
