@@ -146,7 +146,9 @@ async def consume(
     """Run a durable pull consumer until `stop` is set. Ack after the handler returns; nak on error.
     `deliver_policy` applies when the durable is first created (DeliverPolicy.NEW: skip the backlog).
     `key`: messages of one key are handled one after another in stream order, different keys at the same
-    time (the bridge: one lane per symbol); None handles every message in turn."""
+    time (the bridge: one lane per symbol); None handles every message in turn. Lanes run continuously: a
+    slow lane does not hold the others back, and the next batch is fetched while lanes still work, with at
+    most `4 * batch` messages delivered and not yet acked."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -159,20 +161,60 @@ async def consume(
     if sub is None:
         return
 
-    async def handle(msgs: list[Msg]) -> None:
-        if key is None:
-            await _handle_in_turn(msgs, handler)
-            return
-        lanes: dict[str, list[Msg]] = {}
-        for msg in msgs:
-            lanes.setdefault(key(msg), []).append(msg)
-        await asyncio.gather(*(_handle_in_turn(lane, handler) for lane in lanes.values()))
+    async def in_turn(msgs: list[Msg]) -> None:
+        await _handle_in_turn(msgs, handler)
 
+    lanes = None if key is None else _Lanes(key, handler, limit=4 * batch)
     try:
-        await fetch_loop(sub, batch, stop.is_set, handle, durable)
+        await fetch_loop(sub, batch, stop.is_set, in_turn if lanes is None else lanes.put, durable)
     finally:
+        if lanes is not None:
+            await lanes.drain()  # what was fetched is handled (and acked) before the consumer goes
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+class _Lanes:
+    """One task per key with work queued, each handling its key's messages in stream order; `put` returns once
+    fewer than `limit` messages are queued or in a handler, so the fetch loop never runs far ahead."""
+
+    def __init__(self, key: Callable[[Msg], str], handler: Handler, limit: int) -> None:
+        self.key, self.handler, self.limit = key, handler, limit
+        self.queues: dict[str, list[Msg]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.held = 0
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def put(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            k = self.key(msg)
+            queue = self.queues.get(k)
+            self.held += 1
+            if queue is not None:
+                queue.append(msg)  # its lane's task takes it after the ones before it
+                continue
+            self.queues[k] = [msg]
+            task = asyncio.create_task(self._lane(k), name=f"lane-{k}")
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        if self.held >= self.limit:
+            self.room.clear()
+            await self.room.wait()
+
+    async def _lane(self, k: str) -> None:
+        queue = self.queues[k]
+        while queue:
+            msg = queue.pop(0)
+            await _handle_in_turn([msg], self.handler)
+            self.held -= 1
+            if self.held < self.limit:
+                self.room.set()
+        del self.queues[k]  # no await since the queue emptied: a message of this key now starts a new lane
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 async def fetch_loop(
@@ -346,7 +388,9 @@ async def consume_batches(
                     await msg.nak(delay=1.0)
             await asyncio.sleep(0.2)
             return
-        await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+        for msg in msgs:  # each ack only queues bytes on the connection: one flush sends them all, no task per ack
+            with contextlib.suppress(Exception):
+                await msg.ack()
 
     try:
         await fetch_loop(sub, batch, stop.is_set, handle, durable)
