@@ -92,8 +92,12 @@ def services(*items: Service) -> Iterator[None]:
             s.stop()
 
 
-async def read_stream(js: JetStreamContext, stream: str, subject: str) -> list[tuple[str, bytes]]:
-    """Every message of `subject` in `stream`, in order, as (subject, data)."""
+async def read_stream(
+    js: JetStreamContext, stream: str, subject: str, timeout: float = 60.0
+) -> list[tuple[str, bytes]]:
+    """Every message of `subject` in `stream` as the stream holds it when called, in order, as (subject, data).
+    A fetch that times out (a loaded machine, a cluster electing a leader) is retried, never taken for the end:
+    the read ends once it has every message the consumer counted at its creation, or fails after `timeout`."""
     info = await js.stream_info(stream)
     if info.state.messages == 0:
         return []
@@ -102,15 +106,17 @@ async def read_stream(js: JetStreamContext, stream: str, subject: str) -> list[t
     )
     sub = await js.pull_subscribe(subject, stream=stream, config=config)
     out: list[tuple[str, bytes]] = []
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        while True:
+        expected = (await sub.consumer_info()).num_pending
+        while len(out) < expected:
             try:
-                msgs = await sub.fetch(512, timeout=1.0)
+                msgs = await sub.fetch(min(512, expected - len(out)), timeout=1.0)
             except TimeoutError:
-                break
+                msgs = []
             out.extend((m.subject, m.data) for m in msgs)
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"read {len(out)} of {expected} messages of {stream}/{subject} in {timeout:g} s")
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
