@@ -91,7 +91,7 @@ MATRIX = [
     ("authority", "decisions.order_intent", True),
     ("authority", "decisions.risk_denied", True),
     ("authority", "decisions.order_cancel", True),
-    ("authority", "account.paper", True),
+    ("authority", "account.paper.events", True),
     ("authority", "executions.fill", False),
     # (c) only execsim publishes executions
     ("execsim", "executions.fill", True),
@@ -103,7 +103,7 @@ MATRIX = [
     ("mcp", "signals.normalized", False),
     ("authority", "signals.normalized", False),
     ("mcp", "decisions.agent", True),
-    ("mcp", "account.paper", False),
+    ("mcp", "account.paper.events", False),
 ]
 
 
