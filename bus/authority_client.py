@@ -33,4 +33,9 @@ async def ask(nc: NATS, command: OrderCommand, timeout: float = REQUEST_TIMEOUT_
             f"the order authority did not answer within {timeout:g} s; nothing is known to be placed — "
             "retry with the same client_order_id (a retry never places a second order)"
         ) from exc
-    return OrderReply.model_validate_json(msg.data)
+    reply = OrderReply.model_validate_json(msg.data)
+    if reply.code == AuthorityUnavailable.code:
+        # an authority answered but could not decide (its journal append failed, it is handing the account over):
+        # nothing was recorded, so this is no outcome — the caller retries (the bridge does not ack the signal)
+        raise AuthorityUnavailable(reply.message)
+    return reply
