@@ -80,7 +80,9 @@ def write_config(data: Path) -> Path:
 
 @pytest.mark.timeout(480)
 async def test_kill_9_of_a_stream_leader_an_authority_and_a_simulator_under_load_breaks_no_invariant(
-    nats_cluster: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nats_cluster: NatsCluster,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cluster = nats_cluster
     data = tmp_path / "data"

@@ -120,7 +120,10 @@ async def test_the_demo_replays_real_bars_the_strategy_trades_them_and_the_gauge
         open_fees = sum(t.fees for t in expected.trades if t.open)
         assert value(samples, "portfolio_realized_pnl", account="paper") == float(closed - open_fees)
         assert value(samples, "mcp_active_positions", account="paper") == 1
-        assert value(samples, "portfolio_drawdown_ratio", account="paper") >= 1 - float(expected.final_equity) / 100_000 - 1e-9
+        assert (
+            value(samples, "portfolio_drawdown_ratio", account="paper")
+            >= 1 - float(expected.final_equity) / 100_000 - 1e-9
+        )
         assert (
             value(samples, "mcp_decisions_generated_total", strategy="mean_reversion", outcome="order")
             == len(expected.trades) * 2 - 1
