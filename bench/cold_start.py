@@ -75,10 +75,21 @@ async def reader(js, snapshot: bool) -> tuple[float, int]:  # type: ignore[no-un
     return time.perf_counter() - started, folded
 
 
+TOOLS_LIST_TIMEOUT_S = 600.0  # a server that never answers (it lost NATS while folding) is a result, not a hang
+
+
 async def tools_list(params: StdioServerParameters) -> float:
     started = time.perf_counter()
-    async with Client(params) as client:
-        await client.list_tools()
+
+    async def listed() -> None:
+        async with Client(params) as client:
+            await client.list_tools()
+
+    try:
+        await asyncio.wait_for(listed(), TOOLS_LIST_TIMEOUT_S)
+    except TimeoutError:
+        print(f"  no tools/list within {TOOLS_LIST_TIMEOUT_S:g} s", flush=True)
+        return float("inf")
     return time.perf_counter() - started
 
 
