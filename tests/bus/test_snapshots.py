@@ -154,6 +154,7 @@ async def test_the_authority_snapshots_every_n_durable_entries_and_at_stop_and_e
     nats_server: EmbeddedNats, js, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "SNAPSHOT_EVERY", 4)
+    monkeypatch.setattr(service, "SNAPSHOT_MIN_INTERVAL_S", 0.0)
     await ensure_journal(js)
     authority = Authority(js._nc, js, key=b"k", limits=RiskLimits(max_position=D(1000)))
     await authority.start()
