@@ -690,10 +690,9 @@ class Authority:
                         await self._recover()
                     await self._apply_control(signed)
                     now = self.clock.now()
-                    for coid in [
-                        c
-                        for c, o in self.account.orders.items()
-                        if c in self.account.working and o.status == "submitted"
+                    orders = self.account.orders  # the working set, not every order ever: housekeeping holds the
+                    for coid in [  # lock, so its cost must not grow with history
+                        c for c in self.account.working if (o := orders.get(c)) is not None and o.status == "submitted"
                     ]:
                         await self._republish_if_unacknowledged(coid, now)
                     for coid, cancel in list(self.account.cancels.items()):
