@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from anthropic import APIStatusError, AsyncAnthropic
-from anthropic.lib.tools.mcp import async_mcp_tool
 from mcp import ClientSession
 from mcp.types import Tool
 
@@ -23,6 +21,9 @@ from prompts.loader import PromptTemplate
 from schemas.agent import AgentDecision, AgentOutcome
 from schemas.signals import NormalizedSignal
 from tools.clock import Clock, LiveClock
+
+if TYPE_CHECKING:  # anthropic loads only where an agent runs: it is half of `serve`'s import time otherwise
+    from anthropic import AsyncAnthropic
 
 log = structlog.get_logger("agent")
 
@@ -75,6 +76,8 @@ class AgentLoop:
     clock: Clock = field(default_factory=LiveClock)
 
     async def decide(self, signal: NormalizedSignal) -> AgentDecision:
+        from anthropic import APIStatusError
+
         tally = _Tally()
         try:
             outcome, text = await self._converse(signal, tally)
@@ -100,6 +103,8 @@ class AgentLoop:
         )
 
     async def _converse(self, signal: NormalizedSignal, tally: _Tally) -> tuple[AgentOutcome, str]:
+        from anthropic.lib.tools.mcp import async_mcp_tool
+
         runner = self.client.beta.messages.tool_runner(
             model=self.model,
             max_tokens=self.budget.max_tokens_per_turn,

@@ -1,4 +1,5 @@
-"""`trading-mcp serve` starts without the backtester's heavy libraries: they load when a backtest runs."""
+"""`trading-mcp serve` starts without the backtester's heavy libraries (they load when a backtest runs) and without
+the `anthropic` SDK (it loads where an agent runs: it was half of serve's import time)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("pandas", "tqdm", "matplotlib")
+HEAVY = ("pandas", "tqdm", "matplotlib", "anthropic")
 
 
 def imported_after(statement: str) -> dict[str, bool]:
@@ -15,7 +16,7 @@ def imported_after(statement: str) -> dict[str, bool]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_serve_path_imports_neither_pandas_nor_tqdm_nor_matplotlib() -> None:
+def test_the_serve_path_imports_neither_pandas_nor_tqdm_nor_matplotlib_nor_anthropic() -> None:
     serve_path = "cli.main, cli.serve, mcp_server.service, mcp_server.server, mcp_server.backtest_runs"
     loaded = imported_after(f"import {serve_path}")
     assert loaded == dict.fromkeys(HEAVY, False)
@@ -29,3 +30,4 @@ def test_the_live_bridge_uses_the_backtester_sizing_without_pandas() -> None:
 def test_loading_data_for_a_backtest_still_brings_pandas_in() -> None:
     loaded = imported_after("from execsim.backtest import load_bundled\nload_bundled('AAPL')")
     assert loaded["pandas"]
+
