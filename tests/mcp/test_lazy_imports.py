@@ -30,4 +30,3 @@ def test_the_live_bridge_uses_the_backtester_sizing_without_pandas() -> None:
 def test_loading_data_for_a_backtest_still_brings_pandas_in() -> None:
     loaded = imported_after("from execsim.backtest import load_bundled\nload_bundled('AAPL')")
     assert loaded["pandas"]
-
