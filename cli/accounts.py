@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -105,21 +107,10 @@ def cmd_owners(args: argparse.Namespace) -> int:
 
 
 async def _owners(data_dir: Path, accounts: list[str]) -> dict[str, dict[str, dict[str, object] | None]]:
-    from bus.embedded import ensure_embedded
-    from bus.jetstream import connect
     from bus.lease import lease_bucket, read_lease
 
-    embedded = None
-    url = os.environ.get("NATS_URL")
-    if not url:
-        embedded = await asyncio.to_thread(ensure_embedded, data_dir)
-        url = embedded.url
-    try:
-        nc = await asyncio.wait_for(connect(url, "accounts-cli", role="operator", data_dir=data_dir), 10)
-    except TimeoutError as exc:
-        raise ConnectionError(f"no answer from {url}") from exc
-    try:
-        kv = await lease_bucket(nc.jetstream())
+    async with _operator_js(data_dir) as js:
+        kv = await lease_bucket(js)
         out: dict[str, dict[str, dict[str, object] | None]] = {}
         for account in accounts:
             out[account] = {}
@@ -131,6 +122,26 @@ async def _owners(data_dir: Path, accounts: list[str]) -> dict[str, dict[str, di
                     else {"member": lease.member, "fence": lease.fence, "acquired_at": lease.acquired_at}
                 )
         return out
+
+
+@contextlib.asynccontextmanager
+async def _operator_js(data_dir: Path) -> AsyncIterator[JetStreamContext]:
+    """JetStream as the operator: NATS_URL, else the data dir's embedded server (stopped after if we started it);
+    ConnectionError when nobody answers."""
+    from bus.embedded import ensure_embedded
+    from bus.jetstream import connect
+
+    embedded = None
+    url = os.environ.get("NATS_URL")
+    if not url:
+        embedded = await asyncio.to_thread(ensure_embedded, data_dir)
+        url = embedded.url
+    try:
+        nc = await asyncio.wait_for(connect(url, "accounts-cli", role="operator", data_dir=data_dir), 10)
+    except TimeoutError as exc:
+        raise ConnectionError(f"no answer from {url}") from exc
+    try:
+        yield nc.jetstream()
     finally:
         await nc.close()
         if embedded is not None and embedded.owned:
@@ -200,28 +211,11 @@ def parse_interval(raw: str) -> timedelta:
 
 async def _read(data_dir: Path, accounts: list[str] | None) -> dict[str, list[tuple[int, AccountEvent]]]:
     """Every named account's journal (default: every account with one), read in order to its current end."""
-    from bus.embedded import ensure_embedded
-    from bus.jetstream import connect
-
-    embedded = None
-    url = os.environ.get("NATS_URL")
-    if not url:
-        embedded = await asyncio.to_thread(ensure_embedded, data_dir)
-        url = embedded.url
-    try:
-        nc = await asyncio.wait_for(connect(url, "accounts-cli", role="operator", data_dir=data_dir), 10)
-    except TimeoutError as exc:
-        raise ConnectionError(f"no answer from {url}") from exc
-    try:
-        js = nc.jetstream()
+    async with _operator_js(data_dir) as js:
         known = await journal_accounts(js)
         if known is None:
             return {}
         return {account: await read_journal(js, account) for account in (accounts or known)}
-    finally:
-        await nc.close()
-        if embedded is not None and embedded.owned:
-            embedded.stop()
 
 
 async def journal_accounts(js: JetStreamContext) -> list[str] | None:
