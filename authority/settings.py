@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bus.embedded import default_data_dir
 from schemas.account import ACCOUNT_PATTERN, DEFAULT_ACCOUNT
 from schemas.accounts import AccountConfig, AccountsFile
-from schemas.risk import PAPER_STARTING_CASH, RiskLimits, paper_defaults
+from schemas.risk import PAPER_STARTING_CASH, RiskLimits
 from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
 
 
@@ -87,13 +87,8 @@ class AuthoritySettings(BaseSettings):
         return load_accounts(self.data_dir, self.accounts_file)
 
     def limits_for(self, config: AccountConfig) -> RiskLimits:
-        """An account's limits: with no accounts file, as before (`risk_limits`); with one, the account's cash sets
-        the defaults, the environment's limits file goes on top, then the account's own limits."""
-        if self.accounts_file is None and config.id == self.account and config.starting_cash == self.starting_cash:
-            from bus.accounts import accounts_path
-
-            if accounts_path(self.data_dir, None) is None:
-                return self.risk_limits()
+        """An account's limits: the paper defaults for its cash, the limits file and `max_position` of this process
+        on top, then the account's own `limits` and `max_position` (none for the one account without a file)."""
         base: dict[str, object] = {}
         if self.risk_limits_file is not None:
             base.update(json.loads(self.risk_limits_file.read_text()))
@@ -102,10 +97,5 @@ class AuthoritySettings(BaseSettings):
         return config.risk_limits(base)
 
     def risk_limits(self) -> RiskLimits:
-        """The paper defaults, the limits file on top, `max_position` on top of that."""
-        values: dict[str, object] = paper_defaults(self.starting_cash)
-        if self.risk_limits_file is not None:
-            values.update(json.loads(self.risk_limits_file.read_text()))
-        if self.max_position is not None:
-            values["max_position"] = self.max_position
-        return RiskLimits.model_validate(values)
+        """The paper defaults, the limits file on top, `max_position` on top of that (the one account's limits)."""
+        return self.limits_for(AccountConfig(id=self.account, starting_cash=self.starting_cash))

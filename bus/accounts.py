@@ -6,14 +6,13 @@ A file that is missing gives the one default account; a file that is wrong is on
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from bus.config_file import read_toml_or_json
 from schemas.accounts import AccountsFile, single
 from schemas.risk import PAPER_STARTING_CASH
 
@@ -43,14 +42,7 @@ def load_accounts(
     path = accounts_path(data_dir, explicit)
     if path is None:
         return single(starting_cash)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AccountsFileError(f"{AccountsFileError.code}: {path}: cannot read it ({exc.strerror})") from None
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise AccountsFileError(f"{AccountsFileError.code}: {path}: not valid TOML/JSON ({exc})") from None
+    raw = read_toml_or_json(path, AccountsFileError.code, AccountsFileError)
     try:
         return AccountsFile.model_validate(raw)
     except ValidationError as exc:

@@ -56,28 +56,20 @@ async def ensure_journal(js: JetStreamContext, account: str = DEFAULT_ACCOUNT) -
         await js.add_stream(journal_config(account))
         return
     own = [journal_subject(account)]
-    if list(info.config.subjects or []) != own:
+    taken = list(info.config.subjects or [])
+    if taken != own:
         info.config.subjects = own
         try:
             await js.update_stream(info.config)
             log.warning("journal stream %s narrowed to %s", name, own[0])
         except Exception as exc:  # a role without stream updates: provision (admin) does it
-            log.info("journal stream %s still takes %s (%r)", name, info.config.subjects, exc)
+            log.info("journal stream %s still takes %s (%r)", name, taken, exc)
 
 
 async def journal_accounts(js: JetStreamContext) -> list[str]:
     """Every account that has a journal stream, sorted."""
-    found = []
-    async for name in _stream_names(js):
-        account = account_of_stream(name)
-        if account is not None:
-            found.append(account)
-    return sorted(found)
-
-
-async def _stream_names(js: JetStreamContext):  # type: ignore[no-untyped-def]
-    for info in await js.streams_info():
-        yield info.config.name
+    accounts = (account_of_stream(info.config.name) for info in await js.streams_info())
+    return sorted(a for a in accounts if a is not None)
 
 
 class JournalRefused(RuntimeError):

@@ -66,14 +66,6 @@ class Ownership:
     def holds(self, account: str) -> bool:
         return account in self._owned
 
-    def fence(self, account: str) -> int | None:
-        owned = self._owned.get(account)
-        return owned[2] if owned else None
-
-    @property
-    def held(self) -> dict[str, int]:
-        return {account: fence for account, (_, _, fence) in self._owned.items()}
-
     async def start(self) -> None:
         self.leases = AccountLeases(
             self.js,

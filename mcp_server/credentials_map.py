@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bus.config_file import read_toml_or_json
 from mcp_server.auth import SCOPES_SUPPORTED, STATIC_TOKEN_PRINCIPAL, Principal
 from mcp_server.settings import MIN_TOKEN_CHARS, ConfigError
 from schemas.common import ACCOUNT_PATTERN
@@ -115,14 +114,7 @@ def single_token(token: str, account: str) -> Credential:
 def load_tokens_file(path: Path) -> list[Credential]:
     """The entries of the tokens file as credentials; TokensFileError (naming the file and entry) if it is wrong."""
     code = TokensFileError.code
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TokensFileError(f"{code}: {path}: cannot read it ({exc.strerror})") from None
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise TokensFileError(f"{code}: {path}: not valid TOML/JSON ({exc})") from None
+    raw = read_toml_or_json(path, code, TokensFileError)
     try:
         parsed = TokensFile.model_validate(raw)
     except ValidationError as exc:
