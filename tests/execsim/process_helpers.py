@@ -93,7 +93,7 @@ def services(*items: Service) -> Iterator[None]:
 
 
 async def read_stream(
-    js: JetStreamContext, stream: str, subject: str, timeout: float = 60.0
+    js: JetStreamContext, stream: str, subject: str, timeout: float = 20.0
 ) -> list[tuple[str, bytes]]:
     """Every message of `subject` in `stream` as the stream holds it when called, in order, as (subject, data).
     A fetch that times out (a loaded machine, a cluster electing a leader) is retried, never taken for the end:
