@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError
 
@@ -306,7 +307,9 @@ async def test_acknowledged_messages_survive_a_sigkill_of_the_stream_leader_mid_
         elapsed = time.monotonic() - started
         assert killed_at is not None and new_leader_at is not None and first_ack_after_kill is not None
 
-        # every acknowledged message is in the stream exactly once
+        # every acknowledged message is in the stream exactly once. The killed node may have led the JetStream
+        # meta group too: stream info and consumer creation answer only once a new meta leader is elected.
+        await asyncio.to_thread(nats_cluster.wait_meta_leader)
         assert len(acked) == total
         assert len(set(acked.values())) == total, "two ids acknowledged at one sequence"
         info = await js.stream_info("SIGNALS")
@@ -343,12 +346,21 @@ async def test_acknowledged_messages_survive_a_sigkill_of_the_stream_leader_mid_
 
 
 async def _message_ids(js: JetStreamContext, count: int) -> list[str]:
-    """The Nats-Msg-Id of every message of SIGNALS, in stream order."""
-    sub = await js.pull_subscribe(
-        Subject.SIGNALS_NORMALIZED.value,
-        stream="SIGNALS",
-        config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL),
-    )
+    """The Nats-Msg-Id of every message of SIGNALS, in stream order. Creating the reading consumer is retried
+    for up to 30 s: right after a node kill the cluster may still be electing the leaders that answer it."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            sub = await js.pull_subscribe(
+                Subject.SIGNALS_NORMALIZED.value,
+                stream="SIGNALS",
+                config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL),
+            )
+            break
+        except (TimeoutError, NoRespondersError, APIError):  # nats' TimeoutError is the builtin's subclass
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
     ids: list[str] = []
     try:
         while len(ids) < count:
