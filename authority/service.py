@@ -45,7 +45,7 @@ from authority.control import TOKEN_FILE, load_or_create_token, read_signed
 from authority.settings import AuthoritySettings
 from bus import authority_key
 from bus.jetstream import connect, consume_batches, ensure_streams, log_if_failed, publish_bytes
-from bus.journal import JournalFollower, ensure_journal, stage_append
+from bus.journal import JournalFollower, ensure_journal, read_journal, stage_append
 from bus.ownership import Ownership, default_member
 from bus.snapshot import read_snapshot, write_snapshot
 from observability import metrics
@@ -533,7 +533,12 @@ class Authority:
         """At start: the denials journaled within the stream's duplicate window, published again (a crash between
         the journal and the publish would lose them from DECISIONS; the message id drops the ones that got in)."""
         since = self.clock.now() - DENIALS_REPUBLISHED_WITHIN
-        for denied in [d for d in self.account.denials.values() if d.ts >= since]:
+        kept = list(self.account.denials.values())
+        if self.account.denied_total > len(kept) and kept and kept[0].ts >= since:
+            # more denials in the window than the account keeps whole: read the window from the journal
+            entries = await read_journal(self.js, self.account_id, since=since)
+            kept = [e.denied for _, e in entries if e.kind == "denied" and e.denied is not None]
+        for denied in [d for d in kept if d.ts >= since]:
             effect = self._effect_of(AccountEvent(kind="denied", ts=denied.ts, denied=denied))
             if effect is not None:
                 await self._publish_effect(effect)
@@ -558,6 +563,11 @@ class Authority:
         if msg.subject == Subject.EXECUTION_FILL.value:
             payload = Fill.model_validate_json(msg.data)
             if payload.account != self.account_id or self.account.portfolio.knows_fill(payload.fill_id):
+                return []
+            if not self.account.has_order(payload.client_order_id):
+                # not an open or recently finished order: a fill this authority never admitted, or a repeat of
+                # one far older than the fill ids it remembers; either way not the portfolio's
+                log.warning("fill of an order not held: not journaled", fill_id=payload.fill_id)
                 return []
             event = AccountEvent(kind="fill", ts=self.clock.now(), fill=payload)
             msg_id = f"fill-{payload.fill_id}"

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -286,9 +287,17 @@ class Follower:
     applied, and `wait_for(seq)` waits (bounded) until it reaches `seq`."""
 
     def __init__(
-        self, js: JetStreamContext, *, stream: str, subject: str, handler: Callable[[Msg], Any], after: int = 0
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        subject: str,
+        handler: Callable[[Msg], Any],
+        after: int = 0,
+        since: datetime | None = None,
     ):
         self._js = js
+        self._since = since  # start at the first message stored at or after this time (instead of `after`)
         self._stream = stream
         self._subject = subject
         self._handler = handler
@@ -307,6 +316,9 @@ class Follower:
             filter_subject=self._subject,
             inactive_threshold=60.0,
         )
+        if self._since is not None:
+            config.deliver_policy, config.opt_start_seq = api.DeliverPolicy.BY_START_TIME, None
+            config.opt_start_time = self._since.astimezone(UTC)
         self._sub = await self._js.pull_subscribe(self._subject, stream=self._stream, config=config)
         info = await self._sub.consumer_info()
         if info.num_pending == 0:

@@ -16,6 +16,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -163,9 +164,11 @@ class JournalFollower(Follower):
         await super().start()
 
 
-async def read_journal(js: JetStreamContext, account: str, timeout: float = 30.0) -> list[tuple[int, AccountEvent]]:
-    """The account's journal as it stands now, in order; empty when the account has no journal stream (nothing
-    is created for an account that never traded)."""
+async def read_journal(
+    js: JetStreamContext, account: str, timeout: float = 30.0, since: datetime | None = None
+) -> list[tuple[int, AccountEvent]]:
+    """The account's journal as it stands now, in order (with `since`, the entries stored from that time on);
+    empty when the account has no journal stream (nothing is created for an account that never traded)."""
     try:
         await js.stream_info(journal_stream(account))
     except NotFoundError:
@@ -176,6 +179,7 @@ async def read_journal(js: JetStreamContext, account: str, timeout: float = 30.0
         stream=journal_stream(account),
         subject=journal_subject(account),
         handler=lambda msg: entries.append((msg.metadata.sequence.stream, AccountEvent.model_validate_json(msg.data))),
+        since=since,
     )
     await follower.start()
     try:

@@ -273,8 +273,7 @@ class Bridge:
             log.info("risk denied", reason=answer.code, detail=answer.message)
 
     def _decided(self, coid: str) -> bool:
-        account = self.state.account
-        return coid in account.intents or coid in account.denials
+        return self.state.account.knows(coid)
 
 
 _SYMBOL = re.compile(rb'"symbol"\s*:\s*"([^"]*)"')

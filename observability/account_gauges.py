@@ -42,7 +42,7 @@ class AccountGauges:
     def observe_account(self, account: Account) -> None:
         """`observe` the account's portfolio, and count its orders admitted and denied since the last call."""
         self.observe(account.portfolio)
-        for outcome, count in (("admitted", len(account.intents)), ("denied", len(account.denials))):
+        for outcome, count in (("admitted", account.admitted_total), ("denied", account.denied_total)):
             if count > self._orders[outcome]:
                 metrics.portfolio_orders_total.labels(account=self.account, outcome=outcome).inc(
                     count - self._orders[outcome]

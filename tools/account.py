@@ -13,12 +13,26 @@ the reply. The authority appends the event, then applies it like every reader do
 Cost: a check reads the symbol's position, its resting buys and sells and the open-order count
 from indexes kept up to date by `apply`; finished orders leave the working set. Gross exposure
 walks the symbols held or with resting orders (not the order history).
+
+Memory does not grow with history (beyond a few dozen bytes per order): the open orders and the newest
+`FINISHED_KEPT` finished ones are kept whole (view and intent), as are the newest `DENIALS_KEPT` denials.
+An older one leaves memory and the idempotency ledger keeps what a retry needs: a 64-bit key of its client
+order id with the fingerprint of the order (the fields `_same` compares) or the denial's reason code. So a
+client order id stays used forever: a retry of an old order is still "duplicate" (or
+"duplicate_client_order_id" for another order), a retry of an old denial is denied again. What is forgotten is
+detail: `order(id)` of an old order is None (the journal keeps it). The totals (`admitted_total`,
+`denied_total`, the portfolio's `fill_count`) count the whole history. Eviction is a function of the journal
+alone, so every process that folds it evicts the same orders at the same entry.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import sys
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -38,7 +52,9 @@ from tools.risk import RiskGate, Verdict, bad_number, valuation_price
 
 ZERO = Decimal(0)
 _SYMBOL = re.compile(SYMBOL_PATTERN)
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+FINISHED_KEPT = 1_000  # finished orders kept whole after they leave the working set
+DENIALS_KEPT = 1_000  # denials kept whole
 _ORDERS = TypeAdapter(list[OrderView])
 _INTENTS = TypeAdapter(list[OrderIntent])
 _DENIALS = TypeAdapter(list[RiskDenied])
@@ -82,6 +98,12 @@ class Account:
     fence: int | None = None  # the owning authority's lease revision, from the journal's newest owner entry
     owner: str | None = None
     execsim_fence: int | None = None  # the newest simulator owner's fence the authority accepted executions from
+    admitted_total: int = 0  # orders admitted over the whole history
+    denied_total: int = 0  # orders denied over the whole history
+    finished: deque[str] = field(default_factory=deque)  # finished orders kept whole, oldest first
+    denied_order: deque[str] = field(default_factory=deque)  # denials kept whole, oldest first
+    placed_ledger: dict[int, int] = field(default_factory=dict)  # key(coid) -> fingerprint, for evicted orders
+    denied_ledger: dict[int, str] = field(default_factory=dict)  # key(coid) -> reason code, for evicted denials
 
     # ------------------------------------------------------------------ the fold
 
@@ -101,7 +123,7 @@ class Account:
             self._admit(event.intent, event.ts)
         elif kind == "denied":
             assert event.denied is not None
-            self.denials.setdefault(event.denied.client_order_id, event.denied)
+            self._deny(event.denied)
         elif kind == "cancel_requested":
             assert event.cancel is not None
             if event.cancel.client_order_id in self.working:
@@ -119,8 +141,9 @@ class Account:
 
     def _admit(self, intent: OrderIntent, ts: datetime) -> None:
         coid = intent.client_order_id
-        if coid in self.intents:
+        if coid in self.intents or (self.placed_ledger and order_key(coid) in self.placed_ledger):
             return
+        self.admitted_total += 1
         self.intents[coid] = intent
         self.orders[coid] = OrderView(
             client_order_id=coid,
@@ -150,11 +173,31 @@ class Account:
         if sides[0] == 0 and sides[1] == 0:
             del self.resting[symbol]
 
+    def _deny(self, denied: RiskDenied) -> None:
+        coid = denied.client_order_id
+        if coid in self.denials or (self.denied_ledger and order_key(coid) in self.denied_ledger):
+            return
+        self.denied_total += 1
+        self.denials[coid] = denied
+        self.denied_order.append(coid)
+        if len(self.denied_order) > DENIALS_KEPT:
+            old = self.denied_order.popleft()
+            gone = self.denials.pop(old)
+            self.denied_ledger[order_key(old)] = sys.intern(gone.reason_code)
+
     def _done(self, coid: str) -> None:
         self.cancels.pop(coid, None)
         working = self.working.pop(coid, None)
-        if working is not None and working.remaining > 0:
+        if working is None:
+            return
+        if working.remaining > 0:
             self._rest(working.symbol, working.side, -working.remaining)
+        self.finished.append(coid)
+        if len(self.finished) > FINISHED_KEPT:
+            old = self.finished.popleft()
+            self.orders.pop(old, None)
+            intent = self.intents.pop(old)
+            self.placed_ledger[order_key(old)] = order_fingerprint(intent)
 
     def _report(self, event: AccountEvent) -> None:
         report = event.report
@@ -247,6 +290,12 @@ class Account:
             "intents": _INTENTS.dump_python(list(self.intents.values()), mode="json"),
             "denials": _DENIALS.dump_python(list(self.denials.values()), mode="json"),
             "cancels": _CANCELS.dump_python(list(self.cancels.values()), mode="json"),
+            "admitted_total": self.admitted_total,
+            "denied_total": self.denied_total,
+            "finished": list(self.finished),
+            "denied_order": list(self.denied_order),
+            "placed_ledger": _pack(self.placed_ledger.items()),
+            "denied_ledger": _pack_codes(self.denied_ledger),
             "working": [[c, w.symbol, w.side, str(w.remaining)] for c, w in self.working.items()],
             "resting": {s: [str(b), str(v)] for s, (b, v) in self.resting.items()},
             "prices": {s: str(p) for s, p in self.prices.items()},
@@ -281,9 +330,21 @@ class Account:
             fence=_opt_int(data["fence"]),
             owner=None if data["owner"] is None else _str(data["owner"]),
             execsim_fence=_opt_int(data["execsim_fence"]),
+            admitted_total=_int(data["admitted_total"]),
+            denied_total=_int(data["denied_total"]),
+            finished=deque(_str(c) for c in data["finished"]),
+            denied_order=deque(_str(c) for c in data["denied_order"]),
+            placed_ledger=dict(_unpack(data["placed_ledger"])),
+            denied_ledger=_unpack_codes(data["denied_ledger"]),
         )
         if not set(account.working) <= set(account.orders) or not set(account.cancels) <= set(account.working):
             raise SnapshotError("the snapshot's open orders are not among its orders")
+        if set(account.orders) != set(account.intents) or set(account.orders) != set(account.working) | set(
+            account.finished
+        ):
+            raise SnapshotError("the snapshot's orders are not its open and finished orders")
+        if set(account.denials) != set(account.denied_order):
+            raise SnapshotError("the snapshot's denials are not its kept denials")
         return account
 
     def detached(self) -> Account:
@@ -306,9 +367,28 @@ class Account:
             fence=self.fence,
             owner=self.owner,
             execsim_fence=self.execsim_fence,
+            admitted_total=self.admitted_total,
+            denied_total=self.denied_total,
+            finished=self.finished.copy(),
+            denied_order=self.denied_order.copy(),
+            placed_ledger=dict(self.placed_ledger),
+            denied_ledger=dict(self.denied_ledger),
         )
 
     # ------------------------------------------------------------------ queries
+
+    def knows(self, coid: str) -> bool:
+        """Whether `coid` was ever admitted or denied (kept whole or only in the ledger)."""
+        if coid in self.intents or coid in self.denials:
+            return True
+        if not self.placed_ledger and not self.denied_ledger:
+            return False
+        key = order_key(coid)
+        return key in self.placed_ledger or key in self.denied_ledger
+
+    def has_order(self, coid: str) -> bool:
+        """Whether `coid` is open or among the finished orders kept whole."""
+        return coid in self.orders
 
     def position(self, symbol: str) -> Decimal:
         return self.portfolio.quantity(symbol)
@@ -425,6 +505,33 @@ class Account:
         denied = self.denials.get(coid)
         if denied is not None:
             return Decision(self._reply(command, False, denied.reason_code, denied.message, duplicate=True))
+        if self.placed_ledger or self.denied_ledger:  # an order older than the ones kept whole
+            key = order_key(coid)
+            fingerprint = self.placed_ledger.get(key)
+            if fingerprint is not None:
+                if fingerprint == order_fingerprint(command):
+                    return Decision(
+                        self._reply(command, True, "duplicate", "this order was already placed", duplicate=True)
+                    )
+                return Decision(
+                    self._reply(
+                        command,
+                        False,
+                        "duplicate_client_order_id",
+                        f"client_order_id {coid} was already used for a different order",
+                    )
+                )
+            code = self.denied_ledger.get(key)
+            if code is not None:
+                return Decision(
+                    self._reply(
+                        command,
+                        False,
+                        code,
+                        f"this order was denied earlier ({code}); use a new client_order_id",
+                        duplicate=True,
+                    )
+                )
         shape = _shape_error(command)
         if shape is not None:
             return Decision(self._reply(command, False, "invalid_order", shape))
@@ -628,9 +735,61 @@ def _time(value: object) -> datetime:
     return at
 
 
+_SAME = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "time_in_force", "replaces")
+
+
 def _same(intent: OrderIntent, command: OrderCommand) -> bool:
-    keys = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "time_in_force", "replaces")
-    return all(getattr(intent, k) == getattr(command, k) for k in keys)
+    return all(getattr(intent, k) == getattr(command, k) for k in _SAME)
+
+
+def order_key(coid: str) -> int:
+    """A client order id's 64-bit key in the ledger (the same in every process: blake2b, not `hash`)."""
+    return int.from_bytes(hashlib.blake2b(coid.encode(), digest_size=8).digest(), "big")
+
+
+def order_fingerprint(order: OrderIntent | OrderCommand) -> int:
+    """64 bits of the fields `_same` compares; equal numbers give equal fingerprints (1.0 and 1.00 too)."""
+    parts = []
+    for name in _SAME:
+        value = getattr(order, name)
+        if isinstance(value, Decimal):
+            value = value.normalize() if value.is_finite() else value
+        parts.append("" if value is None else str(value))
+    return int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest(), "big")
+
+
+def _pack(pairs: Any) -> str:
+    """(key, fingerprint) pairs as base64 of big-endian 16-byte records: 100k orders are 2.1 MB of text."""
+    return base64.b64encode(b"".join(k.to_bytes(8, "big") + v.to_bytes(8, "big") for k, v in pairs)).decode()
+
+
+def _unpack(text: object) -> list[tuple[int, int]]:
+    raw = base64.b64decode(_str(text), validate=True)
+    if len(raw) % 16:
+        raise ValueError("a ledger is 16-byte records")
+    return [
+        (int.from_bytes(raw[i : i + 8], "big"), int.from_bytes(raw[i + 8 : i + 16], "big"))
+        for i in range(0, len(raw), 16)
+    ]
+
+
+def _pack_codes(ledger: dict[int, str]) -> dict[str, str]:
+    """The denial ledger by reason code: {code: packed keys}, so each code is written once."""
+    by_code: dict[str, list[int]] = {}
+    for key, code in ledger.items():
+        by_code.setdefault(code, []).append(key)
+    return {code: _pack((k, 0) for k in keys) for code, keys in by_code.items()}
+
+
+def _unpack_codes(data: object) -> dict[int, str]:
+    if not isinstance(data, dict):
+        raise TypeError("the denial ledger is an object of reason codes")
+    out: dict[int, str] = {}
+    for code, packed in data.items():
+        interned = sys.intern(_str(code))
+        for key, _ in _unpack(packed):
+            out[key] = interned
+    return out
 
 
 def _shape_error(c: OrderCommand) -> str | None:

@@ -61,7 +61,7 @@ class _Totals:
     @classmethod
     def of(cls, account: Account) -> _Totals:
         p = account.portfolio
-        return cls(len(account.intents), len(account.denials), len(p.fills), p.fees_paid(), p.realized_pnl())
+        return cls(account.admitted_total, account.denied_total, p.fill_count, p.fees_paid(), p.realized_pnl())
 
 
 def compare(

@@ -5,11 +5,18 @@ Accounting identity (checked by property tests): cash + market value
 order gives the same portfolio, so it is rebuilt from the `executions` stream after a restart.
 A position is marked at the latest price known for its symbol: `mark(symbol, price)` or, failing
 that, the latest fill.
+
+Memory does not grow with history: the portfolio keeps the newest `FILLS_KEPT` fills whole (for
+`recent_fills`), counts all of them (`fill_count`, `last_fill_at`), and remembers the newest
+`FILL_IDS_KEPT` fill ids to drop a repeat. A repeat comes from a redelivery, which is recent by nature (a
+consumer redelivers what it has not acked, at most its pending limit); the authority journals a fill once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +27,8 @@ from schemas.orders import Fill
 
 ZERO = Decimal(0)
 DEFAULT_STARTING_CASH = Decimal(100_000)
+FILLS_KEPT = 1_000  # the newest fills kept whole (recent_fills); older ones are counted only
+FILL_IDS_KEPT = 20_000  # the newest fill ids remembered to drop a repeat
 _FILLS = TypeAdapter(list[Fill])
 
 
@@ -65,10 +74,13 @@ class Portfolio:
 
     starting_cash: Decimal = DEFAULT_STARTING_CASH
     positions: dict[str, _Position] = field(default_factory=dict)
-    fills: list[Fill] = field(default_factory=list)
+    fills: deque[Fill] = field(default_factory=lambda: deque(maxlen=FILLS_KEPT))  # the newest, oldest first
     cash: Decimal = ZERO
     marks: dict[str, Decimal] = field(default_factory=dict)
-    _seen: set[str] = field(default_factory=set)
+    fill_count: int = 0  # every fill applied, over the whole history
+    last_fill_at: datetime | None = None
+    _seen: set[str] = field(default_factory=set)  # the newest fill ids ...
+    _seen_order: deque[str] = field(default_factory=deque)  # ... oldest first
     _market_marked: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -78,7 +90,13 @@ class Portfolio:
         if fill.fill_id in self._seen:
             return False
         self._seen.add(fill.fill_id)
+        self._seen_order.append(fill.fill_id)
+        if len(self._seen_order) > FILL_IDS_KEPT:
+            self._seen.discard(self._seen_order.popleft())
         self.fills.append(fill)
+        self.fill_count += 1
+        if self.last_fill_at is None or fill.ts > self.last_fill_at:
+            self.last_fill_at = fill.ts
         pos = self.positions.setdefault(fill.symbol, _Position(fill.symbol))
         signed = fill.quantity if fill.side == "buy" else -fill.quantity
         pos.fees += fill.fee
@@ -194,7 +212,10 @@ class Portfolio:
             ],
             "marks": {s: str(m) for s, m in self.marks.items()},
             "market_marked": sorted(self._market_marked),
-            "fills": _FILLS.dump_python(self.fills, mode="json"),
+            "fills": _FILLS.dump_python(list(self.fills), mode="json"),
+            "fill_count": self.fill_count,
+            "last_fill_at": None if self.last_fill_at is None else self.last_fill_at.isoformat(),
+            "fill_ids": list(self._seen_order),
         }
 
     @classmethod
@@ -209,8 +230,17 @@ class Portfolio:
             )
         portfolio.marks = {_text(s): _decimal(m) for s, m in dict(data["marks"]).items()}
         portfolio._market_marked = {_text(s) for s in data["market_marked"]}
-        portfolio.fills = fills
-        portfolio._seen = {f.fill_id for f in fills}
+        portfolio.fills.extend(fills)
+        count = data["fill_count"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < len(fills):
+            raise ValueError(f"a snapshot's fill_count is a whole number of at least its fills, got {count!r}")
+        portfolio.fill_count = count
+        last = data["last_fill_at"]
+        portfolio.last_fill_at = None if last is None else datetime.fromisoformat(_text(last))
+        if portfolio.last_fill_at is not None and portfolio.last_fill_at.tzinfo is None:
+            raise ValueError(f"a snapshot time carries its offset: {last!r}")
+        portfolio._seen_order = deque(_text(i) for i in data["fill_ids"])
+        portfolio._seen = set(portfolio._seen_order)
         return portfolio
 
     def detached(self) -> Portfolio:
@@ -218,9 +248,12 @@ class Portfolio:
         copy = Portfolio(starting_cash=self.starting_cash)
         copy.cash = self.cash
         copy.positions = {s: replace(p) for s, p in self.positions.items()}
-        copy.fills = list(self.fills)
+        copy.fills = self.fills.copy()
         copy.marks = dict(self.marks)
+        copy.fill_count = self.fill_count
+        copy.last_fill_at = self.last_fill_at
         copy._seen = set(self._seen)
+        copy._seen_order = self._seen_order.copy()
         copy._market_marked = set(self._market_marked)
         return copy
 

@@ -64,6 +64,7 @@ from mcp_server.toolsets.order_args import (
 )
 from schemas.account import OrderCommand, OrderReply
 from schemas.orders import CLIENT_ORDER_ID, ConfirmedBy
+from tools.account import FINISHED_KEPT
 from tools.orders import CancelResult, OrderPreview, OrderRequest, OrderView, PlaceResult, command_of
 
 
@@ -488,7 +489,11 @@ async def cancel_order(ctx: Context, client_order_id: OrderIdArg) -> Annotated[C
 async def list_orders(
     ctx: Context,
     status: Annotated[
-        Literal["open", "all"], Field(description="open: not yet filled, canceled, expired or rejected; all: every one")
+        Literal["open", "all"],
+        Field(
+            description="open: not yet filled, canceled, expired or rejected; all: the open ones and the newest "
+            "1,000 finished ones (older orders stay in the account's journal)"
+        ),
     ] = "open",
     symbol: SymbolFilter = None,
     limit: Limit = 50,
@@ -510,7 +515,14 @@ async def list_orders(
 async def get_order(ctx: Context, client_order_id: OrderIdArg) -> Annotated[CallToolResult, OrderResult]:
     """One order by its client_order_id: status, filled quantity, average fill price and, when it
     ended without a fill, the reason."""
-    order = app(ctx).account.orders.get(client_order_id)
+    account = app(ctx).account
+    order = account.orders.get(client_order_id)
+    if order is None and account.knows(client_order_id):
+        raise ToolFailure(
+            "order_archived",
+            f"order {client_order_id} finished before the newest {FINISHED_KEPT:,} finished orders (or was denied "
+            "before the newest denials) this server keeps in memory; the account's journal holds its whole history",
+        )
     if order is None:
         raise ToolFailure("unknown_order", f"no order {client_order_id}{_HINTS['unknown_order']}")
     return reply(OrderResult(order=order), _describe(order))

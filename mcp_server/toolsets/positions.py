@@ -83,10 +83,10 @@ def summary(portfolio: Portfolio) -> PortfolioSummary:
         net_exposure=portfolio.net_exposure(),
         positions=positions,
         open_positions=sum(1 for p in positions if p.quantity != 0),
-        fills=len(portfolio.fills),
+        fills=portfolio.fill_count,
         realized_pnl=sum((p.realized_pnl for p in positions), Decimal(0)),
-        fees_paid=sum((f.fee for f in portfolio.fills), Decimal(0)),
-        last_fill_at=portfolio.fills[-1].ts if portfolio.fills else None,
+        fees_paid=portfolio.fees_paid(),
+        last_fill_at=portfolio.last_fill_at,
     )
 
 

@@ -14,8 +14,9 @@ from execsim.engine import Engine, EngineConfig
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply
 from schemas.orders import Fill
 from schemas.risk import TradingState
-from tools.account import Account
+from tools.account import FINISHED_KEPT, Account
 from tools.clock import TestClock
+from tools.portfolio import FILL_IDS_KEPT, FILLS_KEPT, Portfolio
 from tools.risk import LimitChangeRefused, RiskGate, RiskLimits
 
 D = Decimal
@@ -274,8 +275,64 @@ def test_finished_orders_leave_the_working_set() -> None:
         assert b.send(**o("IBM", "buy", 1, coid, order_type="limit", limit_price=D(50), time_in_force="GTC")).ok
         assert b.send("cancel", client_order_id=coid).ok
     a = b.account
-    assert len(a.orders) == 10_000 and a.working == {} and a.resting == {} and a.cancels == {}
+    assert a.working == {} and a.resting == {} and a.cancels == {}
     assert a.open_order_count() == 0 and a.position("IBM") == 0
+    # memory holds the newest finished orders whole, the rest as 64-bit keys; the totals count all of them
+    assert len(a.orders) == len(a.intents) == FINISHED_KEPT and len(a.placed_ledger) == 10_000 - FINISHED_KEPT
+    assert a.admitted_total == 10_000 and a.portfolio.fill_count == 5_000
+
+
+def test_an_order_older_than_the_ones_kept_whole_is_still_a_duplicate_and_its_id_still_used() -> None:
+    b = book(max_position=D(10), max_order_notional=D(500))
+    b.mark("IBM", "100")
+    assert b.send(**o("IBM", "buy", 1, "first")).ok
+    assert not b.send(**o("IBM", "buy", 9, "denied-first")).ok  # 900 > the notional limit
+    for i in range(FINISHED_KEPT):
+        assert b.send(**o("IBM", "buy" if i % 2 else "sell", 1, f"n{i}")).ok
+        assert not b.send(**o("IBM", "buy", 9, f"d{i}")).ok
+    a = b.account
+    assert "first" not in a.orders and "denied-first" not in a.denials and a.knows("first") and a.knows("denied-first")
+    entries = len(b.journal)
+
+    again = b.send(**o("IBM", "buy", D("1.000"), "first"))  # the same order (1.000 is 1)
+    assert (again.ok, again.code, again.duplicate) == (True, "duplicate", True)
+    other = b.send(**o("IBM", "sell", 1, "first"))
+    assert (other.ok, other.code) == (False, "duplicate_client_order_id")
+    denied = b.send(**o("IBM", "buy", 1, "denied-first"))  # would pass now, but it was denied: denied again
+    assert (denied.ok, denied.code, denied.duplicate) == (False, "max_order_notional", True)
+    assert len(b.journal) == entries, "a retry of an evicted order or denial journals nothing"
+    assert a.admitted_total == FINISHED_KEPT + 1 and a.denied_total == FINISHED_KEPT + 1
+    assert not a.knows("never-sent") and b.send(**o("IBM", "buy", 1, "never-sent")).ok
+
+
+def test_memory_of_the_fold_stays_flat_as_orders_pile_up() -> None:
+    """The fold's containers hold the working set and a fixed number of finished orders, denials and fills
+    whole; what grows is the two ledgers, one 64-bit key and value per order."""
+    b = book(max_position=D(10))
+    b.mark("IBM", "100")
+    sizes = []
+    for i in range(6_000):
+        assert b.send(**o("IBM", "buy" if i % 2 else "sell", 1)).ok
+        if i % 2_000 == 1_999:
+            a = b.account
+            sizes.append((len(a.orders), len(a.intents), len(a.portfolio.fills), len(a.finished)))
+    assert sizes == [(FINISHED_KEPT, FINISHED_KEPT, FILLS_KEPT, FINISHED_KEPT)] * 3
+    assert len(b.account.placed_ledger) == 6_000 - FINISHED_KEPT and b.account.portfolio.fill_count == 6_000
+
+
+def test_fill_ids_are_remembered_for_the_newest_fills_only() -> None:
+    p = Portfolio()
+    for i in range(FILL_IDS_KEPT + 10):
+        assert p.apply(_fill(f"f{i}"))
+    assert not p.apply(_fill(f"f{FILL_IDS_KEPT + 9}")) and p.knows_fill("f10") and not p.knows_fill("f9")
+    assert len(p._seen) == len(p._seen_order) == FILL_IDS_KEPT and p.fill_count == FILL_IDS_KEPT + 10
+
+
+def _fill(fill_id: str) -> Fill:
+    return Fill(
+        fill_id=fill_id, client_order_id="c", symbol="IBM", side="buy", quantity=D(1), price=D(1), fee=D(0), ts=T0,
+        correlation_id="c",
+    )  # fmt: skip
 
 
 # the gross exposure starts from what the gate takes out ----------------------------------------------

@@ -21,6 +21,8 @@ from schemas.account import AccountEvent, Control, Mark, OrderCommand, Owner
 from schemas.orders import Fill, OrderEvent
 from schemas.risk import RiskLimits, TradingState
 from tests.tools import test_account_state_machine as machine
+from tools import account as account_module
+from tools import portfolio as portfolio_module
 from tools.account import Account, SnapshotError
 from tools.clock import TestClock
 from tools.risk import RiskGate
@@ -52,6 +54,10 @@ def observables(a: Account, now: datetime) -> dict[str, Any]:
         "price_ts": a.price_ts,
         "control_revision": a.control_revision,
         "owner": (a.account_id, a.fence, a.owner, a.execsim_fence),
+        "totals": (a.admitted_total, a.denied_total, p.fill_count, p.last_fill_at),
+        "kept": (list(a.finished), list(a.denied_order)),
+        "ledgers": (a.placed_ledger, a.denied_ledger),
+        "fill_ids": list(p._seen_order),
         "rate": [g.orders_in_window(now + timedelta(seconds=s)) for s in (0, 30, 3600, 86_400)],
     }
 
@@ -86,6 +92,15 @@ class SnapshotMachine(machine.AccountMachine):
     def the_authority_holds_the_full_fold(self) -> None:
         now = self.clock.now()
         assert observables(self.account, now) == observables(self.reader, now)
+
+
+@pytest.fixture(autouse=True)
+def _small_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep 3 finished orders, 2 denials and 4 fill ids whole, so the random journals evict (into the ledgers)
+    within their few dozen steps, and snapshots carry evicted state too."""
+    monkeypatch.setattr(account_module, "FINISHED_KEPT", 3)
+    monkeypatch.setattr(account_module, "DENIALS_KEPT", 2)
+    monkeypatch.setattr(portfolio_module, "FILL_IDS_KEPT", 4)
 
 
 SnapshotMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, derandomize=True, deadline=None)
@@ -190,6 +205,9 @@ def test_another_version_is_refused() -> None:
         lambda s: s["orders"][0].update(quantity="NaN"),
         lambda s: s["price_ts"].update(AAA="2026-01-05T15:00:00"),  # a naive time
         lambda s: s.pop("intents"),
+        lambda s: s.update(placed_ledger="AAAA"),  # not whole 16-byte records
+        lambda s: s["finished"].append("ghost"),  # kept whole, but no such order
+        lambda s: s["portfolio"].update(fill_count=-1),
     ],
 )
 def test_a_malformed_snapshot_raises(damage: Any) -> None:
