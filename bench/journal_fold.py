@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import resource
 import tempfile
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -68,7 +71,10 @@ async def run(orders: list[int]) -> None:
             js = nc.jetstream()
             await ensure_journal(js)
             written = 0
-            print(f"{'orders':>8} {'entries':>8} {'write s':>8} {'fold s':>7} {'entries/s':>10} {'RSS MB':>7}")
+            print(
+                f"{'orders':>8} {'entries':>8} {'write s':>8} {'fold s':>7} {'entries/s':>10} {'peak RSS MB':>12} "
+                f"{'RSS now MB':>11} {'snapshot KB':>12}"
+            )
             for target in orders:
                 started = time.perf_counter()
                 pending = []
@@ -89,8 +95,15 @@ async def run(orders: list[int]) -> None:
                 fold_s = time.perf_counter() - started
                 await follower.stop()
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                gc.collect()
+                now_mb = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+                snapshot_kb = len(zlib.compress(json.dumps(account.to_snapshot()).encode(), 6)) / 1024
                 n = account.seq
-                print(f"{target:>8} {n:>8} {write_s:>8.1f} {fold_s:>7.1f} {n / fold_s:>10.0f} {rss:>7.0f}", flush=True)
+                print(
+                    f"{target:>8} {n:>8} {write_s:>8.1f} {fold_s:>7.1f} {n / fold_s:>10.0f} {rss:>12.0f} "
+                    f"{now_mb:>11.0f} {snapshot_kb:>12.0f}",
+                    flush=True,
+                )
             await nc.close()
         finally:
             server.stop()

@@ -45,6 +45,7 @@ __all__ = ["AppState", "AuthorityUnavailable", "open_account_view"]
 log = structlog.get_logger("account_view")
 
 FOLD_WAIT_S = 5.0
+GAUGES_EVERY_S = 0.2  # the account gauges are set at most this often while entries stream in (then once more)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class AppState:
     journal: JournalFollower | None = None
     _signal_follower: Follower | None = None
     _gauges: AccountGauges = field(default_factory=AccountGauges)
+    _gauges_at: float = 0.0  # loop time the gauges were last set
+    _gauges_due: asyncio.TimerHandle | None = None
 
     @property
     def portfolio(self) -> Portfolio:
@@ -90,6 +93,8 @@ class AppState:
         self.observe_gauges()
 
     async def stop(self) -> None:
+        if self._gauges_due is not None:
+            self._gauges_due.cancel()
         if self._signal_follower is not None:
             await self._signal_follower.stop()
         if self.journal is not None:
@@ -114,9 +119,23 @@ class AppState:
 
     def observe_gauges(self) -> None:
         """Set the account and risk gauges (/metrics) from the folded account."""
+        self._gauges_due = None
+        self._gauges_at = asyncio.get_running_loop().time()
         self._gauges.account = self.account_id
         self._gauges.observe_account(self.account)
         observe_risk(self.gate)
+
+    def _gauges_soon(self) -> None:
+        """`observe_gauges` now, or once GAUGES_EVERY_S after the last time: equity and PnL are sums over the
+        positions, and a burst of entries must not recompute them for each one (the last entry is always shown)."""
+        if self._gauges_due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._gauges_at + GAUGES_EVERY_S - loop.time()
+        if wait <= 0:
+            self.observe_gauges()
+        else:
+            self._gauges_due = loop.call_later(wait, self.observe_gauges)
 
     async def _notify(self) -> None:
         async with self.changed:
@@ -125,7 +144,7 @@ class AppState:
     async def _on_entry(self, seq: int, event: AccountEvent) -> None:
         self.account.apply(event, seq)
         if event.kind in ("fill", "mark", "control", "admitted", "denied"):
-            self.observe_gauges()
+            self._gauges_soon()
         await self._notify()
 
     async def _on_signal(self, msg: Msg) -> None:

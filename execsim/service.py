@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -62,6 +63,7 @@ from schemas.market import Bar
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
+from tools.account import order_key
 from tools.clock import Clock, LiveClock
 
 log = structlog.get_logger("execsim")
@@ -100,6 +102,38 @@ def _client_order_id(data: bytes) -> str | None:
     return coid if isinstance(coid, str) else None
 
 
+FINISHED_KEPT = 1_000  # finished orders the engine keeps whole; older ones are only remembered as used ids
+
+
+class FinishedOrders:
+    """Keeps the simulator's memory flat: once more than FINISHED_KEPT orders have finished, the oldest leaves the
+    engine (`Engine.forget`) and only its id's 64-bit key stays (`tools.account.order_key`), so an intent for it
+    that comes again (a redelivery, a re-published intent) is still known as handled and fills nothing."""
+
+    def __init__(self) -> None:
+        self._finished: deque[str] = deque()
+        self._held: set[str] = set()
+        self._forgotten: set[int] = set()
+
+    def handled(self, coid: str) -> bool:
+        return bool(self._forgotten) and order_key(coid) in self._forgotten
+
+    def finish(self, coid: str, engine: Engine) -> None:
+        """`coid` reported a final status: keep it whole for now, and let the oldest finished one go."""
+        if coid in self._held:
+            return
+        self._held.add(coid)
+        self._finished.append(coid)
+        while len(self._finished) > FINISHED_KEPT:
+            old = self._finished.popleft()
+            self._held.discard(old)
+            if engine.forget(old):
+                self._forgotten.add(order_key(old))
+
+    def __len__(self) -> int:
+        return len(self._forgotten)
+
+
 class NotOwner(RuntimeError):
     """The account moved to another simulator: this one must not act on it any more."""
 
@@ -129,6 +163,7 @@ class ExecSimService:
         self._lock = asyncio.Lock()
         self._broken = False
         self._refused_symbols: set[str] = set()
+        self.finished = FinishedOrders()
 
     async def handle(self, msg: Msg) -> None:
         """One message (the per-message handler `bus.jetstream.consume` expects)."""
@@ -189,6 +224,9 @@ class ExecSimService:
             intent = OrderIntent.model_validate_json(msg.data)
             if self.account is not None and intent.account != self.account:
                 return []  # another account's: its own simulator owner takes it
+            if self.finished.handled(intent.client_order_id):
+                log.info("order already handled (finished long ago)", client_order_id=intent.client_order_id)
+                return []
             events = self.engine.submit(intent)
             if events:
                 metrics.exec_sim_orders_received_total.labels(intent.order_type).inc()
@@ -251,6 +289,10 @@ class ExecSimService:
         if failures:
             raise RuntimeError(f"{len(failures)} of {len(results)} publishes failed: {failures[0]!r}")
         for event in events:
+            if not isinstance(event, Fill) and event.status in TERMINAL_STATUSES:
+                order = self.engine.order(event.client_order_id)
+                if order is not None and not order.is_open:  # (a refused second intent leaves the first open)
+                    self.finished.finish(event.client_order_id, self.engine)
             if isinstance(event, Fill):
                 metrics.exec_sim_fills_generated_total.labels(event.side).inc()
                 log.info(
@@ -267,10 +309,16 @@ class ExecSimService:
 
     async def _rebuild(self) -> None:
         fresh = Engine(self.engine.clock, self.engine.config, fence=self.engine.fence)
+        finished = FinishedOrders()
         known = await rebuild(
-            self.js, fresh, self.market_durable, authority_key=self.authority_key, account=self.account
+            self.js,
+            fresh,
+            self.market_durable,
+            authority_key=self.authority_key,
+            account=self.account,
+            finished=finished,
         )
-        self.engine = fresh
+        self.engine, self.finished = fresh, finished
         self._broken = False
         metrics.exec_sim_rebuilds_total.inc()
         log.warning("engine rebuilt from the streams after a failed publish", orders=known)
@@ -306,6 +354,7 @@ async def rebuild(
     *,
     authority_key: bytes | None = None,
     account: str | None = None,
+    finished: FinishedOrders | None = None,
 ) -> int:
     """Restore `engine` from the streams; returns the number of orders it knows again. With `authority_key`,
     intents and cancels not signed with it are skipped (the service ignored them too). With `account`, only
@@ -377,6 +426,8 @@ async def rebuild(
             triggered=rec.triggered,
         )
         restored += 1
+        if finished is not None and rec.terminal:
+            finished.finish(coid, engine)  # in the order the intents came: the oldest finished leave first
     for coid in cancels:
         if coid not in intents:
             engine.cancel(coid)
@@ -465,10 +516,12 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
     async def simulate(account: str, fence: int, stop: asyncio.Event, owner: Ownership) -> list[asyncio.Task[None]]:
         engine = Engine(clock or LiveClock(), settings.engine_config(), fence=fence)
         orders_durable, market_durable = durables(account)
-        known = await rebuild(js, engine, market_durable, authority_key=key, account=account)
+        finished = FinishedOrders()
+        known = await rebuild(js, engine, market_durable, authority_key=key, account=account, finished=finished)
         service = ExecSimService(
             js, engine, market_durable, authority_key=key, account=account, still_owner=owner.holds
         )
+        service.finished = finished
         services[account] = service
         watch_consumer_lag(js, [("DECISIONS", orders_durable), ("SIGNALS", market_durable)])
         log.info("execsim owns the account", account=account, fence=fence, orders_rebuilt=known)
