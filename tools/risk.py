@@ -26,10 +26,12 @@ Every change is kept in `changes` (and logged by the application that applies it
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any, Literal
 
 from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side
@@ -292,7 +294,7 @@ class RiskGate:
             "peak": None if self._peak is None else str(self._peak),
             "day": None if self._day is None else self._day.isoformat(),
             "day_start": None if self._day_start is None else str(self._day_start),
-            "recent": [t.isoformat() for t in self._recent.live()],
+            "recent_us": self._recent.to_json(),
         }
 
     @classmethod
@@ -304,14 +306,14 @@ class RiskGate:
         gate._peak = _opt_decimal(data["peak"])
         gate._day = None if data["day"] is None else date.fromisoformat(data["day"])
         gate._day_start = _opt_decimal(data["day_start"])
-        gate._recent = _Times.of([_aware(t) for t in data["recent"]])
+        gate._recent = _Times.from_json(data["recent_us"])
         return gate
 
     def detached(self) -> RiskGate:
         """A copy that later observations and orders leave alone (limits are immutable, so shared)."""
         copy = RiskGate(limits=self.limits, clock=self.clock, state=self.state, state_reason=self.state_reason)
         copy._peak, copy._day, copy._day_start = self._peak, self._day, self._day_start
-        copy._recent = _Times.of(self._recent.live())
+        copy._recent = self._recent.copy()
         return copy
 
     # ------------------------------------------------------------------ limits
@@ -382,41 +384,72 @@ def loosened(old: RiskLimits, new: RiskLimits) -> list[str]:
 
 
 class _Times:
-    """Approval times in order: append at the end, drop from the front, count the ones after a time by bisection."""
+    """Approval times in order, as whole microseconds since the epoch in an `array('q')` (8 bytes each: a day of
+    them at 100 orders/s is 69 MB as datetimes, 7 MB here): append at the end, drop from the front, count the ones
+    after a time by bisection."""
 
     __slots__ = ("_items", "_start")
 
     def __init__(self) -> None:
-        self._items: list[datetime] = []
+        self._items: array[int] = array("q")
         self._start = 0
 
     def append(self, at: datetime, drop_up_to: datetime) -> None:
         items = self._items
-        if items and at < items[-1]:
-            at = items[-1]  # a clock that stepped back: keep the order (counts stay conservative)
-        items.append(at)
-        self._start = bisect_right(items, drop_up_to, self._start)
+        us = _us(at)
+        if items and us < items[-1]:
+            us = items[-1]  # a clock that stepped back: keep the order (counts stay conservative)
+        items.append(us)
+        self._start = bisect_right(items, _us(drop_up_to), self._start)
         if self._start > 4096 and self._start * 2 > len(items):
             del items[: self._start]
             self._start = 0
 
     def count_after(self, horizon: datetime) -> int:
-        return len(self._items) - bisect_right(self._items, horizon, self._start)
+        return len(self._items) - bisect_right(self._items, _us(horizon), self._start)
 
     def live(self) -> list[datetime]:
         """The times kept (the ones dropped from the front are never counted again)."""
-        return self._items[self._start :]
+        return [EPOCH + timedelta(microseconds=us) for us in self._items[self._start :]]
+
+    def to_json(self) -> list[int]:
+        """The first time in microseconds, then each one's step from the one before (small numbers: compact)."""
+        live = self._items[self._start :]
+        return [live[0], *(b - a for a, b in zip(live, live[1:], strict=False))] if live else []
+
+    @classmethod
+    def from_json(cls, data: object) -> _Times:
+        if not isinstance(data, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in data):
+            raise TypeError("approval times are a list of whole microseconds")
+        if any(v < 0 for v in data[1:]):
+            raise ValueError("approval times must be in order")
+        times = cls()
+        times._items = array("q", accumulate(data))
+        return times
 
     @classmethod
     def of(cls, items: list[datetime]) -> _Times:
         if any(b < a for a, b in zip(items, items[1:], strict=False)):
             raise ValueError("approval times must be in order")
         times = cls()
-        times._items = list(items)
+        times._items = array("q", map(_us, items))
+        return times
+
+    def copy(self) -> _Times:
+        times = _Times()
+        times._items = self._items[self._start :]
         return times
 
     def __len__(self) -> int:
         return len(self._items) - self._start
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _us(at: datetime) -> int:
+    return (at - EPOCH) // _MICROSECOND
 
 
 def _opt_decimal(value: object) -> Decimal | None:
@@ -425,15 +458,6 @@ def _opt_decimal(value: object) -> Decimal | None:
     if not isinstance(value, str):
         raise TypeError(f"a snapshot decimal is a string, got {type(value).__name__}")
     return Decimal(value)
-
-
-def _aware(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise TypeError(f"a snapshot time is an ISO string, got {type(value).__name__}")
-    at = datetime.fromisoformat(value)
-    if at.tzinfo is None:
-        raise ValueError(f"a snapshot time carries its offset: {value}")
-    return at
 
 
 def valuation_price(
