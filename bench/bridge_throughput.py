@@ -82,13 +82,9 @@ class Service:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str]) -> None:
-        command = [EXE]
-        profile_dir = os.environ.get("BENCH_PROFILE_DIR")
-        if profile_dir:  # cProfile each service; the profile is written when it stops (SIGTERM)
-            command = [sys.executable, "-m", "cProfile", "-o", f"{profile_dir}/{self.name}.prof", "-m", "cli.main"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [*command, *self.args, "--port", str(self.port)],
+                [EXE, *self.args, "--port", str(self.port)],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
