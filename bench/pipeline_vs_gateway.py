@@ -215,7 +215,17 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             first = senders.n + 1
             kind = f"open loop at {args.rate:g}/s" if args.rate else f"closed loop, {args.concurrency} connections"
             print(f"flood: {args.seconds:g} s, {kind} ...", flush=True)
+            rss: list[dict[str, float | None]] = []
+
+            async def sample_rss() -> None:  # every service's RSS, 20 times over the flood
+                while True:
+                    rss.append({n: proc_rss_mb(p) for n, p in pids.items()})
+                    await asyncio.sleep(args.seconds / 20)
+
+            sampler = asyncio.create_task(sample_rss())
             elapsed = await flood(by_name["gateway"].port, senders, sent, args.seconds, args.concurrency, args.rate)
+            sampler.cancel()
+            rss.append({n: proc_rss_mb(p) for n, p in pids.items()})
             intents1, denials1 = await decided_count(js)
             pending, ack_pending = await bridge_backlog(js)
             accepted = len(sent.accepted)
@@ -279,6 +289,10 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             total_ms += ms
         print(f"    {name:<16} {ms:7.2f} ms   {proc_rss_mb(pid) or float('nan'):6.0f}")
     print(f"    {'all services':<16} {total_ms:7.2f} ms   (the bench client not counted)")
+    marks = [0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1]
+    print(f"  RSS MB over the flood (start, 1/4, 1/2, 3/4, end): {len(sent.accepted)} signals accepted in all")
+    for name in pids:
+        print(f"    {name:<16} " + " ".join(f"{rss[i].get(name) or float('nan'):6.0f}" for i in marks))
 
 
 def main() -> None:
