@@ -53,7 +53,7 @@ from observability.http import ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
 from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import Fill, OrderEvent
+from schemas.orders import TERMINAL_STATUSES, Fill, OrderEvent
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -547,22 +547,26 @@ class Authority:
     # ------------------------------------------------------------------ executions and marks
 
     async def _on_executions(self, msgs: list[Msg]) -> None:
-        """Reports and fills, journaled in stream order; the batch is acked once every entry is durable."""
+        """Reports and fills, journaled in stream order; the batch is acked once every entry is durable. A
+        report that a later report of the same order in the same batch supersedes (an `accepted` followed by
+        `filled`) is not journaled: the fold keeps only the newest status, so the entry would change nothing."""
         self._check_owner()
+        payloads = [_execution(msg) for msg in msgs]
+        superseded = _superseded_reports(payloads)
         staged: list[_Staged] = []
-        for msg in msgs:  # the lock per message: an order request never waits behind a whole batch
+        for i, payload in enumerate(payloads):  # the lock per message: an order request never waits behind a batch
+            if payload is None or i in superseded:
+                continue
             async with self._lock:
-                for event, msg_id in self._execution_events(msg):
+                for event, msg_id in self._execution_events(payload):
                     staged.append(await self._stage(event, msg_id))
         await self._durable(staged)
 
-    def _execution_events(self, msg: Msg) -> list[tuple[AccountEvent, str]]:
+    def _execution_events(self, payload: Fill | OrderEvent) -> list[tuple[AccountEvent, str]]:
         """The journal entries one execution message makes: none for another account's, a duplicate, or one
         from a simulator whose lease a newer one took (void); an owner entry first when a newer simulator
         owner speaks for the first time."""
-        payload: Fill | OrderEvent
-        if msg.subject == Subject.EXECUTION_FILL.value:
-            payload = Fill.model_validate_json(msg.data)
+        if isinstance(payload, Fill):
             if payload.account != self.account_id or self.account.portfolio.knows_fill(payload.fill_id):
                 return []
             if not self.account.has_order(payload.client_order_id):
@@ -572,8 +576,7 @@ class Authority:
                 return []
             event = AccountEvent(kind="fill", ts=self.clock.now(), fill=payload)
             msg_id = f"fill-{payload.fill_id}"
-        elif msg.subject == Subject.EXECUTION_REPORT.value:
-            payload = OrderEvent.model_validate_json(msg.data)
+        else:
             if payload.account != self.account_id:
                 return []
             view = self.account.orders.get(payload.client_order_id)
@@ -581,8 +584,6 @@ class Authority:
                 return []  # not an order of this account's authority, or final already
             event = AccountEvent(kind="report", ts=self.clock.now(), report=payload)
             msg_id = f"rep-{payload.event_id}"
-        else:
-            return []
         newest = self.account.execsim_fence
         if payload.fence is not None and newest is not None and payload.fence < newest:
             metrics.authority_stale_executions_total.inc()
@@ -739,6 +740,33 @@ class Authority:
             effect = self._effect_of(AccountEvent(kind="admitted", ts=now, intent=intent))
             assert effect is not None
             await self._publish_effect(effect)
+
+
+def _execution(msg: Msg) -> Fill | OrderEvent | None:
+    if msg.subject == Subject.EXECUTION_FILL.value:
+        return Fill.model_validate_json(msg.data)
+    if msg.subject == Subject.EXECUTION_REPORT.value:
+        return OrderEvent.model_validate_json(msg.data)
+    return None
+
+
+def _superseded_reports(payloads: list[Fill | OrderEvent | None]) -> set[int]:
+    """The positions of the non-final reports that a later report of the same order, from the same simulator
+    owner, replaces in full (status, filled quantity, reason, time). A refused second intent's report
+    (`duplicate_client_order_id`) says nothing about the first order, so it replaces nothing."""
+    later: set[tuple[str, str, int | None]] = set()
+    out: set[int] = set()
+    for i in range(len(payloads) - 1, -1, -1):
+        report = payloads[i]
+        if not isinstance(report, OrderEvent):
+            continue
+        if report.reason == "duplicate_client_order_id" and report.event_id.count(".") > 1:
+            continue
+        key = (report.account, report.client_order_id, report.fence)
+        if key in later and report.status not in TERMINAL_STATUSES:
+            out.add(i)
+        later.add(key)
+    return out
 
 
 def _order_of(event: AccountEvent) -> str | None:

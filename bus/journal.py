@@ -11,9 +11,9 @@ refused instead of forking the account: the authority then folds the journal aga
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-import uuid
 import weakref
 from collections.abc import Callable
 from datetime import datetime
@@ -92,11 +92,12 @@ class _Acks:
         self.prefix = nc.new_inbox()
         self.futures: dict[str, asyncio.Future[api.PubAck]] = {}
         self.sub: Any = None
+        self.tokens = itertools.count()  # reply tokens: unique under the connection's own inbox prefix
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[api.PubAck]:
         if self.sub is None:
             self.sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._reply)
-        token = uuid.uuid4().hex
+        token = str(next(self.tokens))
         future: asyncio.Future[api.PubAck] = asyncio.get_running_loop().create_future()
         self.futures[token] = future
         future.add_done_callback(lambda _f: self.futures.pop(token, None))

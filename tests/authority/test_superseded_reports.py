@@ -1,0 +1,49 @@
+"""Within one batch of executions, a non-final report that a later report of the same order replaces in full is not
+journaled (`authority.service._superseded_reports`): the fold keeps only the newest status, so the entry would
+change nothing but the journal's length."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from authority.service import _superseded_reports
+from schemas.orders import Fill, OrderEvent
+
+T0 = datetime(2026, 1, 5, 15, tzinfo=UTC)
+
+
+def report(coid: str, status: str, event_id: str | None = None, **fields: object) -> OrderEvent:
+    return OrderEvent(
+        event_id=event_id or f"{coid}.{status}", client_order_id=coid, symbol="AAA", side="buy", status=status,
+        quantity=Decimal(2), filled_quantity=Decimal(2 if status == "filled" else 0), ts=T0, correlation_id=coid,
+        **fields,
+    )  # fmt: skip
+
+
+def fill(coid: str) -> Fill:
+    return Fill(
+        fill_id=f"{coid}.f1", client_order_id=coid, symbol="AAA", side="buy", quantity=Decimal(2), price=Decimal(10),
+        fee=Decimal(0), ts=T0, correlation_id=coid,
+    )  # fmt: skip
+
+
+def test_accepted_then_filled_in_one_batch_journals_only_the_fill_and_filled() -> None:
+    batch = [report("a", "accepted"), fill("a"), report("a", "filled"), report("b", "accepted"), None]
+    assert _superseded_reports(batch) == {0}
+
+
+def test_a_final_report_is_never_superseded_and_other_orders_are_left_alone() -> None:
+    batch = [report("a", "canceled"), report("a", "filled"), report("b", "accepted"), report("c", "accepted")]
+    assert _superseded_reports(batch) == set()
+
+
+def test_a_refused_second_intent_supersedes_nothing() -> None:
+    refused = report("a", "rejected", event_id="a.rejected.0123456789", reason="duplicate_client_order_id")
+    assert _superseded_reports([report("a", "accepted"), refused]) == set()
+
+
+def test_a_report_from_another_simulator_owner_supersedes_nothing() -> None:
+    """A newer owner's report may be voided or may bring an owner entry: each owner's reports stand alone."""
+    assert _superseded_reports([report("a", "accepted", fence=1), report("a", "filled", fence=2)]) == set()
+    assert _superseded_reports([report("a", "accepted", fence=2), report("a", "filled", fence=2)]) == {0}
