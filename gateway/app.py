@@ -25,7 +25,7 @@ from gateway.body import BodyBudget, read_body
 from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
 from gateway.fastpath import WebhookFastPath
-from gateway.ingest import Ingest
+from gateway.ingest import SIGNALS_STREAM, Ingest
 from gateway.models import Accepted
 from gateway.openapi import build_openapi
 from gateway.settings import GatewaySettings
@@ -88,7 +88,15 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         seen = await replay.open_bucket(admin, replay.SEEN_BUCKET, 2 * settings.tolerance_s)
         idem = await replay.open_bucket(admin, replay.IDEMPOTENCY_BUCKET, settings.idempotency_ttl_s)
         runtime.nc = nc
-        runtime.ingest = Ingest(settings, runtime.clock, nc, js, seen, idem)
+        window_s = (await admin.stream_info(SIGNALS_STREAM)).config.duplicate_window or 0.0
+        dedupes = window_s >= 2 * settings.tolerance_s
+        if not dedupes:
+            log.warning(
+                "SIGNALS duplicate window is shorter than twice the timestamp tolerance; webhook-ids are claimed in KV",
+                duplicate_window_s=window_s,
+                tolerance_s=settings.tolerance_s,
+            )
+        runtime.ingest = Ingest(settings, runtime.clock, nc, js, seen, idem, stream_dedupes_webhook_ids=dedupes)
         log.info("gateway ready", nats=settings.nats_url, sources=[s.name for s in settings.sources])
         try:
             yield

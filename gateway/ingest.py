@@ -1,7 +1,9 @@
 """One webhook, from raw bytes to a stored signal: authenticate, limit, parse, validate, claim, publish.
 
 Each step raises `Problem` (a stable code) and changes nothing; only `_deliver` touches NATS, and it
-answers 202 only after the JetStream ack.
+answers 202 only after the JetStream ack. A signed webhook without an Idempotency-Key costs one NATS
+round trip: the publish, deduplicated by JetStream on its `Nats-Msg-Id` (gateway.replay says why that
+is enough); only a duplicate costs a second, to compare its body with the stored original's.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from bus.jetstream import publish
+from bus.jetstream import publish_bytes
 from gateway import replay, signing
 from gateway.client_ip import allowed, client_ip
 from gateway.errors import Problem
@@ -44,6 +47,12 @@ MAX_SIGNATURE_HEADER = 4096
 M = TypeVar("M", bound=BaseModel)
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _HEADER_VALUE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}$")
+BODY_HASH_HEADER = "Gateway-Body-Sha256"  # on every stored signal: tells a resend from a conflicting reuse of its id
+SIGNALS_STREAM = "SIGNALS"
+WEBHOOK_ID_CONFLICT = (
+    "webhook_id_conflict",
+    "this webhook-id was already used with a different body; use a new webhook-id for a new signal",
+)
 
 
 def _no_constant(name: str) -> Any:
@@ -104,6 +113,11 @@ def idempotency_signal_id(source: str, key: str) -> str:
     return "sig_" + _sha("idempotency", source, key)[:24]
 
 
+def idempotency_claim_key(source: str, key: str) -> str:
+    """The `idempotency_keys` KV key of an Idempotency-Key."""
+    return "idem_" + _sha(source, key)[:40]
+
+
 def tradingview_content(payload: dict[str, Any]) -> str:
     """Canonical text of the alert (secret already removed): every member, sorted, numbers as written."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
@@ -117,6 +131,14 @@ def routed(signal: NormalizedSignal, accounts: list[str]) -> NormalizedSignal:
     """The signal with the accounts its source routes it to (SourceConfig.accounts_for, which the sources file's
     validation already held to NormalizedSignal's rules: ACCOUNT_PATTERN, 1 to 32 of them)."""
     return signal.model_copy(update={"accounts": accounts})
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """What a duplicate's stored original says about itself."""
+
+    signal_id: str
+    body_hash: str | None  # None: stored without the header (by an older gateway)
 
 
 @dataclass(slots=True)
@@ -141,13 +163,18 @@ class Ingest:
         js: JetStreamContext,
         seen: KeyValue,
         idempotency: KeyValue,
+        *,
+        stream_dedupes_webhook_ids: bool = True,
     ) -> None:
+        """`stream_dedupes_webhook_ids`: the SIGNALS duplicate window covers 2 x tolerance, so a resent
+        webhook-id needs no claim in `seen` (gateway.replay)."""
         self.settings = settings
         self.clock = clock
         self.nc = nc
         self.js = js
         self.seen = seen
         self.idempotency = idempotency
+        self.stream_dedupes_webhook_ids = stream_dedupes_webhook_ids
         self.limiter = RateLimiter(clock, settings.sources)
         self.proxies = settings.proxy_networks
         self.networks = {s.name: s.networks for s in settings.sources}
@@ -180,7 +207,7 @@ class Ingest:
             raise Problem("invalid_header", f"Idempotency-Key must be 1-{MAX_ID_LENGTH} visible ASCII characters")
         claim = Claim(
             self.idempotency,
-            "idem_" + _sha(source.name, key)[:40],
+            idempotency_claim_key(source.name, key),
             "idempotency_key_conflict",
             "this Idempotency-Key was already used with a different body; use a new key for a new signal",
             remember_stored=True,
@@ -225,15 +252,9 @@ class Ingest:
 
         body_hash = hashlib.sha256(body).hexdigest()
         webhook_key = webhook_signal_id(source.name, webhook_id)
-        claims = [
-            Claim(
-                self.seen,
-                webhook_key,
-                "webhook_id_conflict",
-                "this webhook-id was already used with a different body; use a new webhook-id for a new signal",
-                remember_stored=False,
-            )
-        ]
+        claims = []
+        if not self.stream_dedupes_webhook_ids:
+            claims.append(Claim(self.seen, webhook_key, *WEBHOOK_ID_CONFLICT, remember_stored=False))
         signal_id = webhook_key
         if idem is not None:
             claims.insert(0, idem[0])
@@ -247,7 +268,9 @@ class Ingest:
             )
             return routed(normalized, accounts)
 
-        return await self._deliver(claims, signal_id, body_hash, build, cid)
+        # Nats-Msg-Id is the webhook's, also under an Idempotency-Key (which the signature does not cover):
+        # a replay of this request with the key changed or removed is then still dropped by JetStream.
+        return await self._deliver(claims, signal_id, webhook_key, body_hash, build, cid, WEBHOOK_ID_CONFLICT)
 
     async def tradingview(self, source: SourceConfig, headers: Mapping[str, str], body: bytes, cid: str) -> Accepted:
         payload = parse_object(body)
@@ -289,7 +312,8 @@ class Ingest:
             normalized = alert.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
             return routed(normalized, accounts)
 
-        return await self._deliver(claims, signal_id, body_hash, build, cid)
+        conflict = (claims[0].conflict_code, claims[0].conflict_detail)  # the claim whose id is the message id
+        return await self._deliver(claims, signal_id, signal_id, body_hash, build, cid, conflict)
 
     # ------------------------------------------------------------------ claim + publish
 
@@ -297,22 +321,27 @@ class Ingest:
         self,
         claims: list[Claim],
         signal_id: str,
+        msg_id: str,
         body_hash: str,
         build: Callable[[str], NormalizedSignal],
         cid: str,
+        reused_id: tuple[str, str],
     ) -> Accepted:
+        """Claim, publish under `msg_id`, answer. `reused_id`: the problem (code, detail) when JetStream
+        already holds a message with this id and another body."""
         retry = self.settings.retry_after_s
         if not self.nc.is_connected:
             metrics.gateway_nats_errors_total.inc()
             raise unavailable(retry, "NATS is not connected; the signal was not stored; retry later")
-        # Claims run in order (Idempotency-Key first, then the webhook/content id); the first one found
-        # already taken decides: conflict, stored duplicate, or a pending one to publish again.
+        # Claims run in order (Idempotency-Key first, then the content id, or the webhook-id when the stream
+        # cannot deduplicate it); the first one found already taken decides: conflict, stored duplicate,
+        # or a pending one to publish again under the message id it was first published with.
         to_mark: list[Claim] = []
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
-                sid = signal_id
+                sid, mid = signal_id, msg_id
                 for claim in claims:
-                    existing = await replay.claim(claim.kv, claim.key, replay.Record(body_hash, sid))
+                    existing = await replay.claim(claim.kv, claim.key, replay.Record(body_hash, sid, msg_id=mid))
                     if existing is None:
                         if claim.remember_stored:
                             to_mark.append(claim)
@@ -323,22 +352,45 @@ class Ingest:
                         return Accepted(signal_id=existing.signal_id, duplicate=True)
                     if claim.remember_stored:
                         to_mark.append(claim)
-                    sid = existing.signal_id
+                    sid, mid = existing.signal_id, existing.message_id
                     break
-                ack = await publish(
+                ack = await publish_bytes(
                     self.js,
                     Subject.SIGNALS_NORMALIZED,
-                    build(sid),
-                    msg_id=sid,
+                    build(sid).model_dump_json().encode(),
+                    msg_id=mid,
                     correlation_id=cid,
+                    headers={BODY_HASH_HEADER: body_hash},
                     timeout=self.settings.publish_timeout_s,
                 )
+                duplicate = ack.duplicate is True
+                if duplicate:
+                    original = await self._original(ack.seq)
+                    if original is not None:
+                        if original.body_hash is not None and original.body_hash != body_hash:
+                            raise Problem(*reused_id)
+                        sid = original.signal_id
         except (TimeoutError, nats.errors.Error, OSError):
             metrics.gateway_nats_errors_total.inc()
             raise unavailable(retry) from None
         for claim in to_mark:
-            await self._mark_stored(claim, replay.Record(body_hash, sid, stored=True))
-        return Accepted(signal_id=sid, duplicate=ack.duplicate is True)
+            await self._mark_stored(claim, replay.Record(body_hash, sid, stored=True, msg_id=mid))
+        return Accepted(signal_id=sid, duplicate=duplicate)
+
+    async def _original(self, seq: int) -> Original | None:
+        """The stored message a duplicate publish was dropped for (None if it is gone from the stream).
+
+        Its Nats-Msg-Id equals ours, so it is the same webhook (or content, or Idempotency-Key claim):
+        a different body hash means the id was reused for another signal."""
+        try:
+            msg = await self.js.get_msg(SIGNALS_STREAM, seq)
+        except NotFoundError:
+            return None
+        try:
+            signal_id = str(json.loads(msg.data or b"{}")["signal_id"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return Original(signal_id, (msg.headers or {}).get(BODY_HASH_HEADER))
 
     async def _mark_stored(self, claim: Claim, record: replay.Record) -> None:
         # The signal is stored already; if this fails the record stays "pending" and a resend re-publishes
