@@ -490,18 +490,7 @@ class Account:
         command = command.model_copy(update={"client_order_id": coid})
         known = self.intents.get(coid)
         if known is not None:
-            if _same(known, command):
-                return Decision(
-                    self._reply(command, True, "duplicate", "this order was already placed", duplicate=True)
-                )
-            return Decision(
-                self._reply(
-                    command,
-                    False,
-                    "duplicate_client_order_id",
-                    f"client_order_id {coid} was already used for a different order",
-                )
-            )
+            return self._placed_already(command, _same(known, command))
         denied = self.denials.get(coid)
         if denied is not None:
             return Decision(self._reply(command, False, denied.reason_code, denied.message, duplicate=True))
@@ -509,18 +498,7 @@ class Account:
             key = order_key(coid)
             fingerprint = self.placed_ledger.get(key)
             if fingerprint is not None:
-                if fingerprint == order_fingerprint(command):
-                    return Decision(
-                        self._reply(command, True, "duplicate", "this order was already placed", duplicate=True)
-                    )
-                return Decision(
-                    self._reply(
-                        command,
-                        False,
-                        "duplicate_client_order_id",
-                        f"client_order_id {coid} was already used for a different order",
-                    )
-                )
+                return self._placed_already(command, fingerprint == order_fingerprint(command))
             code = self.denied_ledger.get(key)
             if code is not None:
                 return Decision(
@@ -623,6 +601,13 @@ class Account:
             ),
             AccountEvent(kind="admitted", ts=now, intent=intent),
         )
+
+    def _placed_already(self, command: OrderCommand, same: bool) -> Decision:
+        """The answer to a client order id already admitted: the same order again, or another one."""
+        if same:
+            return Decision(self._reply(command, True, "duplicate", "this order was already placed", duplicate=True))
+        message = f"client_order_id {command.client_order_id} was already used for a different order"
+        return Decision(self._reply(command, False, "duplicate_client_order_id", message))
 
     def _decide_cancel(self, command: OrderCommand, now: datetime) -> Decision:
         coid = command.client_order_id
