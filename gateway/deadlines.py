@@ -8,6 +8,8 @@ connection and its buffers for ever. This protocol arms:
   are complete; then a 408 problem+json if part of a request arrived, else a silent close;
 - a body deadline from the end of the head until the end of the body, a little after the app's own
   (gateway.body answers 408 while a response can still be sent); then the connection is closed.
+
+It also writes through gateway.coalesce, so a response's head and body leave in one send.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import h11
 import structlog
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gateway.coalesce import CoalescingTransport
 from gateway.errors import PROBLEM_JSON, Problem
 from observability import metrics
 
@@ -50,6 +53,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._watch()
 
     def data_received(self, data: bytes) -> None:
