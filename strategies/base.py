@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -64,6 +64,49 @@ class StrategyState(ABC):
     @abstractmethod
     def update(self, open: float, high: float, low: float, close: float) -> float:
         """Consume one bar; return the target (signed fraction of equity, 0 until warmed up)."""
+
+    def scan(
+        self,
+        opens: Sequence[float],
+        highs: Sequence[float],
+        lows: Sequence[float],
+        closes: Sequence[float],
+        start: int,
+        end: int,
+        last: float,
+    ) -> tuple[int, float]:
+        """Feed bars start..end-1 as `update` would, up to and including the first whose target differs from
+        `last` (the target before bar `start`); return (its index, its target), or (end, last) when none does.
+
+        The backtester's loop. A state may fuse its indicators into one loop (`_scan_steady`: the same
+        arithmetic as its `update`, so the same floats and the same state after), used once `_steady()` says
+        they are warm. An instance whose `update` was replaced (a wrapper pacing it) is always fed through it.
+        """
+        update = self.update
+        i = start
+        if "update" not in self.__dict__:
+            while i < end and not self._steady():
+                t = update(opens[i], highs[i], lows[i], closes[i])
+                if t != last:
+                    return i, t
+                i += 1
+            if i < end:
+                return self._scan_steady(closes, i, end, last)
+            return end, last
+        for i in range(start, end):
+            t = update(opens[i], highs[i], lows[i], closes[i])
+            if t != last:
+                return i, t
+        return end, last
+
+    def _steady(self) -> bool:
+        """Whether `_scan_steady` may take the next bar (a fused loop assumes warm indicators)."""
+        return False
+
+    def _scan_steady(self, closes: Sequence[float], start: int, end: int, last: float) -> tuple[int, float]:
+        """`scan` over bars start..end-1 of a state that is `_steady` (only closes: the fused strategies use
+        no other price). States that fuse nothing are never steady, so this is never called for them."""
+        raise NotImplementedError
 
     @abstractmethod
     def confidence(self) -> float:

@@ -10,6 +10,8 @@ z is 0 over a constant window. confidence: positioned, min(1, |z| / (2·entry_z)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -70,6 +72,66 @@ class MeanReversionState(StrategyState):
         elif (pos > 0.0 and z >= -self._exit) or (pos < 0.0 and z <= self._exit):
             self.target = 0.0
         return self.target
+
+    def _steady(self) -> bool:
+        return self.bars >= self.warmup and self._z.stats.ready
+
+    def _scan_steady(self, closes: Sequence[float], start: int, end: int, last: float) -> tuple[int, float]:
+        """`update` fused with its z-score's rolling statistics (their arithmetic, in the same order)."""
+        zs = self._z
+        st = zs.stats
+        buf = st._buf
+        append, refresh, sqrt = buf.append, st._refresh, math.sqrt
+        n, every, narrow = st.n, st._every, st._narrow
+        m_, m2_, since, run, seen, mean, std = st._mean, st._m2, st._since, st._run, st._last, st.mean, st.std
+        z = zs.value
+        rsi = self._rsi
+        rsi_update = rsi.update if rsi is not None else None
+        oversold, overbought = self.p.rsi_oversold, self.p.rsi_overbought
+        entry, exit_, size, short = self._entry, self._exit, self._size, self._short
+        target, pos = self.target, self.previous_target
+        i = start
+        while i < end:
+            x = closes[i]
+            i += 1
+            pos = target
+            # RollingStats.update on a full window
+            if x == seen:
+                run += 1
+            else:
+                run = 1
+                seen = x
+            old = buf[0]
+            append(x)
+            dx = x - old
+            m = m_ + dx / n
+            m2 = m2_ + dx * (x - m + old - m_)
+            since += 1
+            if since >= every or m2 < 1e-9 * (old - m_) * (old - m_) or m2 < narrow * m * m:
+                m, m2 = refresh(buf)
+                since = 0
+            m_, m2_ = m, m2
+            if run >= n:
+                mean, std = x, 0.0
+            else:
+                mean = m
+                std = sqrt(m2 / n) if m2 > 0.0 else 0.0
+            z = (x - mean) / std if std > 0.0 else 0.0
+            if rsi_update is not None:
+                rsi_update(x)
+            if z <= -entry and (rsi is None or rsi.value <= oversold):
+                target = size
+            elif z >= entry and short and (rsi is None or rsi.value >= overbought):
+                target = -size
+            elif (pos > 0.0 and z >= -exit_) or (pos < 0.0 and z <= exit_):
+                target = 0.0
+            if target != last:
+                break
+        self.bars += i - start
+        st._mean, st._m2, st._since, st._run, st._last, st.mean, st.std = m_, m2_, since, run, seen, mean, std
+        zs.value = z
+        self.target, self.previous_target = target, pos
+        return (i - 1, target) if target != last else (end, last)
 
     def confidence(self) -> float:
         z = abs(self._z.value)

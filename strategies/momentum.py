@@ -19,6 +19,7 @@ is not resized on every tick of the volatility estimate).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -93,6 +94,52 @@ class RocState(StrategyState):
             self.target = 0.0
         return self.target
 
+    def _steady(self) -> bool:
+        return (
+            self.bars >= self.warmup and len(self._roc._buf) > self._roc.n and self._vol._count >= self._vol.min_periods
+        )
+
+    def _scan_steady(self, closes: Sequence[float], start: int, end: int, last: float) -> tuple[int, float]:
+        """`update` fused with its ROC and EWMA volatility (their arithmetic, in the same order)."""
+        roc, vol = self._roc, self._vol
+        buf = roc._buf
+        append = buf.append
+        prev, lam, gain, ppy, variance = vol._prev, vol.lam, vol._gain, vol.periods_per_year, vol.variance
+        top, vt, step, long_only = self._max, self._vt, self._step, self._long_only
+        log, sqrt, floor = math.log, math.sqrt, math.floor
+        target, previous, r, v = self.target, self.previous_target, roc.value, vol.value
+        i = start
+        while i < end:
+            x = closes[i]
+            i += 1
+            previous = target
+            append(x)
+            r = x / buf[0] - 1.0
+            lr = log(x / prev)
+            prev = x
+            variance = lam * variance + gain * lr * lr
+            v = sqrt(variance * ppy)
+            raw = top
+            if v != 0.0:
+                scaled = vt / v
+                if scaled < raw:
+                    raw = scaled
+            mag = floor(raw / step + STEP_EPS) * step
+            if r > 0.0:
+                target = mag
+            elif r < 0.0 and not long_only:
+                target = -mag
+            else:
+                target = 0.0
+            if target != last:
+                break
+        done = i - start
+        self.bars += done
+        vol._count += done
+        roc.value, vol._prev, vol.variance, vol.value = r, prev, variance, v
+        self.target, self.previous_target = target, previous
+        return (i - 1, target) if target != last else (end, last)
+
     def _t_stat(self) -> float:
         r, v = self._roc.value, self._vol.value
         if v == 0.0:
@@ -148,6 +195,52 @@ class MaCrossState(StrategyState):
         elif d < -tol:
             self.target = self._down
         return self.target
+
+    def _steady(self) -> bool:
+        return self.bars >= self.warmup and self._fast.ready and self._slow.ready
+
+    def _scan_steady(self, closes: Sequence[float], start: int, end: int, last: float) -> tuple[int, float]:
+        """`update` fused with its two SMAs (their arithmetic, in the same order)."""
+        fast, slow = self._fast, self._slow
+        fbuf, sbuf = fast._buf, slow._buf
+        fappend, sappend = fbuf.append, sbuf.append
+        fn, sn = fast.n, slow.n
+        fsum_, ssum_, fsince, ssince = fast._sum, slow._sum, fast._since, slow._since
+        f, s = fast.value, slow.value
+        up, down = self._up, self._down
+        fsum = math.fsum
+        target, previous = self.target, self.previous_target
+        i = start
+        while i < end:
+            x = closes[i]
+            i += 1
+            previous = target
+            fsum_ += x - fbuf[0]
+            fappend(x)
+            fsince += 1
+            if fsince >= fn:
+                fsince = 0
+                fsum_ = fsum(fbuf)
+            f = fsum_ / fn
+            ssum_ += x - sbuf[0]
+            sappend(x)
+            ssince += 1
+            if ssince >= sn:
+                ssince = 0
+                ssum_ = fsum(sbuf)
+            s = ssum_ / sn
+            d = f - s
+            tol = TIE * abs(s)
+            if d > tol:
+                target = up
+            elif d < -tol:
+                target = down
+            if target != last:
+                break
+        self.bars += i - start
+        fast._sum, slow._sum, fast._since, slow._since, fast.value, slow.value = fsum_, ssum_, fsince, ssince, f, s
+        self.target, self.previous_target = target, previous
+        return (i - 1, target) if target != last else (end, last)
 
     def confidence(self) -> float:
         return min(1.0, abs(self._fast.value / self._slow.value - 1.0) / self.p.confidence_gap)

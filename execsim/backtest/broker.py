@@ -17,7 +17,7 @@ from execsim.engine.config import PRICE_QUANTUM, FeeModel, PriceModel
 from schemas.common import MAX_DECIMALS, MAX_DIGITS, Side, construct_trusted
 from schemas.orders import Fill, OrderIntent
 from tools.clock import TestClock
-from tools.risk import RiskGate, RiskLimits, Verdict
+from tools.risk import APPROVED, RiskGate, RiskLimits, TradingState, Verdict
 
 BPS = Decimal(10_000)
 NO_LIMIT = Decimal(10) ** 15
@@ -43,7 +43,54 @@ def risk_limits(max_position: Decimal | None) -> RiskLimits:
 def risk_check(
     gate: RiskGate, symbol: str, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None
 ) -> Verdict:
+    """`gate.check` of a market order with nothing resting, from a position held now. An order the gate
+    plainly approves under the backtester's limits is approved here at the cost of a few comparisons (and
+    counted toward the order rate, as the gate counts it); every other one is checked by the gate itself."""
+    if _plainly_approved(gate, symbol, side, quantity, position, price):
+        gate.record_order(gate.clock.now())
+        return APPROVED
     return gate.check(symbol=symbol, side=side, quantity=quantity, projected_position=position, price=price)
+
+
+def _only_position_limit(limits: RiskLimits) -> bool:
+    """Limits that switch off every check but the position limit (what `risk_limits` makes)."""
+    return (
+        limits.allowed_symbols is None
+        and limits.max_order_quantity is None
+        and not limits.max_order_quantity_per_symbol
+        and limits.max_order_notional is None
+        and not limits.max_order_notional_per_symbol
+        and limits.max_gross_exposure is None
+        and limits.max_open_orders is None
+        and limits.max_orders_per_window is None
+    )
+
+
+_SIMPLE: dict[int, tuple[RiskLimits, bool]] = {}
+
+
+def _plainly_approved(
+    gate: RiskGate, symbol: str, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None
+) -> bool:
+    """True only when `gate.check` (tools/risk.py) would approve: an ACTIVE gate whose limits check nothing but
+    the position, a quantity and a price the wire carries (finite, positive, in range, ≤ MAX_DECIMALS places
+    even before trailing zeros go), and a position after the order within the limit. The daily loss and
+    drawdown limits act through the trading state only. tests/backtest compare this with the gate."""
+    limits = gate.limits
+    known = _SIMPLE.get(id(limits))
+    if known is None or known[0] is not limits:
+        if len(_SIMPLE) > 64:
+            _SIMPLE.clear()
+        known = _SIMPLE[id(limits)] = (limits, _only_position_limit(limits))
+    if not known[1] or gate.state is not TradingState.ACTIVE or price is None:
+        return False
+    if not (price.is_finite() and 0 < quantity < MAX_ORDER_QUANTITY and 0 < price < MAX_ORDER_QUANTITY):
+        return False
+    q_exp, p_exp = quantity.as_tuple().exponent, price.as_tuple().exponent
+    if not (isinstance(q_exp, int) and isinstance(p_exp, int) and q_exp >= -MAX_DECIMALS and p_exp >= -MAX_DECIMALS):
+        return False
+    after = position + quantity if side == "buy" else position - quantity
+    return abs(after) <= limits.max_position_per_symbol.get(symbol, limits.max_position)
 
 
 def _trusted(quantity: Decimal, reference_price: Decimal, confidence: float) -> bool:
@@ -70,7 +117,9 @@ class Broker:
         self.symbol = symbol
         self.strategy = strategy
         self.clock = TestClock(start)
-        self.engine = Engine(self.clock, EngineConfig(slippage_bps=slippage_bps, fee_bps=commission * BPS))
+        config = EngineConfig(slippage_bps=slippage_bps, fee_bps=commission * BPS)
+        self.engine = Engine(self.clock, config)
+        self._prices, self._fees = PriceModel(config), FeeModel(config)
         self.gate = RiskGate(risk_limits(max_position), clock=self.clock)
         self._seq = 0
         self._order_prefix = "bt-" + "".join(ch if ch.isalnum() or ch in "._:-" else "_" for ch in symbol)[:40]
@@ -83,6 +132,20 @@ class Broker:
         if quantity >= MAX_ORDER_QUANTITY:
             return Verdict(False, "quantity_out_of_range", f"{quantity} units is beyond what an order can carry")
         return risk_check(self.gate, self.symbol, side, quantity, position, price)
+
+    def fill_now(self, side: Side, quantity: Decimal, reference_price: Decimal) -> tuple[Decimal, Decimal] | None:
+        """(price, fee) of the one fill the engine gives a market order of this shape now, computed with the
+        engine's own price and fee models (and no order objects); None when the order must go through `market`:
+        the first one (fully validated there) and any outside the shapes `_trusted` checks.
+
+        The same fill as `market`: the backtester's engine has no latency, spread by bar range or volume cap,
+        so a market order fills at once, in full, at `taker(side, reference price on the tick)`, fee
+        `fee(quantity, price)`. tests/backtest compare the two."""
+        if self._template is None or not _trusted(quantity, reference_price, 0.0):
+            return None
+        self._seq += 1  # the order id `market` would have used is spent, as there
+        price = self._prices.taker(side, market_price(reference_price))
+        return price, self._fees.fee(quantity, price)
 
     def market(
         self, side: Side, quantity: Decimal, reference_price: Decimal, confidence: float, rationale: dict[str, Any]

@@ -25,6 +25,7 @@ from execsim.backtest.result import BacktestConfig, BacktestResult, Denial
 from execsim.backtest.sizing import wanted_position
 from execsim.backtest.stats import compute_stats
 from execsim.backtest.trades import TradeBook
+from schemas.common import Side
 from strategies.base import Strategy
 
 Progress = Callable[[int, int], None]
@@ -67,7 +68,7 @@ def run_backtest(
     fill_cash: list[float] = []
 
     state = strategy.new_state(bars.symbol)
-    update = state.update
+    scan = state.scan
     targets: dict[float, Decimal] = {}  # a strategy's targets take few distinct values: convert each once
     last = 0.0
     pending: float | None = None  # the target decided at the last bar's close, executed at this bar's open
@@ -75,9 +76,13 @@ def run_backtest(
     for start in range(0, n, CHUNK):
         # one chunk of Python floats at a time: a million-element list would be walked by every full GC pass
         end = min(n, start + CHUNK)
-        chunk = zip(*(a[start:end].tolist() for a in (bars.open, bars.high, bars.low, bars.close)), strict=True)
-        for i, (op, hi, lo, cl) in enumerate(chunk, start):
+        size = end - start
+        opens, highs, lows, closes = (a[start:end].tolist() for a in (bars.open, bars.high, bars.low, bars.close))
+        k = 0
+        while k < size:
+            op = opens[k]
             if pending is not None and (book.position != 0 or abs(pending) * cash_f >= dust * op):
+                i = start + k
                 target = pending
                 price = to_decimal(op)
                 pos = book.position
@@ -87,7 +92,7 @@ def run_backtest(
                 want = wanted_position(target_d, cash + pos * price, price, cost, config.fractional)
                 delta = want - pos
                 if delta != 0:
-                    side = "buy" if delta > 0 else "sell"
+                    side: Side = "buy" if delta > 0 else "sell"
                     qty = abs(delta)
                     now = time(i)
                     broker.advance_to(now)
@@ -95,21 +100,30 @@ def run_backtest(
                     if not answer.approved:
                         denials.append(Denial(now, i, side, qty, answer.reason_code, answer.message))
                     else:
-                        # the state has not seen this bar yet: its confidence is still the deciding bar's
-                        confidence = min(1.0, max(0.0, state.confidence()))
-                        for fill in broker.market(side, qty, price, confidence, {"target": target}):
-                            signed = fill.quantity if fill.side == "buy" else -fill.quantity
-                            cash -= signed * fill.price + fill.fee
-                            fees += fill.fee
-                            book.on_fill(signed, fill.price, fill.fee, now, i)
+                        quick = broker.fill_now(side, qty, price)
+                        if quick is not None:
+                            fills = [(delta, *quick)]
+                        else:
+                            # the state has not seen this bar yet: its confidence is still the deciding bar's
+                            confidence = min(1.0, max(0.0, state.confidence()))
+                            fills = [
+                                (f.quantity if f.side == "buy" else -f.quantity, f.price, f.fee)
+                                for f in broker.market(side, qty, price, confidence, {"target": target})
+                            ]
+                        for signed, fill_price, fee in fills:
+                            cash -= signed * fill_price + fee
+                            fees += fee
+                            book.on_fill(signed, fill_price, fee, now, i)
                         cash_f = float(cash)
                         fill_bars.append(i)
                         fill_pos.append(float(book.position))
                         fill_cash.append(cash_f)
             pending = None
-            t = update(op, hi, lo, cl)
-            if t != last:
+            # feed bars from k on until the target changes: an order, if any, goes at the next bar's open
+            k, t = scan(opens, highs, lows, closes, k, size, last)
+            if k < size:
                 last = pending = t
+            k += 1
         if progress is not None:
             progress(end, n)
 
