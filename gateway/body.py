@@ -56,9 +56,16 @@ async def read_body(request: Request, *, limit: int, budget: BodyBudget, timeout
         raise _overloaded(retry_after_s)
     chunks: list[bytes] = []
     size = 0
+    receive = request.receive  # the ASGI messages themselves: Request.stream() adds a generator per request
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect
+                    raise ClientDisconnect()
+                more = message.get("more_body", False)
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
@@ -66,7 +73,8 @@ async def read_body(request: Request, *, limit: int, budget: BodyBudget, timeout
                     if not budget.reserve(size - reserved):
                         raise _overloaded(retry_after_s)
                     reserved = size
-                chunks.append(chunk)
+                if chunk:
+                    chunks.append(chunk)
     except ClientDisconnect:  # nobody to answer; counted and logged under this code
         raise Problem("malformed_request", f"the connection closed after {size} bytes of the body") from None
     except TimeoutError:
@@ -77,4 +85,4 @@ async def read_body(request: Request, *, limit: int, budget: BodyBudget, timeout
         ) from None
     finally:
         budget.release(reserved)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
