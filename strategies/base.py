@@ -56,6 +56,7 @@ class StrategyState(ABC):
         self.bars = 0
         self.target = 0.0
         self.previous_target = 0.0
+        self._warm = False  # `scan`: `_steady()` was seen True
 
     @property
     def ready(self) -> bool:
@@ -85,14 +86,16 @@ class StrategyState(ABC):
         update = self.update
         i = start
         if "update" not in self.__dict__:
-            while i < end and not self._steady():
-                t = update(opens[i], highs[i], lows[i], closes[i])
-                if t != last:
-                    return i, t
-                i += 1
-            if i < end:
-                return self._scan_steady(closes, i, end, last)
-            return end, last
+            if not self._warm:
+                while i < end and not self._steady():
+                    t = update(opens[i], highs[i], lows[i], closes[i])
+                    if t != last:
+                        return i, t
+                    i += 1
+                if i == end:
+                    return end, last
+                self._warm = True  # warm indicators stay warm
+            return self._scan_steady(closes, i, end, last)
         for i in range(start, end):
             t = update(opens[i], highs[i], lows[i], closes[i])
             if t != last:
