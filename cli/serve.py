@@ -9,14 +9,13 @@ import signal as signals
 
 from bus.account_view import AppState, open_account_view
 from bus.accounts import load_accounts
-from decisions import service as decisions
-from decisions.agent.service import run_agent_worker
 from decisions.agent.settings import AgentSettings
 from decisions.settings import ConfigError, DecisionSettings
 from mcp_server import service as mcp
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import ServeSettings
 from mcp_server.tooling import ToolOptions
+from schemas.accounts import AccountsFile
 
 
 def agent_server(state: AppState, settings: AgentSettings) -> TradingServer:
@@ -31,6 +30,15 @@ def agent_server(state: AppState, settings: AgentSettings) -> TradingServer:
     return build_server(state, toolsets_enabled=settings.toolset_names(), read_only=settings.dry_run, options=options)
 
 
+def decides(decision: DecisionSettings, accounts: AccountsFile) -> bool:
+    """Whether the decision modes have anything to check or run here: a bridge runs, or a strategy mode is
+    configured (its strategies are checked even without a bridge). When not, `serve` never imports them: the
+    strategy mode brings in the backtester's sizing (numpy), the agent the MCP client; a stdio server for a
+    desktop client needs neither before its first answer."""
+    modes = {decision.bridge_mode, *(account.mode for account in accounts.accounts)}
+    return decision.bridge or "strategy" in modes
+
+
 async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None:
     mcp.check(settings)
     accounts = load_accounts(settings.data_dir, settings.accounts_file)
@@ -39,7 +47,10 @@ async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None
             f"account {settings.account!r} is not in the accounts file ({', '.join(accounts.ids)}): "
             "set TRADING_MCP_ACCOUNT / --account to one of them"
         )
-    decisions.check(decision, accounts)
+    if decides(decision, accounts):
+        from decisions import service as decisions
+
+        decisions.check(decision, accounts)
     tokens = mcp.load_tokens(settings)
     served = mcp.served_accounts(settings, tokens, accounts.ids)
     async with (
@@ -56,6 +67,8 @@ async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None
         stop = asyncio.Event()
         tasks = []
         if decision.bridge:  # each account's own decision mode, side by side in this process
+            from decisions import service as decisions
+
             for config in accounts.accounts:
                 task = decisions.start(await view(config.id), decision, stop, agent_server, config)
                 if task is not None:
@@ -76,6 +89,8 @@ def serve_main(settings: ServeSettings, decision: DecisionSettings) -> None:
 async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
     """`trading-mcp agent`: its own view of the account (folded from the authority's journal); every order the
     model places is decided by the account authority."""
+    from decisions.agent.service import run_agent_worker
+
     settings.check()
     stop = stop or asyncio.Event()
     async with open_account_view(settings.nats_url, settings.data_dir, "agent") as state:

@@ -11,20 +11,21 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
-import uvicorn
 
 from bus.account_view import AppState
 from mcp_server import toolsets
 from mcp_server.auth import OAuthSettings
-from mcp_server.credentials_map import Credential, load_tokens_file
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import ConfigError, ServeSettings
 from mcp_server.tooling import ToolOptions
 from mcp_server.toolsets.confirmation import load_key
-from mcp_server.transports import accounts_http_app
 from tools.rate_limit import TokenBucket
+
+if TYPE_CHECKING:  # the HTTP side (tokens, JWT, Starlette app, uvicorn) loads where it runs: stdio needs none of it
+    from mcp_server.credentials_map import Credential
 
 log = structlog.get_logger("mcp_server")
 
@@ -62,7 +63,11 @@ def check(settings: ServeSettings) -> None:
 
 def load_tokens(settings: ServeSettings) -> list[Credential]:
     """The tokens file's credentials (none without TRADING_MCP_AUTH_TOKENS_FILE); TokensFileError if it is wrong."""
-    return load_tokens_file(settings.auth_tokens_file) if settings.auth_tokens_file is not None else []
+    if settings.auth_tokens_file is None:
+        return []
+    from mcp_server.credentials_map import load_tokens_file
+
+    return load_tokens_file(settings.auth_tokens_file)
 
 
 def served_accounts(
@@ -112,6 +117,10 @@ async def _run_http(
     states: Mapping[str, AppState],
     tokens: Sequence[Credential],
 ) -> None:
+    import uvicorn
+
+    from mcp_server.transports import accounts_http_app
+
     async def ready() -> dict[str, bool]:
         return {"nats": all(state.nc.is_connected for state in states.values())}
 

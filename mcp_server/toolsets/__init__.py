@@ -30,31 +30,34 @@ class UnknownToolset(ValueError):
     pass
 
 
-# Order matters only for tools/list.
+# Order matters only for tools/list. A toolset's name is its module's name: `select` imports only the chosen ones
+# (strategies brings in numpy and the backtester; a server that does not offer it should not wait for them).
 _MODULES = ("market", "strategies", "positions", "risk", "order_check", "orders", "accounts")
 # strategies (catalog, evaluation, backtests) is opt-in; order_check stands in for preview_order when orders is off
 DEFAULT = ("market", "positions", "risk", "orders")
 DEFAULT_READ_ONLY = ("market", "positions", "risk", "order_check")
 
 
+def load(name: str) -> Toolset:
+    """The toolset `name` (one of `_MODULES`), importing its module."""
+    toolset: Toolset = importlib.import_module(f"mcp_server.toolsets.{name}").TOOLSET
+    return toolset
+
+
 def available() -> dict[str, Toolset]:
-    out = {}
-    for module in _MODULES:
-        toolset: Toolset = importlib.import_module(f"mcp_server.toolsets.{module}").TOOLSET
-        out[toolset.name] = toolset
-    return out
+    return {name: load(name) for name in _MODULES}
 
 
 def select(names: Iterable[str] | None, *, read_only: bool) -> list[Toolset]:
     """The toolsets to register: the named ones (`all` for every one, the defaults when None), minus the
     writing ones in read-only mode."""
-    known = available()
     chosen = [n.strip() for n in names if n.strip()] if names is not None else None
     if chosen is None:
         chosen = list(DEFAULT_READ_ONLY if read_only else DEFAULT)
     elif chosen == ["all"]:
-        chosen = list(known)
-    unknown = [n for n in chosen if n not in known]
+        chosen = list(_MODULES)
+    unknown = [n for n in chosen if n not in _MODULES]
     if unknown:
-        raise UnknownToolset(f"unknown toolset(s) {', '.join(unknown)}; available: {', '.join(known)}")
-    return [known[n] for n in dict.fromkeys(chosen) if not (read_only and not known[n].read_only)]
+        raise UnknownToolset(f"unknown toolset(s) {', '.join(unknown)}; available: {', '.join(_MODULES)}")
+    picked = [load(n) for n in dict.fromkeys(chosen)]
+    return [t for t in picked if not (read_only and not t.read_only)]

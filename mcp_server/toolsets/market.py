@@ -31,8 +31,6 @@ from mcp_server.tooling import (
 from mcp_server.toolsets import Toolset
 from schemas.common import Money
 from schemas.signals import SYMBOL_PATTERN, NormalizedSignal
-from strategies.base import clean
-from strategies.indicators import EMA, ROC, RSI, SMA, Bollinger, ZScore
 
 
 class SignalView(BaseModel):
@@ -65,6 +63,10 @@ class Indicators(BaseModel):
 
 
 def indicators_of(closes: list[float]) -> Indicators:
+    # imported here: `strategies` brings numpy in, which the server needs only once a snapshot is asked for
+    from strategies.base import clean
+    from strategies.indicators import EMA, ROC, RSI, SMA, Bollinger, ZScore
+
     sma, ema, rsi, roc, z, bands = SMA(20), EMA(20), RSI(14), ROC(20), ZScore(20), Bollinger(20, 2.0)
     last = {"sma": NAN, "ema": NAN, "rsi": NAN, "roc": NAN, "z": NAN}
     for x in closes:

@@ -8,6 +8,8 @@ the limits in force, that the account is paper only, and whether the order autho
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -47,8 +49,17 @@ class SafetyStatus(BaseModel):
     authority: str
 
 
-def hidden_by_configuration(chosen: list[toolsets.Toolset], read_only: bool, state: AppState) -> list[HiddenTool]:
-    """The tools this server's configuration leaves out (toolsets not chosen, read-only mode), and why."""
+Hidden = Callable[[], list[HiddenTool]]
+
+
+def hidden_by_configuration(chosen: list[toolsets.Toolset], read_only: bool, state: AppState) -> Hidden:
+    """The tools this server's configuration leaves out (toolsets not chosen, read-only mode), and why: worked out
+    on first use (it imports and registers every other toolset on a scratch server to learn its tool names, which a
+    server need not do before its first answer), then kept."""
+    return functools.cache(lambda: _hidden_by_configuration(chosen, read_only, state))
+
+
+def _hidden_by_configuration(chosen: list[toolsets.Toolset], read_only: bool, state: AppState) -> list[HiddenTool]:
     picked = {t.name for t in chosen}
     out: list[HiddenTool] = []
     for name, toolset in toolsets.available().items():
@@ -64,9 +75,9 @@ def hidden_by_configuration(chosen: list[toolsets.Toolset], read_only: bool, sta
     return out
 
 
-def _hidden(ctx: Context, configured: list[HiddenTool]) -> list[HiddenTool]:
+def _hidden(ctx: Context, configured: Hidden) -> list[HiddenTool]:
     registered = {t.name for t in ctx.mcp_server._tool_manager.list_tools()}
-    out = list(configured)
+    out = list(configured())
     scopes = scopes_of(ctx)
     if scopes is not None and SCOPE_TRADE not in scopes:
         out += [HiddenTool(tool=t, why=f"your access token lacks the {SCOPE_TRADE} scope") for t in TRADE_TOOLS]
@@ -82,7 +93,7 @@ async def _probe(state: AppState) -> tuple[bool, str]:
     return True, "answering"
 
 
-async def safety_status(ctx: Context, configured: list[HiddenTool]) -> SafetyStatus:
+async def safety_status(ctx: Context, configured: Hidden) -> SafetyStatus:
     state = app(ctx)
     options = options_of(ctx.mcp_server)
     choice = choice_for(ctx, options)
@@ -99,7 +110,7 @@ async def safety_status(ctx: Context, configured: list[HiddenTool]) -> SafetySta
     )
 
 
-async def server_status(server: MCPServer[AppState], state: AppState, configured: list[HiddenTool]) -> SafetyStatus:
+async def server_status(server: MCPServer[AppState], state: AppState, configured: Hidden) -> SafetyStatus:
     """The same, for no particular client (a resource read carries no client): the method depends on it."""
     options = options_of(server)
     reachable, authority = await _probe(state)
@@ -113,7 +124,7 @@ async def server_status(server: MCPServer[AppState], state: AppState, configured
         paper_only=True,
         principal="any",
         confirmation=Confirmation(policy=options.confirmation, method="depends on the client", why=why),
-        hidden_tools=sorted(configured, key=lambda h: h.tool),
+        hidden_tools=sorted(configured(), key=lambda h: h.tool),
         trading_state=state.gate.state.value,
         limits=state.gate.limits,
         authority_reachable=reachable,
@@ -121,8 +132,8 @@ async def server_status(server: MCPServer[AppState], state: AppState, configured
     )
 
 
-def register(server: MCPServer[AppState], state: AppState, configured: list[HiddenTool]) -> None:
-    """Add the tool and the resource; `configured` is what `hidden_by_configuration` found at build time."""
+def register(server: MCPServer[AppState], state: AppState, configured: Hidden) -> None:
+    """Add the tool and the resource; `configured` is `hidden_by_configuration` of the server's build."""
 
     async def get_safety_status(ctx: Context) -> Annotated[CallToolResult, SafetyStatus]:
         """What keeps this paper account safe from this client: how orders get confirmed here and why, which
