@@ -7,7 +7,7 @@ Starts a nats-server, the gateway and a bare FastAPI app (each its own process, 
 errors for: the bare endpoint (closed loop), the gateway (closed loop), the gateway at a fixed rate
 (open loop, latency measured from the scheduled send time); then the throughput ratio, and checks that
 the SIGNALS stream grew by exactly the number of accepted signals (none lost, none doubled).
-Targets on 2 cores: ratio >= 0.5, p99 < 10 ms at 300 req/s, zero lost or doubled. Asserts nothing.
+Targets on 2 cores: ratio >= 0.7 (issue 15; was 0.5), p99 < 10 ms at 300 req/s, zero lost or doubled. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -212,14 +212,15 @@ async def open_loop(name: str, port: int, requests: list[bytes], rate: float, co
     return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 class CpuMeter:
-    """CPU microseconds per request of each process taking part, over one phase."""
+    """CPU microseconds per request of each process taking part, over one phase (total, and the system part)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
@@ -229,10 +230,16 @@ class CpuMeter:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        self.used: dict[str, tuple[float, float]] = {}
+        for name, pid in self.pids.items():
+            user, system = cpu_seconds(pid)
+            self.used[name] = (user - self.start[name][0], system - self.start[name][1])
 
     def per_request(self, n: int) -> str:
-        return "  ".join(f"{name} {1e6 * used / max(1, n):.0f}" for name, used in self.used.items())
+        def us(seconds: float) -> float:
+            return 1e6 * seconds / max(1, n)
+
+        return "  ".join(f"{name} {us(u + s):.0f} (sys {us(s):.0f})" for name, (u, s) in self.used.items())
 
 
 async def stream_messages(nats_url: str) -> int:
@@ -298,7 +305,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"CPU us/request, bare run:    {bare_cpu.per_request(bare.accepted)}")
         print(f"CPU us/request, gateway run: {gateway_cpu.per_request(gateway.accepted)}")
         ratio = (gateway.accepted / gateway.elapsed) / (bare.accepted / bare.elapsed)
-        print(f"gateway / bare throughput: {ratio:.2f}  (target >= 0.5)")
+        print(f"gateway / bare throughput: {ratio:.2f}  (target >= 0.7)")
 
         accepted = warm.accepted + gateway.accepted + paced.accepted
         duplicates = warm.duplicates + gateway.duplicates + paced.duplicates
