@@ -180,6 +180,11 @@ class Strategy(ABC):
     def targets(self, data: BatchData) -> np.ndarray:
         """The target after each bar, equal to feeding the bars one by one to `new_state`."""
 
+    def exact_targets(self, closes: np.ndarray) -> np.ndarray | None:
+        """The target after each bar, bit for bit what feeding the closes one by one to a new state returns
+        (see `strategies.indicators.exact`); None when this strategy (or this setting) has no exact replay."""
+        return None
+
 
 def validate_params(model: type[BaseModel], raw: Any) -> Any:
     if isinstance(raw, BaseModel):

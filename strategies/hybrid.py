@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from strategies.base import Strategy, StrategyState, clean, side_for
 from strategies.batch_data import BatchData, forward_fill
-from strategies.indicators import VarianceRatio
+from strategies.indicators import VarianceRatio, exact
 from strategies.mean_reversion import MeanReversion, MeanReversionParams, MeanReversionState
 from strategies.momentum import STEP_EPS, Momentum, MomentumParams, RocState
 
@@ -317,14 +317,26 @@ class Hybrid(Strategy):
         p = self.params
         tm = self.momentum.targets(data)
         tr = self.mean_reversion.targets(data)
-        score = data.variance_ratio(p.regime_lag, p.regime_window) - 1.0
+        return self._blend(tm, tr, data.variance_ratio(p.regime_lag, p.regime_window))
+
+    def exact_targets(self, closes: np.ndarray) -> np.ndarray | None:
+        p = self.params
+        tm = self.momentum.exact_targets(closes)
+        tr = self.mean_reversion.exact_targets(closes)
+        if tm is None or tr is None:
+            return None
+        return self._blend(tm, tr, exact.variance_ratio(closes, p.regime_lag, p.regime_window))
+
+    def _blend(self, tm: np.ndarray, tr: np.ndarray, vr: np.ndarray) -> np.ndarray:
+        p = self.params
+        score = vr - 1.0
         band = p.neutral_band
-        warm = min(self.warmup - 1, len(data))
+        warm = min(self.warmup - 1, len(vr))
         values = np.where(score > band, 1.0, np.where(score < -band, 0.0, 0.5))
         valid = (score > band) | (score < -band) | (np.abs(score) <= band / 2)
         valid[:warm] = True
         values[:warm] = 0.5
-        w = forward_fill(values, valid) if len(data) else values
+        w = forward_fill(values, valid) if len(vr) else values
         out: np.ndarray = w * tm + (1.0 - w) * tr
         out[:warm] = 0.0
         return out

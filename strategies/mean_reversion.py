@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from strategies.base import Strategy, StrategyState, clean
 from strategies.batch_data import BatchData, last_index
-from strategies.indicators import RSI, ZScore
+from strategies.indicators import RSI, ZScore, exact
 
 
 class MeanReversionParams(BaseModel):
@@ -175,14 +175,21 @@ class MeanReversion(Strategy):
 
     def targets(self, data: BatchData) -> np.ndarray:
         p = self.params
-        n = len(data)
-        z = data.zscore(p.window)
+        return self._targets(data.zscore(p.window), data.rsi(p.rsi_period) if p.rsi_confirm else None)
+
+    def exact_targets(self, closes: np.ndarray) -> np.ndarray | None:
+        if self.params.rsi_confirm:
+            return None
+        return self._targets(exact.zscore(closes, self.params.window), None)
+
+    def _targets(self, z: np.ndarray, rsi: np.ndarray | None) -> np.ndarray:
+        p = self.params
+        n = len(z)
         warm = np.zeros(n, dtype=bool)
         warm[: min(self.warmup - 1, n)] = True
         enter_long = (z <= -p.entry_z) & ~warm
         enter_short = (z >= p.entry_z) & ~warm & (not p.long_only)
-        if p.rsi_confirm:
-            rsi = data.rsi(p.rsi_period)
+        if rsi is not None:
             enter_long &= rsi <= p.rsi_oversold
             enter_short &= rsi >= p.rsi_overbought
         exit_long = warm | (z >= -p.exit_z) | enter_short

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from strategies.base import Strategy, StrategyState, clean
 from strategies.batch_data import BatchData, forward_fill
-from strategies.indicators import ROC, SMA, EWMAVol
+from strategies.indicators import ROC, SMA, EWMAVol, exact
 
 TIE = 1e-9
 STEP_EPS = 1e-9
@@ -285,12 +285,7 @@ class Momentum(Strategy):
         if p.variant == "roc":
             r = data.roc(p.lookback)
             v = data.ewma_vol(p.vol_lambda, p.vol_min_periods, p.periods_per_year)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                raw = np.where(v == 0.0, p.max_leverage, np.minimum(p.max_leverage, p.vol_target / v))
-            mag = np.floor(raw / p.target_step + STEP_EPS) * p.target_step
-            out = np.where(r > 0.0, mag, np.where((r < 0.0) & (not p.long_only), -mag, 0.0))
-            out[:warm] = 0.0
-            return out
+            return self._roc_targets(r, v, warm)
         f, s = data.sma(p.fast), data.sma(p.slow)
         d = f - s
         tol = TIE * np.abs(s)
@@ -302,3 +297,20 @@ class Momentum(Strategy):
         if n:
             valid[0] = True
         return forward_fill(values, valid)
+
+    def exact_targets(self, closes: np.ndarray) -> np.ndarray | None:
+        p = self.params
+        if p.variant != "roc":
+            return None  # its fused scan is fast already
+        r = exact.roc(closes, p.lookback)
+        v = exact.ewma_vol(closes, p.vol_lambda, p.vol_min_periods, p.periods_per_year)
+        return self._roc_targets(r, v, min(self.warmup - 1, len(closes)))
+
+    def _roc_targets(self, r: np.ndarray, v: np.ndarray, warm: int) -> np.ndarray:
+        p = self.params
+        with np.errstate(invalid="ignore", divide="ignore"):
+            raw = np.where(v == 0.0, p.max_leverage, np.minimum(p.max_leverage, p.vol_target / v))
+        mag = np.floor(raw / p.target_step + STEP_EPS) * p.target_step
+        out: np.ndarray = np.where(r > 0.0, mag, np.where((r < 0.0) & (not p.long_only), -mag, 0.0))
+        out[:warm] = 0.0
+        return out

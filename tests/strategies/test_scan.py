@@ -1,5 +1,6 @@
-"""`StrategyState.scan` (the backtester's loop, fused per strategy) equals feeding the bars to `update` one by one:
-the same bars where the target changes, the same targets, and the same state after, to the last float."""
+"""The backtester's two fast ways through a strategy equal feeding the bars to `update` one by one:
+`StrategyState.scan` (fused per strategy) gives the same change bars, targets and state after, to the last float;
+`Strategy.exact_targets` (whole arrays, `strategies.indicators.exact`) the same targets, to the bit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from strategies import build_strategy
+from strategies.indicators import ROC, EWMAVol, RollingStats, VarianceRatio, ZScore, exact
 
 SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("momentum", {}),
@@ -107,3 +109,38 @@ def test_a_state_whose_update_was_replaced_is_scanned_through_it() -> None:
         j, last = state.scan(closes, closes, closes, closes, i, len(closes), last)
         i = j + 1
     assert calls == len(closes)
+
+
+@pytest.mark.parametrize(("name", "params"), SETTINGS)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_exact_targets_are_the_targets_of_updating_bar_by_bar_to_the_bit(
+    name: str, params: dict[str, Any], seed: int
+) -> None:
+    closes = series(seed)
+    strategy = build_strategy(name, params)
+    exact = strategy.exact_targets(np.array(closes))
+    if exact is None:
+        return  # this setting has no exact replay: the backtester scans it
+    update = strategy.new_state("X").update
+    live = np.array([update(x, x, x, x) for x in closes])
+    assert np.array_equal(exact, live)
+    assert np.array_equal(np.signbit(exact), np.signbit(live))
+
+
+@pytest.mark.parametrize("n", [2, 3, 20, 120, 700])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_exact_indicator_replays_equal_the_incremental_classes(n: int, seed: int) -> None:
+    x = np.array(series(seed))
+    stats, z = RollingStats(n), ZScore(n)
+    std, zs = [], []
+    for v in x.tolist():
+        stats.update(v)
+        std.append(stats.std)
+        zs.append(z.update(v))
+    assert np.array_equal(exact.rolling_stats(x, n)[1], np.array(std), equal_nan=True)
+    assert np.array_equal(exact.zscore(x, n), np.array(zs), equal_nan=True)
+    vr, ewma, roc = VarianceRatio(max(2, n // 10), n), EWMAVol(n / (n + 1), max(1, n // 5)), ROC(n)
+    expected = np.array([(vr.update(v), ewma.update(v), roc.update(v)) for v in x.tolist()])
+    assert np.array_equal(exact.variance_ratio(x, max(2, n // 10), n), expected[:, 0], equal_nan=True)
+    assert np.array_equal(exact.ewma_vol(x, n / (n + 1), max(1, n // 5), 252.0), expected[:, 1], equal_nan=True)
+    assert np.array_equal(exact.roc(x, n), expected[:, 2], equal_nan=True)
