@@ -22,7 +22,7 @@ NAN = math.nan
 
 def logs(x: F) -> F:
     """math.log of each value (numpy's log may round differently)."""
-    return np.array(list(map(math.log, x.tolist())), dtype=np.float64)
+    return np.fromiter(map(math.log, x.tolist()), dtype=np.float64, count=len(x))
 
 
 def roc(x: F, n: int) -> F:
@@ -39,15 +39,15 @@ def ewma_vol(x: F, lam: float, min_periods: int, periods_per_year: float) -> F:
     if len(x) <= min_periods:
         return out
     lr = logs(x[1:] / x[:-1])
-    gain = 1.0 - lam
     seed = 0.0
     for r in lr[:min_periods].tolist():
         seed += r * r
     variance = seed / min_periods
     var = [variance]
     append = var.append
-    for r in lr[min_periods:].tolist():
-        variance = lam * variance + gain * r * r
+    rest = lr[min_periods:]
+    for g in ((1.0 - lam) * rest * rest).tolist():  # gain · r · r, rounded as the class rounds it
+        variance = lam * variance + g
         append(variance)
     out[min_periods:] = np.sqrt(np.array(var) * periods_per_year)
     return out
