@@ -124,6 +124,7 @@ class Broker:
         self._seq = 0
         self._order_prefix = "bt-" + "".join(ch if ch.isalnum() or ch in "._:-" else "_" for ch in symbol)[:40]
         self._template: OrderIntent | None = None
+        self._plain: tuple[Decimal, Decimal | None] | None = None  # the last order `check` plainly approved
 
     def advance_to(self, ts: datetime) -> None:
         self.clock.advance_to(ts)
@@ -131,7 +132,13 @@ class Broker:
     def check(self, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None = None) -> Verdict:
         if quantity >= MAX_ORDER_QUANTITY:
             return Verdict(False, "quantity_out_of_range", f"{quantity} units is beyond what an order can carry")
-        return risk_check(self.gate, self.symbol, side, quantity, position, price)
+        gate = self.gate
+        if _plainly_approved(gate, self.symbol, side, quantity, position, price):
+            gate.record_order(gate.clock.now())
+            self._plain = (quantity, price)  # its shape is checked: `fill_now` need not check it again
+            return APPROVED
+        self._plain = None
+        return gate.check(symbol=self.symbol, side=side, quantity=quantity, projected_position=position, price=price)
 
     def fill_now(self, side: Side, quantity: Decimal, reference_price: Decimal) -> tuple[Decimal, Decimal] | None:
         """(price, fee) of the one fill the engine gives a market order of this shape now, computed with the
@@ -141,7 +148,10 @@ class Broker:
         The same fill as `market`: the backtester's engine has no latency, spread by bar range or volume cap,
         so a market order fills at once, in full, at `taker(side, reference price on the tick)`, fee
         `fee(quantity, price)`. tests/backtest compare the two."""
-        if self._template is None or not _trusted(quantity, reference_price, 0.0):
+        plain = self._plain
+        checked = plain is not None and plain[0] is quantity and plain[1] is reference_price
+        # a plain approval checked what `_trusted` checks (quantity and price in range, at most MAX_DECIMALS places)
+        if self._template is None or not (checked or _trusted(quantity, reference_price, 0.0)):
             return None
         self._seq += 1  # the order id `market` would have used is spent, as there
         price = self._prices.taker(side, market_price(reference_price))
