@@ -293,17 +293,19 @@ async def run(args: argparse.Namespace) -> int:
                 "gateway (closed loop)", gw_port, signed_requests(host, secret, args.requests), args.concurrency
             )
         n_rate = int(args.rate * args.rate_seconds)
-        paced = await open_loop(
-            f"gateway at {args.rate:.0f} req/s (open loop)",
-            gw_port,
-            signed_requests(host, secret, n_rate),
-            args.rate,
-            args.concurrency,
-        )
+        with CpuMeter(pids) as paced_cpu:
+            paced = await open_loop(
+                f"gateway at {args.rate:.0f} req/s (open loop)",
+                gw_port,
+                signed_requests(host, secret, n_rate),
+                args.rate,
+                args.concurrency,
+            )
         for r in (bare, gateway, paced):
             print(r.line())
         print(f"CPU us/request, bare run:    {bare_cpu.per_request(bare.accepted)}")
         print(f"CPU us/request, gateway run: {gateway_cpu.per_request(gateway.accepted)}")
+        print(f"CPU us/request, paced run:   {paced_cpu.per_request(paced.accepted)}")
         ratio = (gateway.accepted / gateway.elapsed) / (bare.accepted / bare.elapsed)
         print(f"gateway / bare throughput: {ratio:.2f}  (target >= 0.7)")
 
