@@ -202,11 +202,16 @@ async def test_two_accounts_on_one_feed_each_trade_their_own_strategy_and_each_m
             }
             assert fills_of["momo"] != fills_of["meanrev"]
 
-            # the bridge's server exports each account's gauges under its own label
-            samples = await scrape(mcp_http)
-            for account, fold in folds.items():
-                equity = samples.get(("portfolio_equity", frozenset({("account", account)})))
-                assert equity is not None and abs(Decimal(str(equity)) - fold.portfolio.equity()) < Decimal("0.01")
+            # the bridge's server exports each account's gauges under its own label (set within 0.2 s of its fold)
+            async def gauges_show_the_folds() -> bool:
+                samples = await scrape(mcp_http)
+                equities = {a: samples.get(("portfolio_equity", frozenset({("account", a)}))) for a in folds}
+                return all(
+                    e is not None and abs(Decimal(str(e)) - folds[a].portfolio.equity()) < Decimal("0.01")
+                    for a, e in equities.items()
+                )
+
+            await wait_for(gauges_show_the_folds, 5, "each account's equity gauge to show its fold")
 
             # MCP over stdio, one server per account: each sees its own account and nothing of the other's
             views = {}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bus.account_view import GAUGES_EVERY_S
 from tests.conftest import Pipeline, Webhook, wait_for
 
 # ARCHITECTURE.md, "Metrics (names are part of the contract)"
@@ -48,7 +51,15 @@ async def test_every_architecture_metric_is_exported_and_moves_with_a_signal_to_
         refused = await http.post(gateway.url, content=b"{}", headers={"content-type": "application/json"})
         assert refused.status_code == 401
         await wait_for(lambda: pipeline.state.portfolio.quantity("MTRC") == 3, 5, "the MTRC fill")
-        after = _totals((await http.get(metrics_url)).text)
+        # the account gauges follow the fold within GAUGES_EVERY_S (they are not recomputed for every entry)
+        deadline = asyncio.get_running_loop().time() + 5 * GAUGES_EVERY_S
+        while True:
+            after = _totals((await http.get(metrics_url)).text)
+            if after.get("mcp_active_positions", ("gauge", 0.0))[1] >= 1:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                break  # the assertion below says which
+            await asyncio.sleep(0.02)
     for name, kind in CONTRACT.items():
         assert name in after, f"{name} is not exported"
         assert after[name][0] == kind, f"{name} is a {after[name][0]}, the contract says {kind}"
