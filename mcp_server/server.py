@@ -63,10 +63,25 @@ class TradingServer(MCPServer[AppState]):
         self.limiter = limiter
         self.options = options or ToolOptions()
         self.account: str | None = account
+        self.caught_up: asyncio.Future[None] | None = None
+
+    def answer_after(self, caught_up: asyncio.Future[None]) -> None:
+        """Serve (initialize, tools/list, prompts) while the account view is still being folded; every tool call
+        and resource read waits until `caught_up` is done, so none answers from a view behind the journal."""
+        self.caught_up = caught_up
+
+    async def _wait_caught_up(self) -> None:
+        if self.caught_up is not None and not self.caught_up.done():
+            await asyncio.shield(self.caught_up)
+
+    async def read_resource(self, uri: Any, context: Context[AppState, Any] | None = None) -> Any:
+        await self._wait_caught_up()
+        return await super().read_resource(uri, context)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
+        await self._wait_caught_up()
         known = self._tool_manager.get_tool(name) is not None
         label = name if known else "unknown"
         if self.limiter is not None and (wait := self.limiter.take()) > 0:

@@ -90,12 +90,21 @@ def served_accounts(
     return [settings.account, *(a for a in known if a in wanted and a != settings.account)]
 
 
-async def serve(settings: ServeSettings, states: Mapping[str, AppState], tokens: Sequence[Credential] = ()) -> None:
+async def serve(
+    settings: ServeSettings,
+    states: Mapping[str, AppState],
+    tokens: Sequence[Credential] = (),
+    caught_up: asyncio.Future[None] | None = None,
+) -> None:
     """Serve MCP over the account views `states` (by account id; the primary one, `settings.account`, among them)
-    on the configured transport until stopped (SIGTERM/SIGINT on stdio)."""
+    on the configured transport until stopped (SIGTERM/SIGINT on stdio). `caught_up` (stdio): the primary view is
+    still being folded; tool calls and resource reads wait for it (TradingServer.answer_after)."""
     limiter = TokenBucket.per_minute(settings.rate_limit_per_minute, settings.rate_limit_burst)
     if settings.transport == "stdio":
-        await _run_stdio(build_for(settings, states[settings.account], limiter))
+        server = build_for(settings, states[settings.account], limiter)
+        if caught_up is not None:
+            server.answer_after(caught_up)
+        await _run_stdio(server)
     else:
         servers = {account: build_for(settings, state, limiter) for account, state in states.items()}
         await _run_http(servers, settings, states, tokens)
