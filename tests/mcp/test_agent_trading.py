@@ -140,7 +140,7 @@ async def test_a_model_that_orders_over_the_risk_limit_gets_a_tool_error_and_no_
     assert result["is_error"] is True, denied_stub.tool_results(1)
     assert denied_stub.tool_results(1)[0].startswith("risk_denied: max_position: buy 50 AAPL could make the position")
     assert (denial.reason_code, denial.origin, denial.quantity) == ("max_position", "agent", Decimal(50))
-    assert acct.state.orders == {} and acct.state.portfolio.fills == []
+    assert acct.state.orders == {} and not acct.state.portfolio.fills and acct.state.portfolio.fill_count == 0
 
 
 async def test_a_dry_run_agent_is_never_offered_an_order_tool() -> None:
