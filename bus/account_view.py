@@ -62,6 +62,7 @@ class AppState:
     _gauges: AccountGauges = field(default_factory=AccountGauges)
     _gauges_at: float = 0.0  # loop time the gauges were last set
     _gauges_due: asyncio.TimerHandle | None = None
+    folding: asyncio.Task[None] | None = None  # open_account_view's fold (done once the view is caught up)
 
     @property
     def portfolio(self) -> Portfolio:
@@ -170,10 +171,16 @@ class AppState:
 
 @contextlib.asynccontextmanager
 async def open_account_view(
-    nats_url: str | None, data_dir: Path, name: str = "mcp_server", account: str = DEFAULT_ACCOUNT
+    nats_url: str | None,
+    data_dir: Path,
+    name: str = "mcp_server",
+    account: str = DEFAULT_ACCOUNT,
+    *,
+    wait: bool = True,
 ) -> AsyncIterator[AppState]:
     """NATS (the data dir's embedded server unless `nats_url` is set), the streams, and the account folded from the
-    authority's journal; everything closes on exit."""
+    authority's journal; everything closes on exit. With `wait=False` the view is handed over once connected and
+    the streams are there, while `state.folding` (a task) still folds: whoever reads it must await that task."""
     embedded: EmbeddedNats | None = None
     url = nats_url
     if url is None:
@@ -184,20 +191,28 @@ async def open_account_view(
         js = nc.jetstream()
         await ensure_streams(js)
         state = AppState(nc, js, account_id=account)
-        await state.start()
-        log.info(
-            "account folded from the journal",
-            account=account,
-            journal_seq=state.account.seq,
-            positions=len(state.portfolio.positions),
-            open_orders=state.account.open_order_count(),
-            trading_state=state.gate.state.value,
-        )
+        state.folding = asyncio.create_task(_fold(state), name=f"fold-{account}")
         try:
+            if wait:
+                await state.folding
             yield state
         finally:
+            state.folding.cancel()
+            await asyncio.gather(state.folding, return_exceptions=True)
             await state.stop()
     finally:
         await nc.close()
         if embedded is not None:
             embedded.stop()
+
+
+async def _fold(state: AppState) -> None:
+    await state.start()
+    log.info(
+        "account folded from the journal",
+        account=state.account_id,
+        journal_seq=state.account.seq,
+        positions=len(state.portfolio.positions),
+        open_orders=state.account.open_order_count(),
+        trading_state=state.gate.state.value,
+    )

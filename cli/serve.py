@@ -7,12 +7,8 @@ import asyncio
 import contextlib
 import signal as signals
 
-import structlog
-
 from bus.account_view import AppState, open_account_view
 from bus.accounts import load_accounts
-from bus.embedded import EmbeddedNats, ensure_embedded
-from bus.jetstream import connect, ensure_streams
 from decisions.agent.settings import AgentSettings
 from decisions.settings import ConfigError, DecisionSettings
 from mcp_server import service as mcp
@@ -20,8 +16,6 @@ from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import ServeSettings
 from mcp_server.tooling import ToolOptions
 from schemas.accounts import AccountsFile
-
-log = structlog.get_logger("account_view")
 
 
 def agent_server(state: AppState, settings: AgentSettings) -> TradingServer:
@@ -93,53 +87,25 @@ async def run_serve(settings: ServeSettings, decision: DecisionSettings) -> None
 
 async def serve_stdio_while_folding(settings: ServeSettings) -> None:
     """A stdio server with no decision mode: connected and the streams there before anything is answered (a bus
-    that cannot be reached fails the start, as with `open_account_view`), then the client's initialize and
-    tools/list are answered while the account is folded from the journal (snapshot, then the entries after it);
-    every tool call and resource read waits for the fold to catch up (TradingServer.answer_after). A fold that
-    fails stops the server, as a failed `open_account_view` would have stopped it before it served."""
-    embedded: EmbeddedNats | None = None
-    url = settings.nats_url
-    if url is None:
-        embedded = await asyncio.to_thread(ensure_embedded, settings.data_dir)
-        url = embedded.url
-    nc = await connect(url, "mcp_server", role="mcp", data_dir=settings.data_dir)
-    state: AppState | None = None
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        state = AppState(nc, js, account_id=settings.account)
-        folding = asyncio.create_task(_fold(state), name="fold-account")
+    that cannot be reached fails the start), then the client's initialize and tools/list are answered while the
+    account is folded from the journal (snapshot, then the entries after it); every tool call and resource read
+    waits for the fold to catch up (TradingServer.answer_after). A fold that fails stops the server, as a failed
+    `open_account_view` would have stopped it before it served."""
+    async with open_account_view(settings.nats_url, settings.data_dir, account=settings.account, wait=False) as state:
+        folding = state.folding
+        assert folding is not None
         serving = asyncio.create_task(mcp.serve(settings, {settings.account: state}, caught_up=folding))
         try:
             await asyncio.wait({folding, serving}, return_when=asyncio.FIRST_COMPLETED)
-            if folding.done() and folding.exception() is not None:
+            if folding.done() and not folding.cancelled() and folding.exception() is not None:
                 serving.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await serving
                 raise folding.exception()  # type: ignore[misc]
             await serving
         finally:
-            for task in (serving, folding):
-                task.cancel()
-            await asyncio.gather(serving, folding, return_exceptions=True)
-    finally:
-        if state is not None:
-            await state.stop()
-        await nc.close()
-        if embedded is not None:
-            embedded.stop()
-
-
-async def _fold(state: AppState) -> None:
-    await state.start()
-    log.info(
-        "account folded from the journal",
-        account=state.account_id,
-        journal_seq=state.account.seq,
-        positions=len(state.portfolio.positions),
-        open_orders=state.account.open_order_count(),
-        trading_state=state.gate.state.value,
-    )
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
 
 
 def serve_main(settings: ServeSettings, decision: DecisionSettings) -> None:
