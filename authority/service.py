@@ -569,10 +569,10 @@ class Authority:
         if isinstance(payload, Fill):
             if payload.account != self.account_id or self.account.portfolio.knows_fill(payload.fill_id):
                 return []
-            if not self.account.has_order(payload.client_order_id):
-                # not an open or recently finished order: a fill this authority never admitted, or a repeat of
-                # one far older than the fill ids it remembers; either way not the portfolio's
-                log.warning("fill of an order not held: not journaled", fill_id=payload.fill_id)
+            if not self.account.has_order(payload.client_order_id) and self.account.knows(payload.client_order_id):
+                # an order that finished before the newest ones kept whole: a fill of it now can only be a repeat
+                # older than the fill ids remembered (a finished order fills no more)
+                log.warning("fill of an order finished long ago: a repeat, not journaled", fill_id=payload.fill_id)
                 return []
             event = AccountEvent(kind="fill", ts=self.clock.now(), fill=payload)
             msg_id = f"fill-{payload.fill_id}"

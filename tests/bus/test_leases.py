@@ -156,13 +156,14 @@ async def test_a_stopped_member_releases_at_once_and_the_other_takes_its_account
         b = await join("b", EIGHT, ttl_s=30.0, renew_s=1.0)
         await wait_for(lambda: len(a.leases.held) == 4 and len(b.leases.held) == 4, 10, "a 4 / b 4")
         t0 = time.monotonic()
+        lost_before = len(journal.of("a", "lost"))  # a may have handed one to b while they balanced
         a.stop.set()
         await a.task
         await a.leases.stop(release=True)
         assert a.leases.held == {}
         await wait_for(lambda: len(b.leases.held) == 8, 5, "b to take a's accounts")
         assert time.monotonic() - t0 < 5  # far below the 30 s TTL: deleted, not expired
-    assert len(journal.of("a", "lost")) == 4
+    assert len(journal.of("a", "lost")) - lost_before == 4
     journal.assert_never_two_owners()
     journal.assert_fences_grow()
 
