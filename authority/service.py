@@ -49,6 +49,7 @@ from bus.journal import JournalFollower, ensure_journal, read_journal, stage_app
 from bus.ownership import Ownership, default_member
 from bus.snapshot import read_snapshot, write_snapshot
 from observability import metrics
+from observability.heap import freeze_startup_heap
 from observability.http import ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
 from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
@@ -800,6 +801,7 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
     with contextlib.suppress(Exception):  # an account added since the bus started gets its journal stream
         await asyncio.wait_for(provision(url, settings.data_dir), 10)  # (needs the admin's credentials)
     nc = await connect(url, "authority", role="authority", data_dir=settings.data_dir)
+    freeze_startup_heap()
     js = nc.jetstream()
     await ensure_streams(js)
     token = load_or_create_token(settings.operator_token_file or settings.data_dir / TOKEN_FILE)

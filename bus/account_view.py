@@ -29,6 +29,7 @@ from bus.jetstream import Follower, connect, ensure_streams
 from bus.journal import JournalFollower
 from bus.snapshot import read_snapshot
 from observability.account_gauges import AccountGauges, observe_risk
+from observability.heap import freeze_startup_heap
 from schemas.account import AccountEvent, OrderCommand, OrderReply
 from schemas.common import DEFAULT_ACCOUNT
 from schemas.orders import OrderView
@@ -208,6 +209,7 @@ async def open_account_view(
 
 async def _fold(state: AppState) -> None:
     await state.start()
+    freeze_startup_heap()
     log.info(
         "account folded from the journal",
         account=state.account_id,

@@ -57,6 +57,7 @@ from execsim.engine import Engine, Event
 from execsim.settings import ExecSimSettings
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
+from observability.heap import freeze_startup_heap
 from observability.http import ops_routes
 from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
@@ -510,6 +511,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
     nc = await connect(settings.nats_url, "execsim", role="execsim", data_dir=data_dir)
     js = nc.jetstream()
     await ensure_streams(js)
+    freeze_startup_heap()
     key = load_or_create_key(data_dir)
     services: dict[str, ExecSimService] = {}
 

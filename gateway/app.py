@@ -30,6 +30,7 @@ from gateway.models import Accepted
 from gateway.openapi import build_openapi
 from gateway.settings import GatewaySettings
 from observability import metrics
+from observability.heap import freeze_startup_heap
 from observability.metrics import render
 from schemas.subjects import STREAMS
 from tools.clock import Clock, LiveClock
@@ -97,6 +98,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
                 tolerance_s=settings.tolerance_s,
             )
         runtime.ingest = Ingest(settings, runtime.clock, nc, js, seen, idem, stream_dedupes_webhook_ids=dedupes)
+        freeze_startup_heap()
         log.info("gateway ready", nats=settings.nats_url, sources=[s.name for s in settings.sources])
         try:
             yield
