@@ -16,7 +16,7 @@ import bus.snapshot as snapshot
 from authority.service import Authority
 from bus.account_view import AppState
 from bus.embedded import EmbeddedNats
-from bus.journal import JournalFollower, ensure_journal, journal_config
+from bus.journal import JournalFollower, ensure_journal, journal_config, read_journal
 from bus.snapshot import BUCKET, read_snapshot, write_snapshot
 from schemas.account import AccountEvent, Mark, OrderCommand, journal_stream, journal_subject
 from schemas.orders import Fill, OrderEvent, OrderIntent
@@ -198,3 +198,16 @@ async def test_the_authority_snapshots_every_n_durable_entries_and_at_stop_and_e
 
 async def _at_least(value: asyncio.Future[int] | object, n: int) -> bool:
     return int(await value) >= n  # type: ignore[misc]
+
+
+async def test_read_journal_since_a_time_gives_the_entries_stored_from_then_on(nats_server: EmbeddedNats, js) -> None:
+    """The authority re-publishes a window of denials from the journal when it keeps fewer whole: the entries
+    stored at or after a time, in order (JetStream's own store time, not the events' ts)."""
+    await append_orders(js, 0, 3)
+    middle = datetime.now(UTC)  # after the first three orders' acks: they were stored before it
+    await append_orders(js, 3, 5)
+    later = await read_journal(js, "paper", since=middle)
+    assert [seq for seq, _ in later] == list(range(13, 21))
+    assert [e.kind for _, e in later][:4] == ["mark", "admitted", "fill", "report"]
+    assert len(await read_journal(js, "paper")) == 20
+    assert await read_journal(js, "paper", since=datetime.now(UTC) + timedelta(minutes=1)) == []
