@@ -581,8 +581,13 @@ class Authority:
             if payload.account != self.account_id:
                 return []
             view = self.account.orders.get(payload.client_order_id)
-            if view is None or not view.is_open:
-                return []  # not an order of this account's authority, or final already
+            if view is not None and not view.is_open:
+                return []  # final already: terminal is final
+            if view is None and self.account.knows(payload.client_order_id):
+                return []  # finished long ago (kept only in the ledger)
+            # an order this view does not know at all is journaled anyway (the fold ignores it): if the view is
+            # behind the journal, the append's sequence check fails and the report comes back after the refold,
+            # instead of being acked and lost
             event = AccountEvent(kind="report", ts=self.clock.now(), report=payload)
             msg_id = f"rep-{payload.event_id}"
         newest = self.account.execsim_fence
