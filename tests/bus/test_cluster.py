@@ -188,7 +188,9 @@ async def test_every_stream_and_bucket_we_create_is_r3_on_the_cluster(
         monkeypatch.setenv("TRADING_MCP_NATS_PLACEMENT_TAGS", ",".join(nats_cluster.tags))
     nc = await connect(nats_cluster.seeds, "test")
     try:
-        js = nc.jetstream()
+        # a fresh cluster on a busy machine may take longer than the 5 s default to create an R3 stream (its raft
+        # group elects a leader first): CI timed out here once
+        js = nc.jetstream(timeout=30)
         await ensure_streams(js)
         await ensure_journal(js)
         await provision(nats_cluster.seeds, None)  # EXTRA_STREAMS and KV_BUCKETS (the streams exist by now)
