@@ -41,7 +41,7 @@ from bus import authority_key
 from bus.embedded import provision
 from bus.jetstream import connect
 from bus.journal import journal_stream
-from bus.lease import lease_bucket, read_lease
+from bus.lease import LeaseRecord, lease_bucket, read_lease
 from gateway.settings import SECRET_FILE
 from schemas.account import AccountEvent, journal_subject
 from schemas.orders import Fill, OrderIntent, RiskDenied
@@ -188,6 +188,24 @@ async def test_kill_9_of_a_stream_leader_an_authority_and_a_simulator_under_load
             def note(what: str) -> None:
                 events.append(f"{time.monotonic() - started:6.1f} s  {what}")
 
+            async def owner_of(role: str, account: str) -> LeaseRecord:
+                found: list[LeaseRecord] = []
+
+                async def held() -> bool:
+                    try:
+                        lease = await read_lease(kv, role, account)
+                    except Exception:  # the bucket's leader is being elected: read again
+                        return False
+                    if lease is not None:
+                        found.append(lease)
+                    return lease is not None
+
+                t0 = time.monotonic()
+                await wait_for(held, 30, f"an {role} owning {account}")
+                if time.monotonic() - t0 > 0.1:
+                    note(f"{account} had no {role} owner for {time.monotonic() - t0:.1f} s")
+                return found[-1]
+
             async def faults() -> None:
                 await at(5)
                 node = await cluster.leader_of("SIGNALS", js)
@@ -197,19 +215,20 @@ async def test_kill_9_of_a_stream_leader_an_authority_and_a_simulator_under_load
                 await asyncio.to_thread(cluster.restart, node, 60)
                 note(f"{cluster.nodes[node].name} restarted and healthy")
                 await at(15)
-                lease = await read_lease(kv, "authority", "alpha")
-                assert lease is not None, "nobody owns alpha"
+                # a node restart can move the lease bucket's leader; while it is elected no owner can renew, and
+                # a lease may lapse for a few seconds (the runbook's ttl advice). The invariant is one owner at a
+                # time (checked from the fences below), not an owner at every instant: wait for one, bounded.
+                lease = await owner_of("authority", "alpha")
                 note(f"kill -9 {lease.member}, the authority owning alpha (fence {lease.fence})")
                 authorities[lease.member].kill9()
-                await at(22)
+                await asyncio.sleep(7)
                 await authorities[lease.member].start()
                 note(f"{lease.member} restarted")
-                await at(26)
-                sim = await read_lease(kv, "execsim", "alpha")
-                assert sim is not None, "no simulator owns alpha"
+                await asyncio.sleep(4)
+                sim = await owner_of("execsim", "alpha")
                 note(f"kill -9 {sim.member}, the simulator owning alpha (fence {sim.fence})")
                 execsims[sim.member].kill9()
-                await at(31)
+                await asyncio.sleep(5)
                 await execsims[sim.member].start()
                 note(f"{sim.member} restarted")
 
