@@ -43,7 +43,7 @@ from nats.js import JetStreamContext  # noqa: E402
 
 from bench.bridge_throughput import LIMITS, Service, by_label, proc_cpu_s, proc_rss_mb, scrape  # noqa: E402
 from bus import authority_key  # noqa: E402
-from bus.embedded import EmbeddedNats, start_nats_server  # noqa: E402
+from bus.embedded import EmbeddedNats, free_port, start_nats_server  # noqa: E402
 from gateway import signing  # noqa: E402
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "GOOG", "AMZN", "NVDA")
@@ -169,6 +169,16 @@ def number_of(data: bytes) -> int | None:
     return None
 
 
+def pattern(subject: str) -> str:
+    """A subject with its unique tokens (inbox ids, ack sequences) folded, so counts group by kind."""
+    if subject.startswith("$JS.ACK."):
+        return "$JS.ACK." + ".".join(subject.split(".")[2:4]) + ".*"
+    parts = subject.split(".")
+    if parts[0] == "_INBOX":
+        return "_INBOX.*"
+    return ".".join("*" if len(p) >= 16 else p for p in parts)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -179,7 +189,20 @@ def pct(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------- the run
 
 
-async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: list[Service], secret: str) -> None:
+async def connz(http: httpx.AsyncClient, monitor: int) -> dict[str, tuple[int, int]]:
+    """Messages in / out per connection name (summed over a name's connections), from nats-server's monitor."""
+    r = await http.get(f"http://127.0.0.1:{monitor}/connz", params={"limit": 1024})
+    totals: dict[str, tuple[int, int]] = {}
+    for c in r.json().get("connections", []):
+        name = c.get("name") or "?"
+        i, o = totals.get(name, (0, 0))
+        totals[name] = (i + c.get("in_msgs", 0), o + c.get("out_msgs", 0))
+    return totals
+
+
+async def run(
+    args: argparse.Namespace, nats_server: EmbeddedNats, services: list[Service], secret: str, monitor: int
+) -> None:
     sent = Sent()
     nc = await nats.connect(nats_server.url, name="bench")
     js = nc.jetstream()
@@ -195,6 +218,16 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             sent.decided[n] = time.monotonic()
             sent.decision[n] = "intent" if msg.subject == INTENT else "denied"
 
+    subjects: dict[str, int] = {}
+    counting = [False]
+
+    async def on_any(msg: nats.aio.msg.Msg) -> None:  # --subjects: what is published, by subject pattern
+        if counting[0]:
+            key = pattern(msg.subject)
+            subjects[key] = subjects.get(key, 0) + 1
+
+    if args.subjects:
+        await nc.subscribe(">", cb=on_any)
     await nc.subscribe("executions.fill", cb=on_fill)
     await nc.subscribe("decisions.>", cb=on_decision)
     pids = {s.name: s.proc.pid for s in services if s.proc is not None}
@@ -208,14 +241,21 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             # warm-up: a few signals through every hop
             await flood(by_name["gateway"].port, senders, Sent(), 2.0, 2, 20.0)
             await asyncio.sleep(3.0)
+            idle0, idle_t0 = {n: proc_cpu_s(p) or 0.0 for n, p in pids.items()}, time.monotonic()
+            await asyncio.sleep(args.idle)  # what each process spends with nothing to do
+            idle = {
+                n: 1000 * ((proc_cpu_s(p) or 0.0) - idle0[n]) / (time.monotonic() - idle_t0) for n, p in pids.items()
+            }
             intents0, denials0 = await decided_count(js)
             authority0 = await scrape(http, by_name["authority"].port)
+            conns0 = await connz(http, monitor)
             cpu0 = {n: proc_cpu_s(p) or 0.0 for n, p in pids.items()}
             t0 = time.monotonic()
             first = senders.n + 1
             kind = f"open loop at {args.rate:g}/s" if args.rate else f"closed loop, {args.concurrency} connections"
             print(f"flood: {args.seconds:g} s, {kind} ...", flush=True)
             rss: list[dict[str, float | None]] = []
+            counting[0] = True
 
             async def sample_rss() -> None:  # every service's RSS, 20 times over the flood
                 while True:
@@ -226,6 +266,7 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             elapsed = await flood(by_name["gateway"].port, senders, sent, args.seconds, args.concurrency, args.rate)
             sampler.cancel()
             rss.append({n: proc_rss_mb(p) for n, p in pids.items()})
+            counting[0] = False
             intents1, denials1 = await decided_count(js)
             pending, ack_pending = await bridge_backlog(js)
             accepted = len(sent.accepted)
@@ -243,6 +284,7 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             cpu1 = {n: proc_cpu_s(p) or 0.0 for n, p in pids.items()}
             intents2, denials2 = await decided_count(js)
             authority1 = await scrape(http, by_name["authority"].port)
+            conns1 = await connz(http, monitor)
             p_end, a_end = await bridge_backlog(js)
     finally:
         await nc.close()
@@ -281,14 +323,30 @@ async def run(args: argparse.Namespace, nats_server: EmbeddedNats, services: lis
             f" (n={len(fills)});  webhook→decision p50 {pct(decs, 0.5):8.1f} ms  p99 {pct(decs, 0.99):8.1f} ms;"
             f" denied {denied}"
         )
-    print(f"  CPU per accepted signal (flood + drain, {wall:.0f} s)     RSS MB")
-    total_ms = 0.0
+    print(f"  CPU per accepted signal (flood + drain, {wall:.0f} s)     RSS MB   idle CPU ms/s (before the flood)")
+    total_ms = idle_total = 0.0
     for name, pid in pids.items():
         ms = 1000 * (cpu1[name] - cpu0[name]) / max(1, accepted)
         if name != "bench (client)":
             total_ms += ms
-        print(f"    {name:<16} {ms:7.2f} ms   {proc_rss_mb(pid) or float('nan'):6.0f}")
-    print(f"    {'all services':<16} {total_ms:7.2f} ms   (the bench client not counted)")
+            idle_total += idle[name]
+        print(f"    {name:<16} {ms:7.2f} ms   {proc_rss_mb(pid) or float('nan'):6.0f}   {idle[name]:7.1f}")
+    print(f"    {'all services':<16} {total_ms:7.2f} ms            {idle_total:7.1f}   (the bench client not counted)")
+    print("  NATS messages per accepted signal, by connection (published to the server / delivered by it)")
+    total_in = total_out = 0.0
+    for name in sorted(conns1):
+        i0, o0 = conns0.get(name, (0, 0))
+        i1, o1 = conns1[name]
+        per_in, per_out = (i1 - i0) / max(1, accepted), (o1 - o0) / max(1, accepted)
+        if name != "bench":
+            total_in, total_out = total_in + per_in, total_out + per_out
+        if per_in + per_out >= 0.01:
+            print(f"    {name:<28} {per_in:6.2f} in  {per_out:6.2f} out")
+    print(f"    {'all services':<28} {total_in:6.2f} in  {total_out:6.2f} out   (the bench connection not counted)")
+    if subjects:
+        print("  published per accepted signal during the flood, by subject pattern (--subjects)")
+        for key, count in sorted(subjects.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"    {count / max(1, accepted):6.2f}  {key}")
     marks = [0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1]
     print(f"  RSS MB over the flood (start, 1/4, 1/2, 3/4, end): {len(sent.accepted)} signals accepted in all")
     for name in pids:
@@ -300,8 +358,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="flood length (default 30)")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections (default 16)")
     parser.add_argument("--rate", type=float, default=0.0, help="webhooks/s, open loop (default 0: closed loop)")
+    parser.add_argument("--idle", type=float, default=5.0, help="idle window before the flood, s (default 5)")
     parser.add_argument("--drain", type=float, default=120.0, help="after the flood, wait at most this (default 120)")
     parser.add_argument("--log-level", default="INFO", help="the services' TRADING_MCP_LOG_LEVEL (default INFO)")
+    parser.add_argument("--subjects", action="store_true", help="count what is published, by subject pattern")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs) and print its path")
     args = parser.parse_args()
 
@@ -309,7 +369,8 @@ def main() -> None:
     nats_server: EmbeddedNats | None = None
     services: list[Service] = []
     try:
-        nats_server = start_nats_server(tmp / "nats")
+        monitor = free_port()
+        nats_server = start_nats_server(tmp / "nats", monitor_port=monitor)
         limits = tmp / "limits.json"
         limits.write_text(json.dumps(LIMITS))
         data = ["--data-dir", str(tmp / "data")]
@@ -344,7 +405,7 @@ def main() -> None:
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at start; symbols {', '.join(SYMBOLS)}; "
             f"follow mode, limits off but max_position; services log at {args.log_level}"
         )
-        asyncio.run(run(args, nats_server, services, secret))
+        asyncio.run(run(args, nats_server, services, secret, monitor))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the services", file=sys.stderr)
     finally:

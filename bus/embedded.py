@@ -145,11 +145,13 @@ def start_nats_server(
     log_file: Path | None = None,
     authorization: str | None = None,
     preexec_fn: Callable[[], object] | None = None,
+    monitor_port: int | None = None,
 ) -> EmbeddedNats:
     """Start a fresh nats-server with JetStream and a file store in `store_dir`; wait until it accepts.
 
     `authorization` is a nats-server `authorization { ... }` block (`bus.credentials.server_authorization`);
     None starts an unlocked server. The config file holds the passwords, so it is written 0600.
+    `monitor_port` opens nats-server's HTTP monitoring on loopback (benches read `/connz` from it).
     """
     store_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -159,6 +161,8 @@ def start_nats_server(
         f'listen: "127.0.0.1:{port}"\nmax_payload: {max_payload}\n'
         f'jetstream {{\n  store_dir: "{store_dir / "jetstream"}"\n}}\n'
     )
+    if monitor_port:
+        text += f'http: "127.0.0.1:{monitor_port}"\n'
     if authorization:
         text += authorization
     with contextlib.suppress(FileNotFoundError):
