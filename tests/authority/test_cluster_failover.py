@@ -352,21 +352,22 @@ class Snapshot:
         self.by_id = {s.signal_id: s for s in signals}
         self.actionable = {s.signal_id for s in signals if s.action is not None}
         self.folds = {}
+        # decided from the entries themselves: a fold keeps only the newest finished orders and denials whole
+        self.decided: dict[str, set[str]] = {}
         for a, journal in journals.items():
             fold = Account(account_id=a)
             for seq, event in enumerate(journal, 1):
                 fold.apply(event, seq)
             self.folds[a] = fold
+            self.decided[a] = {e.intent.signal_id for e in journal if e.kind == "admitted" and e.intent} | {
+                e.denied.signal_id for e in journal if e.kind == "denied" and e.denied
+            }
 
     def decided_all(self, account: str, signal_ids: set[str]) -> bool:
-        fold = self.folds[account]
-        decided = {i.signal_id for i in fold.intents.values()} | {x.signal_id for x in fold.denials.values()}
-        return {s for s in signal_ids if account in self.by_id[s].accounts} <= decided
+        return not self.undecided(account, signal_ids)
 
     def undecided(self, account: str, signal_ids: set[str]) -> set[str]:
-        fold = self.folds[account]
-        decided = {i.signal_id for i in fold.intents.values()} | {x.signal_id for x in fold.denials.values()}
-        return {s for s in signal_ids if account in self.by_id[s].accounts} - decided
+        return {s for s in signal_ids if account in self.by_id[s].accounts} - self.decided[account]
 
     def working(self, account: str) -> list[str]:
         return list(self.folds[account].working)
