@@ -268,8 +268,6 @@ async def fetch_loop(
         elif status in ("408", "409", "404"):  # a request ended: what it still owed will not come
             owed = headers.get(_PENDING)
             outstanding = max(0, outstanding - int(owed)) if owed and owed.isdigit() else 0
-            if status == "409" and "Deleted" in (headers.get(api.Header.DESCRIPTION) or ""):
-                raise NotFoundError(description=f"consumer of {name} deleted")
 
     while not stopped():
         try:
