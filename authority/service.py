@@ -47,7 +47,7 @@ from bus import authority_key
 from bus.jetstream import connect, consume_batches, ensure_streams, log_if_failed, publish_bytes
 from bus.journal import JournalFollower, ensure_journal, read_journal, stage_append
 from bus.ownership import Ownership, default_member
-from bus.snapshot import read_snapshot, write_snapshot
+from bus.snapshot import ForkedSnapshot, read_snapshot, write_snapshot
 from observability import metrics
 from observability.heap import freeze_startup_heap
 from observability.http import ops_routes
@@ -246,7 +246,7 @@ class Authority:
         if self._snapshot_task is not None:
             await asyncio.gather(self._snapshot_task, return_exceptions=True)
         if self._snapshot_due(every=1):
-            await self._write_snapshot(self.account.detached())
+            await self._write_snapshot(ForkedSnapshot(self.account))
 
     def _snapshot_due(self, every: int | None = None) -> bool:
         """The projection is exactly the durable journal (nothing in flight, no failed append) and `every` entries
@@ -261,28 +261,33 @@ class Authority:
         )
 
     def _maybe_snapshot(self) -> None:
-        """Snapshot the projection in the background (a copy: decisions go on) when one is due."""
+        """Snapshot the projection in the background when one is due: a forked child encodes this instant's image
+        (`bus.snapshot.ForkedSnapshot`) while decisions go on here."""
         if time.monotonic() - self._snapshot_started < SNAPSHOT_MIN_INTERVAL_S:
             return
         if self._snapshot_due():
             self._snapshot_started = time.monotonic()
+            try:
+                forked = ForkedSnapshot(self.account)  # now, synchronously: the projection is the durable journal
+            except OSError as exc:  # no fork (out of memory or processes): readers fold a little more journal
+                log.warning("account snapshot not taken", account=self.account_id, error=repr(exc))
+                return
             self._snapshot_task = asyncio.create_task(
-                self._write_snapshot(self.account.detached()), name=f"authority-snapshot-{self.account_id}"
+                self._write_snapshot(forked), name=f"authority-snapshot-{self.account_id}"
             )
 
-    async def _write_snapshot(self, copy: Account) -> None:
+    async def _write_snapshot(self, forked: ForkedSnapshot) -> None:
         started = time.perf_counter()
         try:
-            data = await asyncio.to_thread(copy.to_snapshot)
-            size = await write_snapshot(self.js, self.account_id, copy.seq, data)
+            size = await write_snapshot(self.js, self.account_id, forked.seq, forked)
         except Exception as exc:  # never fatal: readers fold a little more journal
-            log.warning("account snapshot failed", account=self.account_id, journal_seq=copy.seq, error=repr(exc))
+            log.warning("account snapshot failed", account=self.account_id, journal_seq=forked.seq, error=repr(exc))
             return
-        self._snapshot_seq = max(self._snapshot_seq, copy.seq)
+        self._snapshot_seq = max(self._snapshot_seq, forked.seq)
         log.info(
             "account snapshot written",
             account=self.account_id,
-            journal_seq=copy.seq,
+            journal_seq=forked.seq,
             bytes=size,
             seconds=round(time.perf_counter() - started, 3),
         )

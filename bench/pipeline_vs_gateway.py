@@ -323,6 +323,19 @@ async def run(
             f" (n={len(fills)});  webhook→decision p50 {pct(decs, 0.5):8.1f} ms  p99 {pct(decs, 0.99):8.1f} ms;"
             f" denied {denied}"
         )
+    if args.timeline:
+        print(f"  webhook→fill by when the webhook was sent, windows of {args.timeline:g} s: p50 / p99 / max ms (n)")
+        t_first = min(sent.sent[n] for n in ours) if ours else 0.0
+        windows: dict[int, list[float]] = {}
+        for n in ours:
+            if n in sent.filled:
+                w = int((sent.sent[n] - t_first) // args.timeline)
+                windows.setdefault(w, []).append(1000 * (sent.filled[n] - sent.sent[n]))
+        for w, values in sorted(windows.items()):
+            print(
+                f"    {w * args.timeline:6.0f} s  {pct(values, 0.5):6.1f} / {pct(values, 0.99):6.1f} / "
+                f"{max(values):6.1f}  ({len(values)})"
+            )
     print(f"  CPU per accepted signal (flood + drain, {wall:.0f} s)     RSS MB   idle CPU ms/s (before the flood)")
     total_ms = idle_total = 0.0
     for name, pid in pids.items():
@@ -361,6 +374,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=5.0, help="idle window before the flood, s (default 5)")
     parser.add_argument("--drain", type=float, default=120.0, help="after the flood, wait at most this (default 120)")
     parser.add_argument("--log-level", default="INFO", help="the services' TRADING_MCP_LOG_LEVEL (default INFO)")
+    parser.add_argument("--timeline", type=float, default=0.0, help="print latency per window of this many s")
     parser.add_argument("--subjects", action="store_true", help="count what is published, by subject pattern")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs) and print its path")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -211,3 +212,37 @@ async def test_read_journal_since_a_time_gives_the_entries_stored_from_then_on(n
     assert [e.kind for _, e in later][:4] == ["mark", "admitted", "fill", "report"]
     assert len(await read_journal(js, "paper")) == 20
     assert await read_journal(js, "paper", since=datetime.now(UTC) + timedelta(minutes=1)) == []
+
+
+async def test_a_forked_snapshot_is_the_account_at_the_fork_whatever_the_parent_does_after() -> None:
+    account = Account(account_id="paper")
+    seq = 0
+    for i in range(300):
+        for event in order_entries(i):
+            seq += 1
+            account.apply(event, seq)
+    expected = snapshot._encode(account.to_snapshot())
+    forked = snapshot.ForkedSnapshot(account)
+    for i in range(300, 400):  # the parent folds on while the child encodes
+        for event in order_entries(i):
+            seq += 1
+            account.apply(event, seq)
+    blob = await forked.blob()
+    assert forked.seq == 1200 and account.seq == 1600
+    assert blob == expected
+    restored = snapshot._decode(blob, None)
+    assert restored.seq == 1200 and restored.admitted_total == 300
+
+
+async def test_a_forked_snapshot_whose_child_fails_raises_and_leaves_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    account = Account(account_id="paper")
+
+    def broken(self: Account) -> dict[str, object]:
+        raise RuntimeError("cannot encode")
+
+    monkeypatch.setattr(Account, "to_snapshot", broken)  # the child inherits the patch with the image
+    forked = snapshot.ForkedSnapshot(account)
+    with pytest.raises(RuntimeError, match="exited with status 1"):
+        await forked.blob()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(forked._pid, os.WNOHANG)  # reaped: the child is gone, not a zombie
