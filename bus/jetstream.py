@@ -419,6 +419,7 @@ class Follower:
     async def stop(self) -> None:
         self._stop.set()
         if self._task is not None:
+            self._task.cancel()  # a follower has nothing to finish: no wait for its pull loop to notice the stop
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 2)
         with contextlib.suppress(Exception):
