@@ -89,10 +89,15 @@ class AppState:
                 self.account = restored[1]
         self.journal = JournalFollower(self.js, self._on_entry, self.account_id, after=self.account.seq)
         await self.journal.start()
-        await asyncio.wait_for(
-            asyncio.gather(self._signal_follower.caught_up.wait(), self.journal.caught_up.wait()), timeout
-        )
+        await asyncio.wait_for(self._caught_up(), timeout)
         self.observe_gauges()
+
+    async def _caught_up(self) -> None:
+        # one after the other, not a gather: a gather whose waits are cancelled at exit (a stdio server quitting
+        # mid-fold) logs "_GatheringFuture exception was never retrieved"
+        assert self._signal_follower is not None and self.journal is not None
+        await self._signal_follower.caught_up.wait()
+        await self.journal.caught_up.wait()
 
     async def stop(self) -> None:
         if self._gauges_due is not None:

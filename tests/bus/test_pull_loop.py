@@ -108,3 +108,39 @@ async def test_the_loop_pulls_again_after_the_server_restarts(tmp_path: Path) ->
     finally:
         await nc.close()
         server.stop()
+
+
+async def test_a_slow_handler_does_not_make_the_loop_pull_again(nats_server: EmbeddedNats) -> None:
+    """The open pull's heartbeats wait in the queue while a handler runs longer than PULL_SILENCE_S: that pull is
+    alive, so no second one is sent (each would add a batch of prefetched messages, waiting out their ack_wait)."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    sub = await _consumer(js, "SLOW")
+    pulls: list[str] = []
+
+    async def on_pull(m: Msg) -> None:
+        pulls.append(m.subject)
+
+    await nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.SLOW.d", cb=on_pull)
+    got: list[bytes] = []
+    stop = asyncio.Event()
+
+    async def on_batch(msgs: list[Msg]) -> None:
+        await asyncio.sleep(PULL_SILENCE_S + 1.5)  # slower than the silence rule, as a stalled journal append
+        for m in msgs:
+            got.append(m.data)
+            await m.ack()
+
+    loop = asyncio.create_task(fetch_loop(sub, 8, stop.is_set, on_batch, "test"))
+    try:
+        await js.publish("slow.x", b"1")
+        await wait_for(lambda: got == [b"1"], 10, "the slow batch handled")
+        await asyncio.sleep(0.5)  # the loop reads the queued heartbeats
+        assert len(pulls) == 1, pulls  # 7 still owed by the first pull: no top-up, no second pull
+        await js.publish("slow.x", b"2")
+        await wait_for(lambda: got == [b"1", b"2"], 10, "the next message, on the same pull")
+        assert len(pulls) == 1, pulls
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 15)
+        await nc.close()
