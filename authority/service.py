@@ -50,7 +50,7 @@ from bus.ownership import Ownership, default_member
 from bus.snapshot import ForkedSnapshot, read_snapshot, write_snapshot
 from observability import metrics
 from observability.heap import freeze_startup_heap
-from observability.http import ops_routes
+from observability.http import OpsServer, ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
 from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
@@ -863,7 +863,7 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
             "journal": all(a.ready.is_set() for a in authorities.values()),
         }
 
-    server = uvicorn.Server(
+    server = OpsServer(
         uvicorn.Config(
             Starlette(routes=ops_routes(ready)), host=settings.host, port=settings.port, log_config=None, lifespan="off"
         )

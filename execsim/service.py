@@ -58,7 +58,7 @@ from execsim.settings import ExecSimSettings
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
 from observability.heap import freeze_startup_heap
-from observability.http import ops_routes
+from observability.http import OpsServer, ops_routes
 from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
@@ -549,9 +549,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
         return {"nats": nc.is_connected, "pool": pool.running}
 
     app = Starlette(routes=ops_routes(ready))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off")
-    )
+    server = OpsServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="off"))
     await pool.start()
     log.info("execsim ready", accounts=accounts, member=pool.member, nats=settings.nats_url)
     try:
