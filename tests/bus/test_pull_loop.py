@@ -24,16 +24,24 @@ async def _consumer(js: nats.js.JetStreamContext, stream: str) -> nats.js.JetStr
     return await js.pull_subscribe(f"{stream.lower()}.x", durable="d", stream=stream, config=config)
 
 
-async def test_messages_arrive_as_stored_in_order_once_with_few_pull_requests(nats_server: EmbeddedNats) -> None:
-    nc = await nats.connect(nats_server.url)
+async def _counted_consumer(
+    nc: nats.NATS, stream: str
+) -> tuple[nats.js.JetStreamContext, nats.js.JetStreamContext.PullSubscription, list[str]]:
+    """A durable consumer on a fresh stream, and the list of the pull requests sent for it (read off the bus)."""
     js = nc.jetstream()
-    sub = await _consumer(js, "PULL")
+    sub = await _consumer(js, stream)
     pulls: list[str] = []
 
     async def on_pull(m: Msg) -> None:
         pulls.append(m.subject)
 
-    await nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.PULL.d", cb=on_pull)
+    await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.d", cb=on_pull)
+    return js, sub, pulls
+
+
+async def test_messages_arrive_as_stored_in_order_once_with_few_pull_requests(nats_server: EmbeddedNats) -> None:
+    nc = await nats.connect(nats_server.url)
+    js, sub, pulls = await _counted_consumer(nc, "PULL")
     got: list[int] = []
     batches: list[int] = []
     latency: list[float] = []
@@ -114,14 +122,7 @@ async def test_a_slow_handler_does_not_make_the_loop_pull_again(nats_server: Emb
     """The open pull's heartbeats wait in the queue while a handler runs longer than PULL_SILENCE_S: that pull is
     alive, so no second one is sent (each would add a batch of prefetched messages, waiting out their ack_wait)."""
     nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    sub = await _consumer(js, "SLOW")
-    pulls: list[str] = []
-
-    async def on_pull(m: Msg) -> None:
-        pulls.append(m.subject)
-
-    await nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.SLOW.d", cb=on_pull)
+    js, sub, pulls = await _counted_consumer(nc, "SLOW")
     got: list[bytes] = []
     stop = asyncio.Event()
 
