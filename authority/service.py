@@ -336,6 +336,7 @@ class Authority:
         )
         if order is not None:
             self._in_flight.add(order)  # nothing about it reaches the simulator before the journal has it
+        self._last_staged = staged
         self._effects.put_nowait(staged)
         metrics.authority_journal_appends_total.labels(event.kind).inc()
         return staged
@@ -394,6 +395,7 @@ class Authority:
 
     _requests: set[asyncio.Task[None]] | None = None  # requests being answered (a strong reference to each)
     _last_request: _Staged | None = None  # the newest journal entry a request staged
+    _last_staged: _Staged | None = None  # the newest journal entry staged by anyone
 
     async def _on_request(self, msg: Msg) -> None:
         """Answer each request in its own task. Decisions still happen one at a time in arrival order (the lock
@@ -564,7 +566,15 @@ class Authority:
             if payload is None or i in superseded:
                 continue
             async with self._lock:
-                for event, msg_id in self._execution_events(payload):
+                if self._broken:  # the projection may hold entries the journal refused: decide nothing on it
+                    raise Unavailable("the authority is folding its journal again after a failed append")
+                events = self._execution_events(payload)
+                if not events and self._last_staged is not None and not self._last_staged.done.done():
+                    # dropped as known (a repeat, final already) by a projection whose newest entries are still in
+                    # flight: the entry that made it known may yet be refused, so the ack waits until it is durable
+                    # (else a redelivered fill is acked while its first append fails: lost)
+                    staged.append(self._last_staged)
+                for event, msg_id in events:
                     staged.append(await self._stage(event, msg_id))
         await self._durable(staged)
 
@@ -622,12 +632,16 @@ class Authority:
                 continue  # a signal routed to other accounts: not this account's market
             bar = Bar.from_signal(signal)
             async with self._lock:
+                if self._broken:  # the projection may hold entries the journal refused: decide nothing on it
+                    raise Unavailable("the authority is folding its journal again after a failed append")
                 latest = self.account.price_ts.get(bar.symbol)
                 if latest is not None and (
                     bar.ts < latest or (bar.ts == latest and self.account.prices.get(bar.symbol) == bar.close)
                 ):
                     if bar.ts < latest:
                         metrics.authority_marks_refused_total.inc()
+                    if self._last_staged is not None and not self._last_staged.done.done():
+                        staged.append(self._last_staged)  # known from an entry still in flight: ack once durable
                     continue
                 event = AccountEvent(
                     kind="mark", ts=self.clock.now(), mark=Mark(symbol=bar.symbol, price=bar.close, ts=bar.ts)

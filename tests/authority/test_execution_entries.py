@@ -67,3 +67,41 @@ async def test_unknown_orders_are_journaled_and_orders_finished_long_ago_are_not
         assert kinds(report("new", "canceled")) == []  # final already
     finally:
         await authority.stop()
+
+
+async def test_a_fill_redelivered_after_its_append_was_refused_is_not_acked_until_journaled(
+    nats_server: EmbeddedNats, js
+) -> None:
+    """The projection folds an entry when it is sent; if the journal refuses it, the projection holds a fill the
+    journal does not. A redelivery of that fill must not be dropped as known and acked (it was: an order then stayed
+    working forever in the cluster failover test); it is refused until the journal is folded again, then
+    journaled."""
+    from nats.aio.msg import Msg
+
+    from authority.service import Unavailable
+    from schemas.account import AccountEvent, Mark, journal_subject
+
+    await ensure_journal(js)
+    authority = Authority(js._nc, js, key=b"k", limits=RiskLimits(max_position=D(1000)))
+    await authority.start()
+    try:
+        command = OrderCommand(
+            kind="place", symbol="CNF", side="buy", quantity=D(1), order_type="limit", limit_price=D(10),
+            time_in_force="GTC", client_order_id="o1", origin="mcp",
+        )  # fmt: skip
+        assert (await authority.handle(command)).ok
+        # another writer appends: the authority's next append expects a sequence the journal has moved past
+        mark = AccountEvent(kind="mark", ts=T0, mark=Mark(symbol="CNF", price=D(10), ts=T0))
+        await js.publish(journal_subject(), mark.model_dump_json().encode())
+        msg = Msg(_client=js._nc, subject="executions.fill", data=fill("o1").model_dump_json().encode())
+        with pytest.raises(Unavailable):
+            await authority._on_executions([msg])  # staged, folded, refused by the journal
+        with pytest.raises(Unavailable):
+            await authority._on_executions([msg])  # the redelivery: not acked on a projection the journal refused
+        async with authority._lock:
+            await authority._recover()
+        await authority._on_executions([msg])  # folded again: journaled now
+        assert authority.account.portfolio.knows_fill("o1.f1")
+        assert authority.account.position("CNF") == D(1)
+    finally:
+        await authority.stop()
