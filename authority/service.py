@@ -189,6 +189,19 @@ class Authority:
     def _fresh(self) -> Account:
         return Account(gate=RiskGate(clock=self.clock), portfolio=Portfolio(), account_id=self.account_id)
 
+    def _check_sound(self) -> None:
+        """Refuse while the projection may hold entries the journal refused (until `_recover` folds it again):
+        nothing is decided, dropped or acked on it."""
+        if self._broken:
+            raise Unavailable("the authority is folding its journal again after a failed append")
+
+    def _in_flight_tail(self) -> list[_Staged]:
+        """The newest entry still in flight, if any. A message dropped as known (a repeat, final already) waits for
+        it before its ack: the entry that made the message known may yet be refused (else a redelivered fill is
+        acked while its first append fails, and lost)."""
+        last = self._last_staged
+        return [last] if last is not None and not last.done.done() else []
+
     def _check_owner(self) -> None:
         if self.still_owner is not None and not self.still_owner(self.account_id):
             raise Unavailable(f"this authority no longer holds account {self.account_id}")
@@ -318,8 +331,7 @@ class Authority:
     async def _stage(self, event: AccountEvent, msg_id: str, effect: bool = True) -> _Staged:
         """Send `event` to the journal and fold it (the caller holds the lock). The entry is durable once
         `done` resolves; its consequence (an intent, a denial, a cancel) is published after that."""
-        if self._broken:
-            raise Unavailable("the authority is folding its journal again after a failed append")
+        self._check_sound()
         expected = self._tail
         ack = await stage_append(
             self.js, self.account_id, event, msg_id=scoped_id(self.account_id, msg_id), expected_seq=expected
@@ -451,8 +463,7 @@ class Authority:
         staged: _Staged | None = None
         self._check_owner()
         async with self._lock:
-            if self._broken:
-                raise Unavailable("the authority is folding its journal again after a failed append")
+            self._check_sound()
             now = self.clock.now()
             decision = self.account.decide(command, now, self.max_signal_age_s)
             event = decision.event
@@ -566,14 +577,10 @@ class Authority:
             if payload is None or i in superseded:
                 continue
             async with self._lock:
-                if self._broken:  # the projection may hold entries the journal refused: decide nothing on it
-                    raise Unavailable("the authority is folding its journal again after a failed append")
+                self._check_sound()
                 events = self._execution_events(payload)
-                if not events and self._last_staged is not None and not self._last_staged.done.done():
-                    # dropped as known (a repeat, final already) by a projection whose newest entries are still in
-                    # flight: the entry that made it known may yet be refused, so the ack waits until it is durable
-                    # (else a redelivered fill is acked while its first append fails: lost)
-                    staged.append(self._last_staged)
+                if not events:  # dropped as known: acked once what made it known is durable
+                    staged.extend(self._in_flight_tail())
                 for event, msg_id in events:
                     staged.append(await self._stage(event, msg_id))
         await self._durable(staged)
@@ -632,16 +639,14 @@ class Authority:
                 continue  # a signal routed to other accounts: not this account's market
             bar = Bar.from_signal(signal)
             async with self._lock:
-                if self._broken:  # the projection may hold entries the journal refused: decide nothing on it
-                    raise Unavailable("the authority is folding its journal again after a failed append")
+                self._check_sound()
                 latest = self.account.price_ts.get(bar.symbol)
                 if latest is not None and (
                     bar.ts < latest or (bar.ts == latest and self.account.prices.get(bar.symbol) == bar.close)
                 ):
                     if bar.ts < latest:
                         metrics.authority_marks_refused_total.inc()
-                    if self._last_staged is not None and not self._last_staged.done.done():
-                        staged.append(self._last_staged)  # known from an entry still in flight: ack once durable
+                    staged.extend(self._in_flight_tail())  # known already: acked once what made it known is durable
                     continue
                 event = AccountEvent(
                     kind="mark", ts=self.clock.now(), mark=Mark(symbol=bar.symbol, price=bar.close, ts=bar.ts)

@@ -18,6 +18,7 @@ from bus.journal import ensure_journal
 from schemas.account import OrderCommand
 from schemas.orders import Fill, OrderEvent
 from schemas.risk import RiskLimits
+from tests.authority import test_superseded_reports as superseded
 from tools import account as account_module
 
 D = Decimal
@@ -25,17 +26,11 @@ T0 = datetime(2026, 1, 5, 15, tzinfo=UTC)
 
 
 def report(coid: str, status: str) -> OrderEvent:
-    return OrderEvent(
-        event_id=f"{coid}.{status}", client_order_id=coid, symbol="CNF", side="buy", status=status,
-        quantity=D(1), filled_quantity=D(1 if status == "filled" else 0), ts=T0, correlation_id=coid,
-    )  # fmt: skip
+    return superseded.report(coid, status, symbol="CNF", quantity=1)
 
 
 def fill(coid: str) -> Fill:
-    return Fill(
-        fill_id=f"{coid}.f1", client_order_id=coid, symbol="CNF", side="buy", quantity=D(1), price=D(10),
-        fee=D(0), ts=T0, correlation_id=coid,
-    )  # fmt: skip
+    return superseded.fill(coid, symbol="CNF", quantity=1)
 
 
 async def test_unknown_orders_are_journaled_and_orders_finished_long_ago_are_not(

@@ -13,18 +13,21 @@ from schemas.orders import Fill, OrderEvent
 T0 = datetime(2026, 1, 5, 15, tzinfo=UTC)
 
 
-def report(coid: str, status: str, event_id: str | None = None, **fields: object) -> OrderEvent:
+def report(
+    coid: str, status: str, event_id: str | None = None, *, symbol: str = "AAA", quantity: int = 2, **fields: object
+) -> OrderEvent:
+    """A buy's report; `filled` carries the whole quantity filled. (tests/authority/test_execution_entries.py too)"""
     return OrderEvent(
-        event_id=event_id or f"{coid}.{status}", client_order_id=coid, symbol="AAA", side="buy", status=status,
-        quantity=Decimal(2), filled_quantity=Decimal(2 if status == "filled" else 0), ts=T0, correlation_id=coid,
-        **fields,
+        event_id=event_id or f"{coid}.{status}", client_order_id=coid, symbol=symbol, side="buy", status=status,
+        quantity=Decimal(quantity), filled_quantity=Decimal(quantity if status == "filled" else 0), ts=T0,
+        correlation_id=coid, **fields,
     )  # fmt: skip
 
 
-def fill(coid: str) -> Fill:
+def fill(coid: str, *, symbol: str = "AAA", quantity: int = 2) -> Fill:
     return Fill(
-        fill_id=f"{coid}.f1", client_order_id=coid, symbol="AAA", side="buy", quantity=Decimal(2), price=Decimal(10),
-        fee=Decimal(0), ts=T0, correlation_id=coid,
+        fill_id=f"{coid}.f1", client_order_id=coid, symbol=symbol, side="buy", quantity=Decimal(quantity),
+        price=Decimal(10), fee=Decimal(0), ts=T0, correlation_id=coid,
     )  # fmt: skip
 
 
