@@ -215,6 +215,10 @@ class RiskGate:
         kept, not every order ever: a rate limit set or widened later still counts the orders in its window."""
         self._recent.append(at, at - RATE_HISTORY)
 
+    def record_orders(self, at: datetime, count: int) -> None:
+        """`record_order(at)` `count` times."""
+        self._recent.extend(at, count, at - RATE_HISTORY)
+
     # ------------------------------------------------------------------ read-only views
 
     @property
@@ -404,6 +408,12 @@ class _Times:
         if self._start > 4096 and self._start * 2 > len(items):
             del items[: self._start]
             self._start = 0
+
+    def extend(self, at: datetime, count: int, drop_up_to: datetime) -> None:
+        """`append(at, drop_up_to)` `count` times."""
+        if count > 0:
+            self.append(at, drop_up_to)
+            self._items.extend(array("q", [self._items[-1]]) * (count - 1))
 
     def count_after(self, horizon: datetime) -> int:
         return len(self._items) - bisect_right(self._items, _us(horizon), self._start)

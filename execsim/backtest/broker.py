@@ -69,6 +69,14 @@ def _only_position_limit(limits: RiskLimits) -> bool:
 _SIMPLE: dict[int, tuple[RiskLimits, bool]] = {}
 
 
+def plain_position_limit(gate: RiskGate, symbol: str) -> Decimal | None:
+    """`symbol`'s position limit when that is all the gate can deny on (an ACTIVE gate whose limits check nothing
+    but the position), else None. Nothing in a backtest's order path moves the gate's state: it holds for a run."""
+    if gate.state is not TradingState.ACTIVE or not _only_position_limit(gate.limits):
+        return None
+    return gate.limits.max_position_per_symbol.get(symbol, gate.limits.max_position)
+
+
 def _plainly_approved(
     gate: RiskGate, symbol: str, side: Side, quantity: Decimal, position: Decimal, price: Decimal | None
 ) -> bool:

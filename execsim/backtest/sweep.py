@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from execsim.backtest.broker import MAX_ORDER_QUANTITY, fill_models, market_price, risk_check, risk_limits
+from execsim.backtest.broker import (
+    MAX_ORDER_QUANTITY,
+    fill_models,
+    market_price,
+    plain_position_limit,
+    risk_check,
+    risk_limits,
+)
 from execsim.backtest.data import Bars
 from execsim.backtest.errors import BacktestError
 from execsim.backtest.result import BacktestConfig
@@ -129,18 +136,34 @@ class FillPrices:
             d = self._open[i] = to_decimal(float(self.opens[i]))
         return d
 
-    def fill(self, i: int, side: Side, quantity: Decimal) -> tuple[Decimal, Decimal]:
-        """(price, fee) of a market order of `quantity` at bar i's open."""
-        price = self._fill.get((i, side))
-        if price is None:
-            price = self._fill[i, side] = self._prices.taker(side, market_price(self.open(i)))
-        return price, self._fees.fee(quantity, price)
-
     def fill_price(self, i: int, side: Side) -> Decimal:
         price = self._fill.get((i, side))
         if price is None:
             price = self._fill[i, side] = self._prices.taker(side, market_price(self.open(i)))
         return price
+
+    def market_floats(self, idx: np.ndarray) -> np.ndarray | None:
+        """`float(fill_price(i, side))` for each i of `idx`, either side, computed for the whole array at once;
+        None unless the price model moves no price (no spread, no slippage: a fill is at the open on the
+        engine's tick) and every open is a plain positive price.
+
+        Exact, not approximate: `market_price(to_decimal(x))` rounds the shortest decimal of x to 4 places, half
+        to even; `rint(x · 10⁴) / 10⁴` rounds the same way wherever x · 10⁴ is not within 1e-5 of a half (the
+        float product and the decimal differ by far less), and k / 10⁴ is the float nearest k · 10⁻⁴, as
+        `float(Decimal)` is. The few opens near a half take the Decimal path."""
+        if not self._prices.flat:
+            return None
+        x = self.opens[idx]
+        if len(x) == 0:
+            return x.astype(np.float64)
+        if not (np.isfinite(x).all() and x.min() >= 1e-6 and x.max() < 1e10):
+            return None
+        y = x * 10_000.0
+        out: np.ndarray = np.rint(y) / 10_000.0
+        near_half = np.flatnonzero(np.abs(y - np.floor(y) - 0.5) < 1e-5)
+        for k in near_half.tolist():
+            out[k] = float(self.fill_price(int(idx[k]), "buy"))
+        return out
 
 
 def simulate(
@@ -150,6 +173,14 @@ def simulate(
     n = len(targets)
     changed = np.flatnonzero(np.diff(targets, prepend=0.0) != 0.0)
     changed = changed[changed + 1 < n]  # a change on the last bar is not executed
+    limit = plain_position_limit(gate, bars.symbol)
+    market = prices.market_floats(changed + 1) if limit is not None and prices.free else None
+    if market is not None:
+        assert limit is not None
+        at = changed + 1
+        return _simulate_plain(
+            targets[changed].tolist(), at.tolist(), prices.opens[at].tolist(), market.tolist(), config, gate, limit
+        )
     wanted = targets[changed].tolist()
     at = (changed + 1).tolist()
     opens = prices.opens[changed + 1].tolist()
@@ -190,6 +221,62 @@ def simulate(
         fill_cash.append(cash)
     sim.fees = fees
     return sim
+
+
+def _simulate_plain(
+    wanted: list[float],
+    at: list[int],
+    opens: list[float],
+    market: list[float],
+    config: BacktestConfig,
+    gate: RiskGate,
+    limit: Decimal,
+) -> Simulation:
+    """`simulate` where nothing but a position limit can deny and every fill is at the open with no fee: the same
+    orders and fills in floats alone. The approvals are the ones `risk_check` gives (a quantity the wire carries,
+    the position after within `limit`); only a position that comes within a hair of the limit is compared in
+    Decimal, as the gate compares it. The approved orders count toward the gate's order rate, as there. (A
+    quantity is never too small for the wire here: positions are whole units or 4 places, so a change is 0 or
+    far above the 10th place.)"""
+    cost = float(config.slippage_bps) / 10_000  # 0 (a flat price model), kept for the sizing's formula
+    fractional = config.fractional
+    cash, pos = float(config.cash), 0.0
+    max_quantity = float(MAX_ORDER_QUANTITY)
+    limit_f = float(limit)
+    sim = Simulation()
+    fills, fill_bars, fill_pos, fill_cash = sim.fills, sim.fill_bars, sim.fill_pos, sim.fill_cash
+    trunc = math.trunc
+    approved = 0
+    for i, target, price, fill in zip(at, wanted, opens, market, strict=True):
+        # wanted_position_float, inline: sized at the bar's open, filled at the open on the engine's tick
+        equity = cash + pos * price
+        if equity <= 0.0 or target == 0.0:
+            want = 0.0
+        else:
+            raw = target * equity / (price * (1.0 + cost))
+            want = trunc(raw * 10_000) / 10_000 if fractional else float(trunc(raw))
+        delta = want - pos
+        if delta == 0.0:
+            continue
+        if abs(delta) >= max_quantity or not (
+            abs(want) + 1e-6 * (abs(pos) + abs(want) + 1.0) < limit_f or _within(pos, delta, limit)
+        ):
+            sim.denials += 1
+            continue
+        approved += 1
+        cash -= delta * fill
+        pos = want
+        fills.append((i, delta, fill, 0.0, pos))
+        fill_bars.append(i)
+        fill_pos.append(pos)
+        fill_cash.append(cash)
+    gate.record_orders(gate.clock.now(), approved)
+    return sim
+
+
+def _within(pos: float, delta: float, limit: Decimal) -> bool:
+    """The gate's comparison: |position + quantity| ≤ limit, in the Decimals the order would carry."""
+    return abs(to_decimal(pos) + to_decimal(delta)) <= limit
 
 
 def light_trades(fills: Sequence[tuple[int, float, float, float, float]], last_close: float) -> list[LightTrade]:

@@ -65,6 +65,11 @@ class PriceModel:
         self._fixed = self._half_spread + self._slip
         self._vol = config.volatility_slippage
 
+    @property
+    def flat(self) -> bool:
+        """A taker fills at the last price itself, whatever the side or the bar: no spread, no slippage."""
+        return self._fixed == 0 and not self._vol
+
     def taker(self, side: str, last: Decimal, bar_range: Decimal = ZERO) -> Decimal:
         move = self._fixed + self._vol * bar_range if self._vol else self._fixed
         if move == 0:

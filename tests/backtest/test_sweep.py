@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from execsim.backtest import BacktestConfig, BacktestError, load_bundled, run_backtest
 from execsim.backtest.broker import risk_limits
-from execsim.backtest.sweep import evaluate, parse_axis, run_sweep
+from execsim.backtest.data import Bars
+from execsim.backtest.sweep import FillPrices, evaluate, parse_axis, run_sweep, simulate
 from strategies import BatchData, build_strategy
-from tools.risk import RiskGate
+from tools.risk import RiskGate, RiskLimits
 
 CASES = [
     ("momentum", {"lookback": 60}),
@@ -25,10 +28,13 @@ CONFIGS = [
     BacktestConfig(cash=Decimal(10_000), max_position=Decimal(1500)),
     # a small account: many target changes size to zero whole units (the event-driven path skips those early)
     BacktestConfig(cash=Decimal(120), commission=Decimal("0.001")),
+    # free and fractional under a limit: the sweep's float-only path (a flat price model, a position-only gate)
+    BacktestConfig(cash=Decimal(10_000), fractional=True, max_position=Decimal("700.5")),
 ]
+IDS = ["commission", "slippage-fractional", "risk-limit", "small-account", "free-fractional-limit"]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["commission", "slippage-fractional", "risk-limit", "small-account"])
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_sweep_path_trades_equal_event_driven_trades(name: str, params: dict, config: BacktestConfig) -> None:
     bars = load_bundled("AAPL")
@@ -46,6 +52,38 @@ def test_sweep_path_trades_equal_event_driven_trades(name: str, params: dict, co
     assert stats["denied_orders"] == event.stats["denied_orders"]
     assert stats["sharpe"] == pytest.approx(event.stats["sharpe"], rel=1e-9)
     assert stats["final_equity"] == pytest.approx(float(event.final_equity), rel=1e-12)
+
+
+def test_the_fill_prices_computed_in_one_go_equal_the_engines_one_by_one() -> None:
+    bars = load_bundled("AAPL")
+    rng = np.random.default_rng(7)
+    halves = np.array([100.00005, 1.23455, 1.00015, 99.99995, 12.34565, 0.00015, 250.12345])  # ties at 4 places
+    opens = np.concatenate([halves, rng.uniform(0.5, 5_000.0, 20_000), np.round(rng.uniform(1, 500, 2_000), 5)])
+    n = len(opens)
+    fake = replace(bars, ts=bars.ts[:1].repeat(n), open=opens, high=opens, low=opens, close=opens)
+    prices = FillPrices(fake, BacktestConfig())
+    got = prices.market_floats(np.arange(n))
+    assert got is not None
+    want = [float(FillPrices(fake, BacktestConfig()).fill_price(i, "buy")) for i in range(n)]
+    assert got.tolist() == want
+    assert got[:7].tolist() == [100.0, 1.2346, 1.0002, 100.0, 12.3456, 0.0002, 250.1234]
+    assert FillPrices(fake, BacktestConfig(slippage_bps=Decimal(1))).market_floats(np.arange(n)) is None
+
+
+@pytest.mark.parametrize("fractional", [False, True])
+def test_the_float_only_path_makes_the_orders_and_denials_of_the_gate_checked_path(fractional: bool) -> None:
+    bars: Bars = load_bundled("AAPL")
+    strategy = build_strategy("mean_reversion", {"window": 15, "entry_z": 1.5})
+    targets = strategy.targets(BatchData(bars.open, bars.high, bars.low, bars.close))
+    limit = Decimal("700.5") if fractional else Decimal(700)
+    config = BacktestConfig(cash=Decimal(10_000), fractional=fractional, max_position=limit)
+    plain = RiskGate(RiskLimits(max_position=limit))
+    checked = RiskGate(RiskLimits(max_position=limit, max_order_quantity=Decimal(10**9)))  # one more check: no float path
+    fast, slow = simulate(targets, bars, config, plain), simulate(targets, bars, config, checked)
+    assert fast.denials == slow.denials > 0
+    assert fast.fills == slow.fills
+    assert len(fast.fills) > 50
+    assert plain.orders_in_window() == checked.orders_in_window() == len(fast.fills)
 
 
 def test_axes_parse_integers_floats_and_steps() -> None:
