@@ -129,6 +129,7 @@ async def _run_http(
     import uvicorn
 
     from mcp_server.transports import accounts_http_app
+    from observability.http import OpsServer
 
     async def ready() -> dict[str, bool]:
         return {"nats": all(state.nc.is_connected for state in states.values())}
@@ -138,4 +139,4 @@ async def _run_http(
     log.info("serving MCP over HTTP", accounts=list(servers), primary=settings.account)
     app = accounts_http_app(servers, settings, ready, tokens=tokens)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
-    await uvicorn.Server(config).serve()
+    await OpsServer(config).serve()  # a SIGTERM ends serving; the caller still stops its bridges and connections

@@ -1,6 +1,7 @@
-"""A SIGTERM (how `trading-mcp up` stops its children) ends an authority and a simulator cleanly: each exits 0 after
-giving its lease back, and the authority writes its stop snapshot first. uvicorn re-raised the captured SIGTERM as
-soon as it stopped serving, so the process died before any of that (observability.http.OpsServer)."""
+"""A SIGTERM (how `trading-mcp up` stops its children) ends `serve`, an authority and a simulator cleanly: each exits
+0, `serve` after stopping its bridge, the others after giving their lease back, the authority writing its stop
+snapshot first. uvicorn re-raised the captured SIGTERM as soon as it stopped serving, so each process died (-15)
+before any of that (observability.http.OpsServer)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ async def test_sigterm_gives_the_leases_back_writes_the_stop_snapshot_and_exits_
             return (info.state.subjects or {}).get("executions.fill", 0) == 3
 
         await wait_for(filled, 30, "three fills")
-        for s in (authority, execsim):
+        for s in (bridge, authority, execsim):
             assert s.proc is not None
             s.proc.terminate()  # SIGTERM
             code = await asyncio.to_thread(s.proc.wait, 20)
