@@ -148,9 +148,11 @@ class FillPrices:
         engine's tick) and every open is a plain positive price.
 
         Exact, not approximate: `market_price(to_decimal(x))` rounds the shortest decimal of x to 4 places, half
-        to even; `rint(x · 10⁴) / 10⁴` rounds the same way wherever x · 10⁴ is not within 1e-5 of a half (the
-        float product and the decimal differ by far less), and k / 10⁴ is the float nearest k · 10⁻⁴, as
-        `float(Decimal)` is. The few opens near a half take the Decimal path."""
+        to even; `rint(x · 10⁴) / 10⁴` rounds the same way wherever x · 10⁴ is not near a half. The float product
+        y and the decimal · 10⁴ differ by at most about 2 ulp(y) (the product's rounding, and the shortest decimal
+        being within half an ulp of x) plus 5e-7 (a decimal cut to 10 places): "near" is within 1e-5 + 8 ulp(y).
+        k / 10⁴ is the float nearest k · 10⁻⁴, as `float(Decimal)` is. The few opens near a half take the Decimal
+        path."""
         if not self._prices.flat:
             return None
         x = self.opens[idx]
@@ -160,7 +162,7 @@ class FillPrices:
             return None
         y = x * 10_000.0
         out: np.ndarray = np.rint(y) / 10_000.0
-        near_half = np.flatnonzero(np.abs(y - np.floor(y) - 0.5) < 1e-5)
+        near_half = np.flatnonzero(np.abs(y - np.floor(y) - 0.5) < 1e-5 + 8.0 * np.spacing(y))
         for k in near_half.tolist():
             out[k] = float(self.fill_price(int(idx[k]), "buy"))
         return out

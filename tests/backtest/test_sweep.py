@@ -58,7 +58,15 @@ def test_the_fill_prices_computed_in_one_go_equal_the_engines_one_by_one() -> No
     bars = load_bundled("AAPL")
     rng = np.random.default_rng(7)
     halves = np.array([100.00005, 1.23455, 1.00015, 99.99995, 12.34565, 0.00015, 250.12345])  # ties at 4 places
-    opens = np.concatenate([halves, rng.uniform(0.5, 5_000.0, 20_000), np.round(rng.uniform(1, 500, 2_000), 5)])
+    opens = np.concatenate(
+        [
+            halves,
+            rng.uniform(0.5, 5_000.0, 20_000),
+            np.round(rng.uniform(1, 500, 2_000), 5),  # many exact ties
+            np.round(rng.uniform(1e6, 9e9, 5_000), 5),  # large prices: the product's ulp is far above 1e-5
+            rng.uniform(1e-6, 1e-3, 2_000),  # tiny ones (shortest decimals in exponent form)
+        ]
+    )
     n = len(opens)
     fake = replace(bars, ts=bars.ts[:1].repeat(n), open=opens, high=opens, low=opens, close=opens)
     prices = FillPrices(fake, BacktestConfig())
@@ -78,7 +86,8 @@ def test_the_float_only_path_makes_the_orders_and_denials_of_the_gate_checked_pa
     limit = Decimal("700.5") if fractional else Decimal(700)
     config = BacktestConfig(cash=Decimal(10_000), fractional=fractional, max_position=limit)
     plain = RiskGate(RiskLimits(max_position=limit))
-    checked = RiskGate(RiskLimits(max_position=limit, max_order_quantity=Decimal(10**9)))  # one more check: no float path
+    # one more check (that never binds) and the float path is off: every order goes through the gate
+    checked = RiskGate(RiskLimits(max_position=limit, max_order_quantity=Decimal(10**9)))
     fast, slow = simulate(targets, bars, config, plain), simulate(targets, bars, config, checked)
     assert fast.denials == slow.denials > 0
     assert fast.fills == slow.fills
