@@ -3,7 +3,9 @@
 Each parameter set's targets come from `strategy.targets(BatchData)` (indicators shared across sets);
 only the bars where the target changes are walked, with the same sizing (`sizing`), the same risk gate
 (`broker.risk_check`) and the engine's fill rules (slippage, then prices and fees rounded to 4 decimals)
-in floats. tests/backtest check that a sweep's trades equal the event-driven backtest's.
+in floats. With the default costs (no commission, slippage or spread) and a gate that can deny on a position
+limit only, `_simulate_plain` takes the gate's decisions itself and rounds every fill price in one numpy step;
+tests/backtest compare it with the gate-checked path, and a sweep's trades with the event-driven backtest's.
 """
 
 from __future__ import annotations
