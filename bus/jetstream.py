@@ -245,9 +245,8 @@ async def fetch_loop(
     Status messages: 408 (a request expired) and 409 (e.g. a leader change) end requests, counted back with
     their Nats-Pending-Messages header; heartbeats only prove the pull is alive. When nothing was heard for
     PULL_SILENCE_S and nothing waits in the queue (a reconnect or a leader change dropped the open pulls), the
-    loop pulls afresh. A failing
-    pull (NATS restarting) backs off from 0.2 s to 5 s and resets after the next message, so a consumer
-    outlives any hiccup and never spins."""
+    loop pulls afresh. A failing pull (NATS restarting) backs off from 0.2 s to 5 s and resets after the next
+    message, so a consumer outlives any hiccup and never spins."""
     inbox = sub._sub  # nats-py's subscription to the consumer's deliver subject (no callback: a queue)
     queue: asyncio.Queue[Msg] = inbox._pending_queue
     nc = sub._nc

@@ -177,17 +177,23 @@ def simulate(
     n = len(targets)
     changed = np.flatnonzero(np.diff(targets, prepend=0.0) != 0.0)
     changed = changed[changed + 1 < n]  # a change on the last bar is not executed
+    fill_at = changed + 1  # decided at bar t's close, filled at bar t+1's open
     limit = plain_position_limit(gate, bars.symbol)
-    market = prices.market_floats(changed + 1) if limit is not None and prices.free else None
-    if market is not None:
-        assert limit is not None
-        at = changed + 1
-        return _simulate_plain(
-            targets[changed].tolist(), at.tolist(), prices.opens[at].tolist(), market.tolist(), config, gate, limit
-        )
+    if limit is not None and prices.free:
+        market = prices.market_floats(fill_at)
+        if market is not None:
+            return _simulate_plain(
+                targets[changed].tolist(),
+                fill_at.tolist(),
+                prices.opens[fill_at].tolist(),
+                market.tolist(),
+                config,
+                gate,
+                limit,
+            )
     wanted = targets[changed].tolist()
-    at = (changed + 1).tolist()
-    opens = prices.opens[changed + 1].tolist()
+    at = fill_at.tolist()
+    opens = prices.opens[fill_at].tolist()
     cost = float(config.commission) + float(config.slippage_bps) / 10_000
     fractional = config.fractional
     cash, pos, pos_d = float(config.cash), 0.0, Decimal(0)
@@ -242,7 +248,6 @@ def _simulate_plain(
     Decimal, as the gate compares it. The approved orders count toward the gate's order rate, as there. (A
     quantity is never too small for the wire here: positions are whole units or 4 places, so a change is 0 or
     far above the 10th place.)"""
-    cost = float(config.slippage_bps) / 10_000  # 0 (a flat price model), kept for the sizing's formula
     fractional = config.fractional
     cash, pos = float(config.cash), 0.0
     max_quantity = float(MAX_ORDER_QUANTITY)
@@ -252,12 +257,13 @@ def _simulate_plain(
     trunc = math.trunc
     approved = 0
     for i, target, price, fill in zip(at, wanted, opens, market, strict=True):
-        # wanted_position_float, inline: sized at the bar's open, filled at the open on the engine's tick
+        # wanted_position_float, inline and with no cost (a flat price model, no commission): sized at the bar's
+        # open, filled at the open on the engine's tick
         equity = cash + pos * price
         if equity <= 0.0 or target == 0.0:
             want = 0.0
         else:
-            raw = target * equity / (price * (1.0 + cost))
+            raw = target * equity / price  # `price * (1.0 + 0.0)` is `price` exactly
             want = trunc(raw * 10_000) / 10_000 if fractional else float(trunc(raw))
         delta = want - pos
         if delta == 0.0:
