@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -83,7 +84,32 @@ def nats_server_binary() -> str:
     )
 
 
+_LOWEST_PICK = 20000  # free_port picks from here up to the ephemeral range (below: well-known services)
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux; 32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback port nothing holds now, picked below the kernel's ephemeral range where there is one.
+
+    A port the kernel picked (`bind(0)`) lies in the range it also gives outgoing connections, so between this
+    pick and a server's bind (or while a server restarts on the same port) any client's connect can take it.
+    """
+    floor = _ephemeral_floor()
+    for _ in range(64 if floor > _LOWEST_PICK + 1000 else 0):
+        port = _LOWEST_PICK + secrets.randbelow(floor - _LOWEST_PICK)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -3,6 +3,7 @@ stdio server."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -30,13 +31,26 @@ requires_authority = pytest.mark.skipif(
 
 
 def free_ports() -> dict[str, int]:
-    return {"gw": free_port(), "mcp": free_port(), "ex": free_port(), "au": free_port(), "nats": free_port()}
+    picked: set[int] = set()
+    while len(picked) < 5:
+        picked.add(free_port())
+    return dict(zip(("gw", "mcp", "ex", "au", "nats"), sorted(picked), strict=True))
 
 
-def _up(data_dir: Path, ports: dict[str, int], stderr: int | object = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+# where each `up` started by _up writes its stderr (unless the test passes its own), for _wait_banner's failure message
+_UP_LOGS: dict[int, Path] = {}
+
+
+def _up(data_dir: Path, ports: dict[str, int], stderr: int | object = None) -> subprocess.Popen[bytes]:
+    """Start `trading-mcp up`; its stderr goes to `stderr`, else to a fresh log file beside the data dir."""
+    log = None
+    if stderr is None:
+        log = data_dir.parent / f"up-{len(list(data_dir.parent.glob('up-*.log')))}.log"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        stderr = open(log, "wb")  # noqa: SIM115  (the child holds it; ours is closed below)
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env["TRADING_MCP_NATS_PORT"] = str(ports["nats"])
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [
             EXE,
             "up",
@@ -55,6 +69,10 @@ def _up(data_dir: Path, ports: dict[str, int], stderr: int | object = subprocess
         stdout=subprocess.PIPE,
         stderr=stderr,  # type: ignore[arg-type]
     )
+    if log is not None:
+        stderr.close()  # type: ignore[union-attr]
+        _UP_LOGS[proc.pid] = log
+    return proc
 
 
 def processes_of(data_dir: Path) -> dict[int, str]:
@@ -115,11 +133,20 @@ def _wait_banner(proc: subprocess.Popen[bytes]) -> str:
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode()
         if not line:
-            raise AssertionError(f"up exited early: {''.join(lines)}")
+            raise AssertionError(f"up exited early: {''.join(lines)}{_stderr_tail(proc)}")
         lines.append(line)
         if "Ctrl-C stops everything" in line:
             return "".join(lines)
-    raise AssertionError("no banner")
+    raise AssertionError(f"no banner{_stderr_tail(proc)}")
+
+
+def _stderr_tail(proc: subprocess.Popen[bytes]) -> str:
+    log = _UP_LOGS.get(proc.pid)
+    if log is None:
+        return ""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)  # the exit's last words are written before it ends
+    return f"\n--- up's stderr ({log}), last 4000 characters ---\n{log.read_text(errors='replace')[-4000:]}"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
