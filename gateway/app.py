@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NATS
+from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -24,7 +26,7 @@ from gateway import replay
 from gateway.body import BodyBudget, read_body
 from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
-from gateway.fastpath import WebhookFastPath
+from gateway.fastpath import INTERNAL_ERROR_DETAIL, GatewayApp
 from gateway.ingest import SIGNALS_STREAM, Ingest
 from gateway.models import Accepted
 from gateway.openapi import build_openapi
@@ -105,7 +107,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         finally:
             await nc.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="trading-mcp gateway",
         version="0.2.0",
         lifespan=lifespan,
@@ -134,12 +136,13 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> Response:
         log.error("unhandled error", error=type(exc).__name__)
-        return Problem("internal_error", "unexpected error; the signal may not be stored, resend it").response()
+        return Problem("internal_error", INTERNAL_ERROR_DETAIL).response()
 
     async def handle(request: Request, source_name: str) -> Response:
         started = time.perf_counter()
         source = settings.source_named(source_name)
         label = source.name if source else UNKNOWN_SOURCE
+        counted = _source_metrics(label)
         try:
             if source is None:
                 raise Problem("unknown_source", f"no source named {source_name[:64]!r} is configured")
@@ -164,15 +167,13 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
             log.info("webhook refused", source=label, code=problem.code, status=problem.status)
             return problem.response()
         finally:
-            metrics.gateway_webhook_duration_seconds.labels(label).observe(time.perf_counter() - started)
-        outcome = "duplicate" if accepted.duplicate else "accepted"
-        metrics.gateway_webhooks_received_total.labels(label, outcome).inc()
+            counted.duration.observe(time.perf_counter() - started)
+        (counted.duplicate if accepted.duplicate else counted.accepted).inc()
         log.info("webhook accepted", source=label, signal_id=accepted.signal_id, duplicate=accepted.duplicate)
         return Response(accepted.model_dump_json(), status_code=202, media_type="application/json")
 
-    # Starlette runs the last added middleware first: the webhook fast path, then the correlation id.
-    app.add_middleware(CorrelationMiddleware)
-    app.add_middleware(WebhookFastPath, handle=handle, default_source=settings.source)
+    app.add_middleware(CorrelationMiddleware)  # every other request; webhooks get theirs in GatewayApp
+    app.route_webhooks(handle, settings.source)
 
     @app.post("/webhook", status_code=202, response_model=Accepted, tags=["webhooks"])
     async def webhook(request: Request) -> Response:
@@ -214,6 +215,24 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         return Response(body, media_type=content_type)
 
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceMetrics:
+    """A source's children of the per-webhook metrics, looked up once: `labels()` costs a lock and a check per call."""
+
+    duration: Histogram
+    accepted: Counter
+    duplicate: Counter
+
+
+@functools.lru_cache(maxsize=256)  # the configured sources and UNKNOWN_SOURCE: a bounded set
+def _source_metrics(label: str) -> _SourceMetrics:
+    return _SourceMetrics(
+        metrics.gateway_webhook_duration_seconds.labels(label),
+        metrics.gateway_webhooks_received_total.labels(label, "accepted"),
+        metrics.gateway_webhooks_received_total.labels(label, "duplicate"),
+    )
 
 
 async def _readiness(runtime: Runtime) -> dict[str, bool]:

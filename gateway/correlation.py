@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-import uuid
 from collections.abc import Iterator
 
 import structlog
@@ -23,7 +23,7 @@ def correlation_id(scope: Scope) -> str:
 def bound_correlation_id(scope: Scope) -> Iterator[str]:
     """Take the request's X-Correlation-ID (or create one), store it in the scope, bind it to log lines."""
     offered = next((v for k, v in scope["headers"] if k == HEADER), None)
-    cid = offered.decode() if offered is not None and _WELL_FORMED.match(offered) else uuid.uuid4().hex
+    cid = offered.decode() if offered is not None and _WELL_FORMED.match(offered) else os.urandom(16).hex()
     scope[SCOPE_KEY] = cid
     tokens = structlog.contextvars.bind_contextvars(correlation_id=cid)
     try:

@@ -10,6 +10,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.deadlines import MAX_HEAD_BYTES, deadline_protocol
 from gateway.settings import GatewaySettings
+from observability.http import OpsServer
 
 
 def uvicorn_config(app: Callable[..., Any], settings: GatewaySettings, port: int | None = None) -> uvicorn.Config:
@@ -32,4 +33,6 @@ def uvicorn_config(app: Callable[..., Any], settings: GatewaySettings, port: int
 
 
 def main(settings: GatewaySettings) -> None:
-    uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
+    """Serve until SIGTERM or SIGINT; the lifespan's shutdown closes the NATS connection, and the process exits 0
+    (observability.http.OpsServer: plain uvicorn re-raises the signal and dies with -15)."""
+    OpsServer(uvicorn_config(create_app(settings), settings)).run()

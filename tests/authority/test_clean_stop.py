@@ -1,7 +1,7 @@
-"""A SIGTERM (how `trading-mcp up` stops its children) ends `serve`, an authority and a simulator cleanly: each exits
-0, `serve` after stopping its bridge, the others after giving their lease back, the authority writing its stop
-snapshot first. uvicorn re-raised the captured SIGTERM as soon as it stopped serving, so each process died (-15)
-before any of that (observability.http.OpsServer)."""
+"""A SIGTERM (how `trading-mcp up` stops its children) ends the gateway, `serve`, an authority and a simulator
+cleanly: each exits 0, the gateway after closing its NATS connection, `serve` after stopping its bridge, the others
+after giving their lease back, the authority writing its stop snapshot first. uvicorn re-raised the captured
+SIGTERM as soon as it stopped serving, so each process died (-15) before any of that (observability.http.OpsServer)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from bus.embedded import EmbeddedNats
 from bus.lease import lease_bucket, read_lease
 from bus.snapshot import read_snapshot
+from gateway.signing import new_secret
 from schemas.account import journal_stream
 from schemas.subjects import Subject
 from tests.authority.test_authority_processes import limits_file
@@ -33,8 +34,11 @@ async def test_sigterm_gives_the_leases_back_writes_the_stop_snapshot_and_exits_
         nats_server.url,
         tmp_path / "bridge.log",
     )
-    with services(bridge, authority, execsim):
-        for s in (execsim, authority, bridge):
+    gateway = Service(
+        ["gateway", *data], nats_server.url, tmp_path / "gateway.log", env={"TRADING_MCP_WEBHOOK_SECRET": new_secret()}
+    )
+    with services(gateway, bridge, authority, execsim):
+        for s in (execsim, authority, bridge, gateway):
             await s.start()
         kv = await lease_bucket(js)
 
@@ -50,7 +54,7 @@ async def test_sigterm_gives_the_leases_back_writes_the_stop_snapshot_and_exits_
             return (info.state.subjects or {}).get("executions.fill", 0) == 3
 
         await wait_for(filled, 30, "three fills")
-        for s in (bridge, authority, execsim):
+        for s in (gateway, bridge, authority, execsim):
             assert s.proc is not None
             s.proc.terminate()  # SIGTERM
             code = await asyncio.to_thread(s.proc.wait, 20)

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 
 import httpx
+import structlog
+import structlog.testing
 
 from bus.embedded import EmbeddedNats, free_port
 from gateway.app import create_app
@@ -108,3 +110,36 @@ async def test_every_catalogued_gateway_error_is_a_complete_problem_document(nat
         assert status == catalogued[code] == body["status"], code
         assert body["code"] == code and body["type"] == TYPE_BASE + code, code
         assert body["title"] == CODES[code][1] and isinstance(body["detail"], str) and body["detail"], code
+
+
+async def test_a_bug_while_handling_a_webhook_is_a_logged_500_problem_and_the_gateway_keeps_serving(
+    nats_server: EmbeddedNats,
+) -> None:
+    """Webhooks are answered ahead of Starlette's stack (gateway.fastpath), so its error catcher is not there:
+    the fast path itself must turn an unexpected exception into the catalogued 500, with the correlation id."""
+    settings = settings_for(nats_server.url)
+    clock = TestClock()
+    app = create_app(settings, clock)
+    port = free_port()
+    async with serve_gateway_app(app, port, settings) as base, httpx.AsyncClient(timeout=10) as http:
+        hook = Webhook(f"{base}/webhook", SECRET)
+        ts = int(clock.now().timestamp())
+        ingest = app.state.runtime.ingest
+        working = ingest.standard
+
+        async def broken(*_: object) -> object:
+            raise RuntimeError("a bug with a secret in its text")
+
+        ingest.standard = broken
+        body, headers = hook.signed(SIGNAL, ts=ts)
+        with structlog.testing.capture_logs() as logs:
+            answer = await http.post(hook.url, content=body, headers={**headers, "x-correlation-id": "bug-1"})
+        assert [e for e in logs if e["event"] == "unhandled error"] == [
+            {"event": "unhandled error", "error": "RuntimeError", "log_level": "error"}
+        ]
+        assert answer.status_code == 500 and answer.headers["content-type"] == PROBLEM_JSON
+        body = answer.json()
+        assert body["code"] == "internal_error" and "a bug" not in body["detail"]
+        assert answer.headers["x-correlation-id"] == "bug-1"
+        ingest.standard = working
+        assert (await hook.send(http, SIGNAL, ts=ts)).status_code == 202
