@@ -14,7 +14,7 @@ Cost: a check reads the symbol's position, its resting buys and sells and the op
 from indexes kept up to date by `apply`; finished orders leave the working set. Gross exposure
 walks the symbols held or with resting orders (not the order history).
 
-Memory does not grow with history (beyond a few dozen bytes per order): the open orders and the newest
+Memory does not grow with history (beyond 16 bytes per order, `tools.ledger`): the open orders and the newest
 `FINISHED_KEPT` finished ones are kept whole (view and intent), as are the newest `DENIALS_KEPT` denials.
 An older one leaves memory and the idempotency ledger keeps what a retry needs: a 64-bit key of its client
 order id with the fingerprint of the order (the fields `_same` compares) or the denial's reason code. So a
@@ -47,6 +47,7 @@ from schemas.risk import RiskLimits, TradingState
 from schemas.signals import SYMBOL_PATTERN
 from tools.clock import Clock
 from tools.freshness import DEFAULT_MAX_SIGNAL_AGE_S
+from tools.ledger import CodeLedger, Ledger
 from tools.portfolio import Portfolio
 from tools.risk import RiskGate, Verdict, bad_number, valuation_price
 
@@ -102,8 +103,8 @@ class Account:
     denied_total: int = 0  # orders denied over the whole history
     finished: deque[str] = field(default_factory=deque)  # finished orders kept whole, oldest first
     denied_order: deque[str] = field(default_factory=deque)  # denials kept whole, oldest first
-    placed_ledger: dict[int, int] = field(default_factory=dict)  # key(coid) -> fingerprint, for evicted orders
-    denied_ledger: dict[int, str] = field(default_factory=dict)  # key(coid) -> reason code, for evicted denials
+    placed_ledger: Ledger = field(default_factory=Ledger)  # key(coid) -> fingerprint, for evicted orders
+    denied_ledger: CodeLedger = field(default_factory=CodeLedger)  # key(coid) -> reason code, for evicted denials
 
     # ------------------------------------------------------------------ the fold
 
@@ -294,7 +295,7 @@ class Account:
             "denied_total": self.denied_total,
             "finished": list(self.finished),
             "denied_order": list(self.denied_order),
-            "placed_ledger": _pack(self.placed_ledger.items()),
+            "placed_ledger": base64.b64encode(self.placed_ledger.records()).decode(),
             "denied_ledger": _pack_codes(self.denied_ledger),
             "working": [[c, w.symbol, w.side, str(w.remaining)] for c, w in self.working.items()],
             "resting": {s: [str(b), str(v)] for s, (b, v) in self.resting.items()},
@@ -334,8 +335,8 @@ class Account:
             denied_total=_int(data["denied_total"]),
             finished=deque(_str(c) for c in data["finished"]),
             denied_order=deque(_str(c) for c in data["denied_order"]),
-            placed_ledger=dict(_unpack(data["placed_ledger"])),
-            denied_ledger=_unpack_codes(data["denied_ledger"]),
+            placed_ledger=Ledger.from_records(base64.b64decode(_str(data["placed_ledger"]), validate=True)),
+            denied_ledger=CodeLedger(_unpack_codes(data["denied_ledger"]).items()),
         )
         if not set(account.working) <= set(account.orders) or not set(account.cancels) <= set(account.working):
             raise SnapshotError("the snapshot's open orders are not among its orders")
@@ -371,8 +372,8 @@ class Account:
             denied_total=self.denied_total,
             finished=self.finished.copy(),
             denied_order=self.denied_order.copy(),
-            placed_ledger=dict(self.placed_ledger),
-            denied_ledger=dict(self.denied_ledger),
+            placed_ledger=self.placed_ledger.copy(),
+            denied_ledger=self.denied_ledger.copy(),
         )
 
     # ------------------------------------------------------------------ queries
@@ -758,7 +759,7 @@ def _unpack(text: object) -> list[tuple[int, int]]:
     ]
 
 
-def _pack_codes(ledger: dict[int, str]) -> dict[str, str]:
+def _pack_codes(ledger: CodeLedger) -> dict[str, str]:
     """The denial ledger by reason code: {code: packed keys}, so each code is written once."""
     by_code: dict[str, list[int]] = {}
     for key, code in ledger.items():
