@@ -54,7 +54,7 @@ from observability.http import OpsServer, ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
 from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import TERMINAL_STATUSES, Fill, OrderEvent
+from schemas.orders import Fill, OrderEvent, superseded_reports
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -571,7 +571,7 @@ class Authority:
         `filled`) is not journaled: the fold keeps only the newest status, so the entry would change nothing."""
         self._check_owner()
         payloads = [_execution(msg) for msg in msgs]
-        superseded = _superseded_reports(payloads)
+        superseded = superseded_reports(payloads)
         staged: list[_Staged] = []
         for i, payload in enumerate(payloads):  # the lock per message: an order request never waits behind a batch
             if payload is None or i in superseded:
@@ -778,25 +778,6 @@ def _execution(msg: Msg) -> Fill | OrderEvent | None:
     if msg.subject == Subject.EXECUTION_REPORT.value:
         return OrderEvent.model_validate_json(msg.data)
     return None
-
-
-def _superseded_reports(payloads: list[Fill | OrderEvent | None]) -> set[int]:
-    """The positions of the non-final reports that a later report of the same order, from the same simulator
-    owner, replaces in full (status, filled quantity, reason, time). A refused second intent's report
-    (`duplicate_client_order_id`) says nothing about the first order, so it replaces nothing."""
-    later: set[tuple[str, str, int | None]] = set()
-    out: set[int] = set()
-    for i in range(len(payloads) - 1, -1, -1):
-        report = payloads[i]
-        if not isinstance(report, OrderEvent):
-            continue
-        if report.reason == "duplicate_client_order_id" and report.event_id.count(".") > 1:
-            continue
-        key = (report.account, report.client_order_id, report.fence)
-        if key in later and report.status not in TERMINAL_STATUSES:
-            out.add(i)
-        later.add(key)
-    return out
 
 
 def _order_of(event: AccountEvent) -> str | None:

@@ -61,7 +61,7 @@ from observability.heap import freeze_startup_heap
 from observability.http import OpsServer, ops_routes
 from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
+from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent, superseded_reports
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.account import order_key
@@ -261,8 +261,13 @@ class ExecSimService:
         return []
 
     async def _publish(self, events: list[Event]) -> None:
+        """Publish the events in order, but not a report that a later one of the same order replaces in full
+        (`schemas.orders.superseded_reports`: a market order filled at once gets no `accepted` report)."""
         pending = []
-        for event in events:
+        superseded = superseded_reports(events)
+        for i, event in enumerate(events):
+            if i in superseded:
+                continue
             if isinstance(event, Fill):
                 pending.append(
                     publish(
@@ -289,7 +294,7 @@ class ExecSimService:
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise RuntimeError(f"{len(failures)} of {len(results)} publishes failed: {failures[0]!r}")
-        for event in events:
+        for i, event in enumerate(events):
             if not isinstance(event, Fill) and event.status in TERMINAL_STATUSES:
                 order = self.engine.order(event.client_order_id)
                 if order is not None and not order.is_open:  # (a refused second intent leaves the first open)
@@ -305,7 +310,7 @@ class ExecSimService:
                     quantity=str(event.quantity),
                     price=str(event.price),
                 )
-            else:
+            elif i not in superseded:
                 metrics.exec_sim_reports_total.labels(event.status).inc()
 
     async def _rebuild(self) -> None:

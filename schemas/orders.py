@@ -5,6 +5,7 @@ Events: `OrderEvent` (lifecycle, on `executions.report`), `Fill`, `RiskDenied`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -174,3 +175,25 @@ class OrderView(BaseModel):
     @property
     def is_open(self) -> bool:
         return self.status not in TERMINAL_STATUSES
+
+
+def superseded_reports(payloads: Sequence[Fill | OrderEvent | None]) -> set[int]:
+    """The positions of the non-final reports that a later report of the same order, from the same simulator
+    owner, replaces in full (status, filled quantity, reason, time). A refused second intent's report
+    (`duplicate_client_order_id`) says nothing about the first order, so it replaces nothing.
+
+    The simulator does not publish them (an order filled at once gets no `accepted` report), and the authority
+    does not journal the ones that still come in one batch: a reader's fold keeps only the newest status."""
+    later: set[tuple[str, str, int | None]] = set()
+    out: set[int] = set()
+    for i in range(len(payloads) - 1, -1, -1):
+        report = payloads[i]
+        if not isinstance(report, OrderEvent):
+            continue
+        if report.reason == "duplicate_client_order_id" and report.event_id.count(".") > 1:
+            continue
+        key = (report.account, report.client_order_id, report.fence)
+        if key in later and report.status not in TERMINAL_STATUSES:
+            out.add(i)
+        later.add(key)
+    return out

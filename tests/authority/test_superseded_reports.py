@@ -1,14 +1,14 @@
 """Within one batch of executions, a non-final report that a later report of the same order replaces in full is not
-journaled (`authority.service._superseded_reports`): the fold keeps only the newest status, so the entry would
-change nothing but the journal's length."""
+journaled (`schemas.orders.superseded_reports`; the simulator does not publish it either): the fold keeps only the
+newest status, so the entry would change nothing but the journal's length."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from authority.service import _superseded_reports
 from schemas.orders import Fill, OrderEvent
+from schemas.orders import superseded_reports as _superseded_reports
 
 T0 = datetime(2026, 1, 5, 15, tzinfo=UTC)
 
