@@ -568,7 +568,8 @@ class Authority:
     async def _on_executions(self, msgs: list[Msg]) -> None:
         """Reports and fills, journaled in stream order; the batch is acked once every entry is durable. A
         report that a later report of the same order in the same batch supersedes (an `accepted` followed by
-        `filled`) is not journaled: the fold keeps only the newest status, so the entry would change nothing."""
+        `filled`) is not journaled: the fold keeps only the newest status, so the entry would change nothing. Nor is
+        the `filled` report after the fill that completed the order: that fill's entry finished it already."""
         self._check_owner()
         payloads = [_execution(msg) for msg in msgs]
         superseded = superseded_reports(payloads)

@@ -93,7 +93,11 @@ EventKind = Literal["admitted", "denied", "cancel_requested", "report", "fill", 
 
 
 class AccountEvent(Contract):
-    """One entry of the journal; exactly the field named by `kind` is set."""
+    """One entry of the journal; exactly the field named by `kind` is set.
+
+    A simulator report is journaled only when it changes the order: not a report that a later one in the same
+    batch replaces, and not the `filled` report that follows the fill completing the order (the fill's entry
+    finishes the order, status `filled`)."""
 
     schema_version: Literal[1] = 1
     kind: EventKind

@@ -226,24 +226,29 @@ class Account:
             return
         coid = fill.client_order_id
         working = self.working.get(coid)
+        complete = False
         if working is not None:
             used = min(fill.quantity, working.remaining)
             working.remaining -= used
             self._rest(working.symbol, working.side, -used)
-            if working.remaining <= 0:
-                self._done(coid)
+            complete = working.remaining <= 0
         view = self.orders.get(coid)
         if view is not None:
             before = view.filled_quantity if view.avg_fill_price is not None else ZERO
             total = before + fill.quantity
             avg = ((view.avg_fill_price or ZERO) * before + fill.price * fill.quantity) / total
-            self.orders[coid] = view.model_copy(
-                update={
-                    "filled_quantity": max(view.filled_quantity, total),
-                    "avg_fill_price": avg,
-                    "updated_at": max(view.updated_at, fill.ts),
-                }
-            )
+            update: dict[str, Any] = {
+                "filled_quantity": max(view.filled_quantity, total),
+                "avg_fill_price": avg,
+                "updated_at": max(view.updated_at, fill.ts),
+            }
+            if complete and view.is_open:
+                # the fill that completes the order finishes it, as the simulator's `filled` report that follows
+                # would: that report then changes nothing, and the authority does not journal it
+                update["status"] = "filled"
+            self.orders[coid] = view.model_copy(update=update)
+        if complete:
+            self._done(coid)
         self.gate.observe_equity(self.portfolio.equity(), event.ts)
 
     def _mark(self, symbol: str, price: Decimal, ts: datetime, applied_at: datetime) -> None:

@@ -100,3 +100,50 @@ async def test_a_fill_redelivered_after_its_append_was_refused_is_not_acked_unti
         assert authority.account.position("CNF") == D(1)
     finally:
         await authority.stop()
+
+
+async def test_the_filled_report_after_the_fill_that_completed_the_order_is_not_journaled(
+    nats_server: EmbeddedNats, js
+) -> None:
+    """The fill that completes an order finishes it in the fold (status `filled`, no longer working), so the
+    simulator's `filled` report that follows changes nothing and is not journaled: a market order filled at once
+    costs the journal its admission and its fill. A partial fill leaves the order open, and its reports journaled.
+    The journal folded afresh shows the same finished order."""
+    from nats.aio.msg import Msg
+
+    from bus.journal import read_journal
+    from tools.account import Account
+
+    def msg(payload: Fill | OrderEvent) -> Msg:
+        subject = "executions.fill" if isinstance(payload, Fill) else "executions.report"
+        return Msg(_client=js._nc, subject=subject, data=payload.model_dump_json().encode())
+
+    await ensure_journal(js)
+    authority = Authority(js._nc, js, key=b"k", limits=RiskLimits(max_position=D(1000)))
+    await authority.start()
+    try:
+        for coid, quantity in (("whole", 1), ("part", 2)):
+            command = OrderCommand(
+                kind="place", symbol="CNF", side="buy", quantity=D(quantity), order_type="limit",
+                limit_price=D(10), time_in_force="GTC", client_order_id=coid, origin="mcp",
+            )  # fmt: skip
+            assert (await authority.handle(command)).ok
+        start = (await js.stream_info("ACCOUNT")).state.last_seq
+        await authority._on_executions([msg(fill("whole"))])
+        await authority._on_executions([msg(report("whole", "filled"))])  # a batch of its own: the fold decides
+        await authority._on_executions([msg(fill("part")), msg(superseded.report("part", "partially_filled"))])
+
+        entries = [(seq, event) for seq, event in await read_journal(js, "paper") if seq > start]
+        assert [e.kind for _, e in entries] == ["fill", "fill", "report"]
+        view = authority.account.orders["whole"]
+        assert (view.status, view.filled_quantity, view.avg_fill_price) == ("filled", D(1), D(10))
+        assert "whole" not in authority.account.working
+        assert authority.account.orders["part"].is_open and "part" in authority.account.working
+
+        fresh = Account()
+        for seq, event in await read_journal(js, "paper"):
+            fresh.apply(event, seq)
+        assert fresh.orders["whole"] == view and "whole" not in fresh.working
+        assert fresh.position("CNF") == authority.account.position("CNF") == D(2)
+    finally:
+        await authority.stop()
