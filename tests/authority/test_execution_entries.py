@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from nats.aio.msg import Msg
 
 from authority.service import Authority
 from bus.embedded import EmbeddedNats
@@ -31,6 +32,12 @@ def report(coid: str, status: str) -> OrderEvent:
 
 def fill(coid: str) -> Fill:
     return superseded.fill(coid, symbol="CNF", quantity=1)
+
+
+def delivered(js, payload: Fill | OrderEvent) -> Msg:  # type: ignore[no-untyped-def]
+    """`payload` as the authority's executions consumer receives it."""
+    subject = "executions.fill" if isinstance(payload, Fill) else "executions.report"
+    return Msg(_client=js._nc, subject=subject, data=payload.model_dump_json().encode())
 
 
 async def test_unknown_orders_are_journaled_and_orders_finished_long_ago_are_not(
@@ -71,8 +78,6 @@ async def test_a_fill_redelivered_after_its_append_was_refused_is_not_acked_unti
     journal does not. A redelivery of that fill must not be dropped as known and acked (it was: an order then stayed
     working forever in the cluster failover test); it is refused until the journal is folded again, then
     journaled."""
-    from nats.aio.msg import Msg
-
     from authority.service import Unavailable
     from schemas.account import AccountEvent, Mark, journal_subject
 
@@ -88,7 +93,7 @@ async def test_a_fill_redelivered_after_its_append_was_refused_is_not_acked_unti
         # another writer appends: the authority's next append expects a sequence the journal has moved past
         mark = AccountEvent(kind="mark", ts=T0, mark=Mark(symbol="CNF", price=D(10), ts=T0))
         await js.publish(journal_subject(), mark.model_dump_json().encode())
-        msg = Msg(_client=js._nc, subject="executions.fill", data=fill("o1").model_dump_json().encode())
+        msg = delivered(js, fill("o1"))
         with pytest.raises(Unavailable):
             await authority._on_executions([msg])  # staged, folded, refused by the journal
         with pytest.raises(Unavailable):
@@ -109,14 +114,8 @@ async def test_the_filled_report_after_the_fill_that_completed_the_order_is_not_
     simulator's `filled` report that follows changes nothing and is not journaled: a market order filled at once
     costs the journal its admission and its fill. A partial fill leaves the order open, and its reports journaled.
     The journal folded afresh shows the same finished order."""
-    from nats.aio.msg import Msg
-
     from bus.journal import read_journal
     from tools.account import Account
-
-    def msg(payload: Fill | OrderEvent) -> Msg:
-        subject = "executions.fill" if isinstance(payload, Fill) else "executions.report"
-        return Msg(_client=js._nc, subject=subject, data=payload.model_dump_json().encode())
 
     await ensure_journal(js)
     authority = Authority(js._nc, js, key=b"k", limits=RiskLimits(max_position=D(1000)))
@@ -129,19 +128,21 @@ async def test_the_filled_report_after_the_fill_that_completed_the_order_is_not_
             )  # fmt: skip
             assert (await authority.handle(command)).ok
         start = (await js.stream_info("ACCOUNT")).state.last_seq
-        await authority._on_executions([msg(fill("whole"))])
-        await authority._on_executions([msg(report("whole", "filled"))])  # a batch of its own: the fold decides
-        await authority._on_executions([msg(fill("part")), msg(superseded.report("part", "partially_filled"))])
+        await authority._on_executions([delivered(js, fill("whole"))])
+        # a batch of its own: the fold decides, not superseded_reports
+        await authority._on_executions([delivered(js, report("whole", "filled"))])
+        partial = superseded.report("part", "partially_filled")
+        await authority._on_executions([delivered(js, fill("part")), delivered(js, partial)])
 
-        entries = [(seq, event) for seq, event in await read_journal(js, "paper") if seq > start]
-        assert [e.kind for _, e in entries] == ["fill", "fill", "report"]
+        journal = await read_journal(js, "paper")
+        assert [event.kind for seq, event in journal if seq > start] == ["fill", "fill", "report"]
         view = authority.account.orders["whole"]
         assert (view.status, view.filled_quantity, view.avg_fill_price) == ("filled", D(1), D(10))
         assert "whole" not in authority.account.working
         assert authority.account.orders["part"].is_open and "part" in authority.account.working
 
         fresh = Account()
-        for seq, event in await read_journal(js, "paper"):
+        for seq, event in journal:
             fresh.apply(event, seq)
         assert fresh.orders["whole"] == view and "whole" not in fresh.working
         assert fresh.position("CNF") == authority.account.position("CNF") == D(2)
