@@ -47,7 +47,7 @@ def serve_gateway(port: int, nats_url: str, secret: str) -> None:
     from gateway.settings import GatewaySettings
     from observability.logging import configure_logging
 
-    configure_logging("gateway", "INFO")
+    configure_logging("gateway", "INFO", cache=True)
     main(GatewaySettings(nats_url=nats_url, webhook_secret=secret, port=port))
 
 

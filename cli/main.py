@@ -45,7 +45,7 @@ def load_or_create_secret(data_dir: Path) -> str:
 def _configure_logging(service: str) -> None:
     from observability.logging import configure_logging
 
-    configure_logging(service, os.environ.get("TRADING_MCP_LOG_LEVEL", "INFO"))
+    configure_logging(service, os.environ.get("TRADING_MCP_LOG_LEVEL", "INFO"), cache=True)
 
 
 # ---------------------------------------------------------------- services

@@ -5,8 +5,11 @@ stdout is never used: on the stdio transport it belongs to the MCP protocol.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
+from typing import Any
 
 import structlog
 
@@ -20,25 +23,53 @@ def _redact(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
     return event
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    shared = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
-    ]
+class _UtcTimestamp:
+    """`timestamp`: ISO 8601 UTC to the microsecond (`2026-12-04T18:00:00.250000Z`). structlog's TimeStamper
+    formats a datetime per line; this formats the date and time once a second."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, _: object, __: str, event: dict[str, object]) -> dict[str, object]:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second, self.prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event["timestamp"] = f"{self.prefix}.{int((now - second) * 1e6):06d}Z"
+        return event
+
+
+def _fallback(value: Any) -> Any:
+    """What JSON cannot hold, as structlog's JSONRenderer writes it: its `__structlog__()`, else its repr."""
+    render = getattr(value, "__structlog__", None)
+    return render() if callable(render) else repr(value)
+
+
+_encode = json.JSONEncoder(default=_fallback).encode  # made once: json.dumps(default=...) makes one per line
+
+
+def _render_json(_: object, __: str, event: dict[str, object]) -> str:
+    return _encode(event)
+
+
+def configure_logging(service: str, level: str = "INFO", *, cache: bool = False) -> None:
+    """JSON lines on stderr at `level`, each with `service`. `cache`: loggers keep the configuration they first
+    log with (a service process: it configures once, before its first line; a log line then costs about half);
+    off where a process configures again (the tests, which give each its own captured stderr)."""
+    shared = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, _UtcTimestamp(), _redact]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[*shared, structlog.processors.format_exc_info, _render_json],
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
     structlog.contextvars.bind_contextvars(service=service)
     # Route stdlib logging (uvicorn, nats, mcp) through the same JSON renderer on stderr.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(),
+            processor=_render_json,
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
