@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
+import itertools
+import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from pydantic import BaseModel
 
 from bus.cluster import stream_config
@@ -108,20 +114,187 @@ async def publish_bytes(
     headers: dict[str, str] | None = None,
     timeout: float = 2.0,
 ) -> api.PubAck:
-    """`publish` for a body already serialized (one that is signed over its exact bytes), with extra headers."""
+    """`publish` for a body already serialized (one that is signed over its exact bytes), with extra headers.
+
+    Raises as nats-py's `js.publish` does: `nats.errors.TimeoutError` with no acknowledgement within `timeout`,
+    the JetStream `APIError` the stream answered, `NoStreamResponseError` when no stream takes the subject."""
     started = time.perf_counter()
+    hdrs = {MSG_ID: msg_id, CORRELATION_ID: correlation_id}
+    if headers:
+        hdrs.update(headers)
     try:
-        ack = await js.publish(
-            subject.value,
-            data,
-            timeout=timeout,
-            headers={MSG_ID: msg_id, CORRELATION_ID: correlation_id, **(headers or {})},
-        )
+        ack = await (await acks_of(js).send(subject.value, data, hdrs, timeout))
     except Exception:
         metrics.jetstream_publish_errors_total.labels(subject.value).inc()
         raise
-    metrics.jetstream_publish_duration_seconds.labels(subject.value).observe(time.perf_counter() - started)
+    _publish_duration(subject).observe(time.perf_counter() - started)
     return ack
+
+
+@functools.cache  # one child per subject (a closed set): labels() takes a lock and checks its values per call
+def _publish_duration(subject: Subject) -> Any:
+    return metrics.jetstream_publish_duration_seconds.labels(subject.value)
+
+
+class Acks:
+    """JetStream publishes and their acknowledgements on one connection, many in flight at once.
+
+    One reply subscription (a wildcard under a fresh inbox), reply tokens from a counter, and one timer for
+    every deadline (a heap, re-armed when it fires). nats-py's `js.publish` gives each publish a NUID token,
+    a done callback and an `asyncio.wait_for` (a waiter future and a timer of its own): 100k of the 1,630k
+    instructions a webhook cost the gateway (bench/gateway_instructions.py). Not nats-py's `publish_async`
+    either: in nats-py 2.16 a JetStream error reply to it raises inside the reply callback
+    (`APIError.from_error` raises instead of returning), so its future never completes. Here every reply
+    completes its future: with the PubAck, the stream's `APIError`, or `NoStreamResponseError` (no stream, or
+    no leader, answered); with `nats.errors.TimeoutError` when nothing did by the deadline. Entries sent one
+    after another are stored in that order."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox() + "."
+        self.futures: dict[str, asyncio.Future[api.PubAck]] = {}
+        self.deadlines: list[tuple[float, int]] = []  # (loop time, token): a heap
+        self.tokens = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.sub: Any = None
+
+    async def send(
+        self, subject: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> asyncio.Future[api.PubAck]:
+        """Publish now; the future of its acknowledgement, which completes within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        if self.sub is None:
+            self.sub = await self.nc.subscribe(self.prefix + "*", cb=self._reply)
+        number = next(self.tokens)
+        token = str(number)
+        future: asyncio.Future[api.PubAck] = loop.create_future()
+        self.futures[token] = future
+        deadline = loop.time() + timeout
+        heapq.heappush(self.deadlines, (deadline, number))
+        if self.timer is None or deadline < self.timer_at:
+            self._arm(loop, deadline)
+        try:
+            await self._publish(subject, self.prefix + token, headers, data)
+        except Exception as exc:
+            del self.futures[token]
+            future.set_exception(exc)
+        return future
+
+    async def _publish(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
+        """`nc.publish(subject, data, reply=reply, headers=headers)`. On a connected client with plain headers, the
+        frame is written here (`hpub_frame`): nats-py checks each subject and header against a pattern and builds
+        the header block piece by piece, 50-70k instructions a webhook. Anything else takes nats-py's path (a
+        client reconnecting, draining or closed; a header it would clean up; a payload over the server's limit)."""
+        nc = self.nc
+        if nc.is_connected and not nc.is_draining and len(data) <= nc.max_payload:
+            frame = hpub_frame(subject, reply, headers, data)
+            if frame is not None:
+                nc.stats["out_msgs"] += 1
+                nc.stats["out_bytes"] += len(data)
+                await nc._send_command(frame)
+                if nc._flush_queue is not None and nc._flush_queue.empty():
+                    await nc._flush_pending()
+                return
+        await nc.publish(subject, data, reply=reply, headers=headers)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_at = loop.call_at(at, self._expire, loop), at
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        now = loop.time() + 1e-3  # a timer may fire up to the clock's resolution early
+        deadlines = self.deadlines
+        while deadlines and deadlines[0][0] <= now:
+            future = self.futures.pop(str(heapq.heappop(deadlines)[1]), None)
+            if future is not None and not future.done():
+                future.set_exception(nats.errors.TimeoutError())
+        if deadlines:
+            self._arm(loop, deadlines[0][0])
+
+    async def _reply(self, msg: Msg) -> None:
+        future = self.futures.pop(msg.subject[len(self.prefix) :], None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            reply = json.loads(msg.data)
+        except ValueError as exc:
+            future.set_exception(exc)
+            return
+        if not isinstance(reply, dict):
+            future.set_exception(ValueError(f"not a JetStream acknowledgement: {msg.data[:64]!r}"))
+        elif (error := reply.get("error")) is not None:
+            future.set_exception(refusal(error))
+        else:
+            future.set_result(
+                api.PubAck(
+                    stream=reply["stream"],
+                    seq=reply["seq"],
+                    domain=reply.get("domain"),
+                    duplicate=reply.get("duplicate"),
+                )
+            )
+
+
+def hpub_frame(subject: str, reply: str, headers: dict[str, str], data: bytes) -> bytes | None:
+    """The HPUB frame nats-py's `publish` writes for these arguments, or None where it would clean up or refuse
+    something (a subject or reply with whitespace, a header name outside the token characters, a value that is
+    empty, has surrounding spaces or a character that is not printable): then nats-py's own path does.
+    tests/bus/test_acks.py holds the two equal."""
+    if not (_plain_subject(subject) and _plain_subject(reply)):
+        return None
+    head = "NATS/1.0\r\n"
+    for name, value in headers.items():
+        if not (_plain_name(name) and value.isprintable() and value and value[0] != " " and value[-1] != " "):
+            return None
+        head += f"{name}: {value}\r\n"
+    encoded = (head + "\r\n").encode()
+    size = len(encoded)
+    return f"HPUB {subject} {reply} {size} {size + len(data)}\r\n".encode() + encoded + data + b"\r\n"
+
+
+def _plain_subject(subject: str) -> bool:
+    """Not empty, no whitespace, nothing unprintable (nats-py refuses a space, a tab, CR or LF)."""
+    return bool(subject) and subject.isprintable() and " " not in subject
+
+
+@functools.lru_cache(maxsize=256)  # header names: a small set (the code's own), checked once each
+def _plain_name(name: str) -> bool:
+    return _HEADER_NAME.fullmatch(name) is not None
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def refusal(error: Any) -> APIError:
+    """The `APIError` subclass nats-py maps a JetStream error reply to (`APIError.from_error` raises it); an
+    error it cannot map (not the documented shape) as a plain `APIError` that quotes it."""
+    try:
+        APIError.from_error(error)
+    except APIError as exc:
+        return exc
+    except Exception:  # noqa: BLE001 - a malformed error reply still ends the publish, as a refusal
+        pass
+    return APIError(description=f"unreadable JetStream error reply: {str(error)[:200]}")
+
+
+_ACKS_ATTRIBUTE = "_trading_mcp_acks"
+
+
+def acks_of(js: JetStreamContext) -> Acks:
+    """The connection's `Acks` (one per connection, made at first use, kept on the connection: it lives as
+    long as the connection does)."""
+    nc: NATS = js._nc  # the context's connection
+    acks: Acks | None = getattr(nc, _ACKS_ATTRIBUTE, None)
+    if acks is None:
+        acks = Acks(nc)
+        setattr(nc, _ACKS_ATTRIBUTE, acks)
+    return acks
 
 
 def correlation_of(msg: Msg) -> str:

@@ -11,27 +11,24 @@ refused instead of forking the account: the authority then folds the journal aga
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from bus.cluster import stream_config
-from bus.jetstream import CORRELATION_ID, MSG_ID, Follower
+from bus.jetstream import CORRELATION_ID, MSG_ID, Follower, acks_of
 from schemas.account import AccountEvent, account_of_stream, journal_stream, journal_subject
 from schemas.common import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
 EXPECTED_LAST_SEQ = "Nats-Expected-Last-Sequence"
+ACK_DEADLINE_S = 30.0  # an append unanswered by then fails (its writer gives up sooner: authority.JOURNAL_ACK_S)
 
 
 def journal_config(account: str = DEFAULT_ACCOUNT) -> api.StreamConfig:
@@ -73,76 +70,14 @@ async def journal_accounts(js: JetStreamContext) -> list[str]:
     return sorted(a for a in accounts if a is not None)
 
 
-class JournalRefused(RuntimeError):
-    """JetStream refused an append (a failed expected-sequence check, no stream, ...)."""
-
-    def __init__(self, code: int, err_code: int | None, description: str) -> None:
-        super().__init__(f"journal append refused: {code}/{err_code} {description}")
-        self.code, self.err_code, self.description = code, err_code, description
-
-
-class _Acks:
-    """Pipelined publishes with their acknowledgements on one connection. Not nats-py's `publish_async`: in
-    nats-py 2.16 a JetStream error reply to it raises inside the reply callback (`APIError.from_error` raises
-    instead of returning), so the future is never completed and the writer waits for its timeout; here every
-    reply completes its future, with the PubAck or a `JournalRefused`."""
-
-    def __init__(self, nc: NATS) -> None:
-        self.nc = nc
-        self.prefix = nc.new_inbox()
-        self.futures: dict[str, asyncio.Future[api.PubAck]] = {}
-        self.sub: Any = None
-        self.tokens = itertools.count()  # reply tokens: unique under the connection's own inbox prefix
-
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[api.PubAck]:
-        if self.sub is None:
-            self.sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._reply)
-        token = str(next(self.tokens))
-        future: asyncio.Future[api.PubAck] = asyncio.get_running_loop().create_future()
-        self.futures[token] = future
-        future.add_done_callback(lambda _f: self.futures.pop(token, None))
-        try:
-            await self.nc.publish(subject, data, reply=f"{self.prefix}.{token}", headers=headers)
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-    async def _reply(self, msg: Msg) -> None:
-        future = self.futures.pop(msg.subject.rsplit(".", 1)[-1], None)
-        if future is None or future.done():
-            return
-        if msg.headers and msg.headers.get("Status") == "503":
-            future.set_exception(JournalRefused(503, None, "no responders: the journal stream has no leader"))
-            return
-        try:
-            reply = json.loads(msg.data)
-        except ValueError as exc:
-            future.set_exception(exc)
-            return
-        error = reply.get("error")
-        if error is not None:
-            future.set_exception(
-                JournalRefused(int(error.get("code", 0)), error.get("err_code"), str(error.get("description", "")))
-            )
-        else:
-            future.set_result(api.PubAck.from_response(reply))
-
-
-_acks: weakref.WeakKeyDictionary[NATS, _Acks] = weakref.WeakKeyDictionary()
-
-
 async def stage_append(
     js: JetStreamContext, account: str, event: AccountEvent, *, msg_id: str, expected_seq: int
 ) -> asyncio.Future[api.PubAck]:
-    """Send one event now and return the future of its acknowledgement (a PubAck, or a `JournalRefused`: a
-    failed expected-sequence check among them). Entries sent one after another on a connection are stored in
-    that order, so a writer may keep many in flight (a group commit)."""
-    nc: NATS = js._nc  # the context's connection
-    acks = _acks.get(nc)
-    if acks is None:
-        acks = _acks[nc] = _Acks(nc)
+    """Send one event now and return the future of its acknowledgement (a PubAck, or the stream's `APIError`: a
+    failed expected-sequence check among them; bus.jetstream.Acks). Entries sent one after another on a
+    connection are stored in that order, so a writer may keep many in flight (a group commit)."""
     headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(expected_seq), CORRELATION_ID: msg_id}
-    return await acks.publish(journal_subject(account), event.model_dump_json().encode(), headers)
+    return await acks_of(js).send(journal_subject(account), event.model_dump_json().encode(), headers, ACK_DEADLINE_S)
 
 
 Apply = Callable[[int, AccountEvent], Any]
