@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 
 import nats
@@ -23,7 +24,7 @@ from starlette.responses import Response
 from bus.credentials import connect_with_credentials
 from bus.jetstream import ensure_streams
 from gateway import replay
-from gateway.body import BodyBudget, read_body
+from gateway.body import BodyBudget, header_values, read_body
 from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
 from gateway.fastpath import INTERNAL_ERROR_DETAIL, GatewayApp
@@ -138,9 +139,11 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         log.error("unhandled error", error=type(exc).__name__)
         return Problem("internal_error", INTERNAL_ERROR_DETAIL).response()
 
+    sources = {s.name: s for s in settings.sources}
+
     async def handle(request: Request, source_name: str) -> Response:
         started = time.perf_counter()
-        source = settings.source_named(source_name)
+        source = sources.get(source_name)
         label = source.name if source else UNKNOWN_SOURCE
         counted = _source_metrics(label)
         try:
@@ -149,8 +152,10 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
             ingest = runtime.ingest
             assert ingest is not None
             ingest.check_address(source, request)
+            headers = header_values(request.scope)
             body = await read_body(
                 request,
+                headers,
                 limit=settings.max_body_bytes,
                 budget=runtime.budget,
                 timeout_s=settings.body_timeout_s,
@@ -158,9 +163,9 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
             )
             cid = correlation_id(request.scope)
             if source.mode == "standard":
-                accepted = await ingest.standard(source, request.headers, body, cid)
+                accepted = await ingest.standard(source, headers, body, cid)
             else:
-                accepted = await ingest.tradingview(source, request.headers, body, cid)
+                accepted = await ingest.tradingview(source, headers, body, cid)
         except Problem as problem:
             metrics.gateway_webhooks_received_total.labels(label, problem.code).inc()
             metrics.gateway_validation_errors_total.labels(problem.code).inc()
@@ -170,7 +175,7 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
             counted.duration.observe(time.perf_counter() - started)
         (counted.duplicate if accepted.duplicate else counted.accepted).inc()
         log.info("webhook accepted", source=label, signal_id=accepted.signal_id, duplicate=accepted.duplicate)
-        return Response(accepted.model_dump_json(), status_code=202, media_type="application/json")
+        return Response(accepted_body(accepted), status_code=202, media_type="application/json")
 
     app.add_middleware(CorrelationMiddleware)  # every other request; webhooks get theirs in GatewayApp
     app.route_webhooks(handle, settings.source)
@@ -215,6 +220,12 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
         return Response(body, media_type=content_type)
 
     return app
+
+
+def accepted_body(accepted: Accepted) -> bytes:
+    """`accepted.model_dump_json()`, written directly (it is the answer to every webhook)."""
+    flag = b"true" if accepted.duplicate else b"false"
+    return b'{"signal_id":' + encode_basestring_ascii(accepted.signal_id).encode() + b',"duplicate":' + flag + b"}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,13 @@ connection reset; gateway.deadlines closes the connection if it is still sending
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Mapping
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Scope
 
+from gateway.deadlines import BODY_RECEIVED
 from gateway.errors import Problem
 
 CLOSE = {"Connection": "close"}
@@ -45,10 +49,25 @@ def _overloaded(retry_after_s: int) -> Problem:
     )
 
 
-async def read_body(request: Request, *, limit: int, budget: BodyBudget, timeout_s: float, retry_after_s: int) -> bytes:
-    """The raw body. Refuses with 413 past `limit` bytes, 503 `overloaded` when `budget` cannot hold it (an
-    announced Content-Length is reserved before reading), 408 `request_timeout` if it takes over `timeout_s`."""
-    declared = request.headers.get("content-length")
+def header_values(scope: Scope) -> dict[str, str]:
+    """The request's headers by (lower-case) name, the first of a repeated one: what Starlette's `Headers.get`
+    answers, without a scan of every header (and an exception for a missing one) per lookup."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+
+
+async def read_body(
+    request: Request,
+    headers: Mapping[str, str],
+    *,
+    limit: int,
+    budget: BodyBudget,
+    timeout_s: float,
+    retry_after_s: int,
+) -> bytes:
+    """The raw body (`headers`: the request's, as `header_values` gives them). Refuses with 413 past `limit`
+    bytes, 503 `overloaded` when `budget` cannot hold it (an announced Content-Length is reserved before
+    reading), 408 `request_timeout` if it takes over `timeout_s`."""
+    declared = headers.get("content-length")
     reserved = int(declared) if declared is not None and declared.isdigit() else 0
     if reserved > limit:
         raise _too_large(limit)
@@ -57,8 +76,10 @@ async def read_body(request: Request, *, limit: int, budget: BodyBudget, timeout
     chunks: list[bytes] = []
     size = 0
     receive = request.receive  # the ASGI messages themselves: Request.stream() adds a generator per request
+    # A body that came with its head is read at once: no timer (which cost more than the read).
+    deadline = contextlib.nullcontext() if request.scope.get(BODY_RECEIVED) else asyncio.timeout(timeout_s)
     try:
-        async with asyncio.timeout(timeout_s):
+        async with deadline:
             more = True
             while more:
                 message = await receive()

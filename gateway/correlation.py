@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Iterator
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,17 +17,28 @@ def correlation_id(scope: Scope) -> str:
     return str(scope.get(SCOPE_KEY) or "")
 
 
-@contextlib.contextmanager
-def bound_correlation_id(scope: Scope) -> Iterator[str]:
-    """Take the request's X-Correlation-ID (or create one), store it in the scope, bind it to log lines."""
-    offered = next((v for k, v in scope["headers"] if k == HEADER), None)
-    cid = offered.decode() if offered is not None and _WELL_FORMED.match(offered) else os.urandom(16).hex()
-    scope[SCOPE_KEY] = cid
-    tokens = structlog.contextvars.bind_contextvars(correlation_id=cid)
-    try:
-        yield cid
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+class bound_correlation_id:  # noqa: N801 - used as a function: `with bound_correlation_id(scope) as cid`
+    """Take the request's X-Correlation-ID (or create one), store it in the scope, bind it to log lines.
+
+    A class rather than a @contextmanager generator: it runs for every webhook."""
+
+    __slots__ = ("cid", "tokens")
+
+    def __init__(self, scope: Scope) -> None:
+        offered = None
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                offered = value
+                break
+        cid = offered.decode() if offered is not None and _WELL_FORMED.match(offered) else os.urandom(16).hex()
+        scope[SCOPE_KEY] = self.cid = cid
+
+    def __enter__(self) -> str:
+        self.tokens = structlog.contextvars.bind_contextvars(correlation_id=self.cid)
+        return self.cid
+
+    def __exit__(self, *_: object) -> None:
+        structlog.contextvars.reset_contextvars(**self.tokens)
 
 
 class CorrelationMiddleware:

@@ -128,12 +128,6 @@ def tradingview_signal_id(source: str, content: str) -> str:
     return "sig_" + _sha("tradingview", source, content)[:24]
 
 
-def routed(signal: NormalizedSignal, accounts: list[str]) -> NormalizedSignal:
-    """The signal with the accounts its source routes it to (SourceConfig.accounts_for, which the sources file's
-    validation already held to NormalizedSignal's rules: ACCOUNT_PATTERN, 1 to 32 of them)."""
-    return signal.model_copy(update={"accounts": accounts})
-
-
 @dataclass(frozen=True, slots=True)
 class Original:
     """What a duplicate's stored original says about itself."""
@@ -267,10 +261,14 @@ class Ingest:
         fired_at = datetime.fromtimestamp(ts, UTC)  # verified: signed and within tolerance
 
         def build(sid: str) -> NormalizedSignal:
-            normalized = signal.normalize(
-                signal_id=sid, source=source.name, received_at=now, correlation_id=cid, fired_at=fired_at
+            return signal.normalize(
+                signal_id=sid,
+                source=source.name,
+                received_at=now,
+                correlation_id=cid,
+                fired_at=fired_at,
+                accounts=accounts,
             )
-            return routed(normalized, accounts)
 
         # Nats-Msg-Id is the webhook's, also under an Idempotency-Key (which the signature does not cover):
         # a replay of this request with the key changed or removed is then still dropped by JetStream.
@@ -313,8 +311,9 @@ class Ingest:
         now = self.clock.now()
 
         def build(sid: str) -> NormalizedSignal:
-            normalized = alert.normalize(signal_id=sid, source=source.name, received_at=now, correlation_id=cid)
-            return routed(normalized, accounts)
+            return alert.normalize(
+                signal_id=sid, source=source.name, received_at=now, correlation_id=cid, accounts=accounts
+            )
 
         conflict = (claims[0].conflict_code, claims[0].conflict_detail)  # the claim whose id is the message id
         return await self._deliver(claims, signal_id, signal_id, body_hash, build, cid, conflict)

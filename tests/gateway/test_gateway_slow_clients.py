@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -165,3 +166,38 @@ async def test_bodies_held_at_once_are_bounded_the_next_is_503_overloaded_and_ro
 def test_the_in_flight_bound_must_hold_at_least_one_full_body(nats_server: EmbeddedNats) -> None:
     with pytest.raises(ValueError, match="max_inflight_body_bytes must be at least max_body_bytes"):
         settings_for(nats_server.url, max_body_bytes=1000, max_inflight_body_bytes=999)
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), SLACK)
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+    return head + await asyncio.wait_for(reader.readexactly(length), SLACK)
+
+
+async def test_on_a_kept_alive_connection_the_head_deadline_runs_from_the_last_answer(quick: Gateway) -> None:
+    reader, writer = await _connect(quick)
+    started = time.monotonic()
+    for _ in range(2):  # two requests, the second well inside the first's head deadline
+        writer.write(_head("/webhook", 2) + b"{}")
+        assert b" 401 " in (await _answer(reader)).split(b"\r\n", 1)[0]  # unsigned: refused, connection kept
+        answered = time.monotonic()
+        await asyncio.sleep(HEAD_TIMEOUT * 0.6)
+    raw, _ = await _read_until_closed(reader, HEAD_TIMEOUT + SLACK)
+    closed = time.monotonic()
+    writer.close()
+    assert raw == b""
+    assert closed - answered >= HEAD_TIMEOUT * 0.9  # not the deadline of the connection's start, nor the first's
+    assert closed - started >= HEAD_TIMEOUT * 1.5
+    assert closed - answered < HEAD_TIMEOUT + SLACK
+
+
+async def test_a_body_that_comes_after_its_head_within_the_deadline_is_read_whole(quick: Gateway) -> None:
+    reader, writer = await _connect(quick)
+    body = b'{"symbol": "AAPL", "price": "1"}'
+    writer.write(_head("/webhook", len(body)) + body[:9])
+    await asyncio.sleep(BODY_TIMEOUT / 3)
+    writer.write(body[9:])
+    answer = await _answer(reader)
+    writer.close()
+    status, _, problem = _problem(answer)
+    assert status == 401 and problem["code"] == "missing_signature_headers"  # read whole, then refused: not 408
