@@ -136,6 +136,9 @@ def _publish_duration(subject: Subject) -> Any:
     return metrics.jetstream_publish_duration_seconds.labels(subject.value)
 
 
+SWEEP_S = 0.1  # Acks: a publish times out within this much after its deadline (one timer for all of them)
+
+
 class Acks:
     """JetStream publishes and their acknowledgements on one connection, many in flight at once.
 
@@ -146,8 +149,9 @@ class Acks:
     either: in nats-py 2.16 a JetStream error reply to it raises inside the reply callback
     (`APIError.from_error` raises instead of returning), so its future never completes. Here every reply
     completes its future: with the PubAck, the stream's `APIError`, or `NoStreamResponseError` (no stream, or
-    no leader, answered); with `nats.errors.TimeoutError` when nothing did by the deadline. Entries sent one
-    after another are stored in that order."""
+    no leader, answered); with `nats.errors.TimeoutError` when nothing did by the deadline (at most SWEEP_S
+    after it: a sweep takes the deadlines close behind the first too). Entries sent one after another are
+    stored in that order."""
 
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
@@ -211,8 +215,8 @@ class Acks:
             future = self.futures.pop(str(heapq.heappop(deadlines)[1]), None)
             if future is not None and not future.done():
                 future.set_exception(nats.errors.TimeoutError())
-        if deadlines:
-            self._arm(loop, deadlines[0][0])
+        if deadlines:  # the next sweep takes every deadline of the coming SWEEP_S at once
+            self._arm(loop, max(deadlines[0][0], now + SWEEP_S))
 
     async def _reply(self, msg: Msg) -> None:
         future = self.futures.pop(msg.subject[len(self.prefix) :], None)
@@ -462,7 +466,9 @@ async def fetch_loop(
             msgs: list[Msg] = []
             if queue.empty():
                 try:
-                    take(await asyncio.wait_for(queue.get(), 0.5), msgs)
+                    async with asyncio.timeout(0.5):  # not wait_for: that wraps queue.get() in a task per wait
+                        msg = await queue.get()
+                    take(msg, msgs)
                 except TimeoutError:
                     if nc.is_closed:
                         raise ConnectionError("the NATS connection is closed") from None

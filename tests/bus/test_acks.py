@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
-from bus.jetstream import CORRELATION_ID, MSG_ID, acks_of, hpub_frame, publish_bytes, refusal
+from bus.jetstream import CORRELATION_ID, MSG_ID, SWEEP_S, Acks, acks_of, hpub_frame, publish_bytes, refusal
 from bus.journal import EXPECTED_LAST_SEQ
 from schemas.subjects import Subject
 
@@ -153,3 +153,32 @@ def test_an_error_reply_of_any_shape_becomes_a_refusal() -> None:
     odd = refusal({"code": 400, "unexpected": "member"})
     assert isinstance(odd, APIError) and "unexpected" in str(odd.description)
     assert "oops" in str(refusal("oops").description)
+
+
+async def test_deadlines_close_together_are_swept_together(js: JetStreamContext, monkeypatch) -> None:
+    nc = js._nc
+
+    async def silent(_msg: object) -> None:
+        return None
+
+    await nc.subscribe("silent.sweep", cb=silent)
+    acks = acks_of(js)
+    sweeps = 0
+    expire = Acks._expire
+
+    def counted(self: Acks, loop: asyncio.AbstractEventLoop) -> None:
+        nonlocal sweeps
+        sweeps += 1
+        expire(self, loop)
+
+    monkeypatch.setattr(Acks, "_expire", counted)
+    pending = []
+    for i in range(40):  # deadlines spread over ~80 ms
+        pending.append((time.monotonic() + 0.3, await acks.send("silent.sweep", b"{}", {MSG_ID: f"s{i}"}, 0.3)))
+        await asyncio.sleep(0.002)
+    for deadline, future in pending:
+        with pytest.raises(nats.errors.TimeoutError):
+            await future
+        assert time.monotonic() - deadline < SWEEP_S + 0.5  # late by at most a sweep (and a busy machine)
+    assert sweeps <= 3  # one timer for them all, not one firing per publish
+    assert not acks.futures and not acks.deadlines
