@@ -334,7 +334,12 @@ class Authority:
         self._check_sound()
         expected = self._tail
         ack = await stage_append(
-            self.js, self.account_id, event, msg_id=scoped_id(self.account_id, msg_id), expected_seq=expected
+            self.js,
+            self.account_id,
+            event,
+            msg_id=scoped_id(self.account_id, msg_id),
+            expected_seq=expected,
+            timeout=JOURNAL_ACK_S,
         )
         self._tail = expected + 1
         self.account.apply(event, self._tail)
@@ -363,7 +368,7 @@ class Authority:
                     # an entry behind a failed one: it expected the failed one's sequence, so it cannot have been
                     # stored unless the failed one was; do not wait out its timeout (the fold is rebuilt anyway)
                     raise Unavailable("an earlier journal append failed")
-                ack = await asyncio.wait_for(staged.ack, JOURNAL_ACK_S)
+                ack = await staged.ack  # completes within JOURNAL_ACK_S of its send (bus.jetstream.Acks)
                 if ack.duplicate or ack.seq != staged.seq:
                     raise RuntimeError(
                         f"the journal stored entry {staged.seq} as {ack.seq} (duplicate={ack.duplicate})"

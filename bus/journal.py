@@ -28,7 +28,7 @@ from schemas.common import DEFAULT_ACCOUNT
 log = logging.getLogger(__name__)
 
 EXPECTED_LAST_SEQ = "Nats-Expected-Last-Sequence"
-ACK_DEADLINE_S = 30.0  # an append unanswered by then fails (its writer gives up sooner: authority.JOURNAL_ACK_S)
+ACK_DEADLINE_S = 30.0  # stage_append's default: an append unanswered by then fails
 
 
 def journal_config(account: str = DEFAULT_ACCOUNT) -> api.StreamConfig:
@@ -71,13 +71,20 @@ async def journal_accounts(js: JetStreamContext) -> list[str]:
 
 
 async def stage_append(
-    js: JetStreamContext, account: str, event: AccountEvent, *, msg_id: str, expected_seq: int
+    js: JetStreamContext,
+    account: str,
+    event: AccountEvent,
+    *,
+    msg_id: str,
+    expected_seq: int,
+    timeout: float = ACK_DEADLINE_S,
 ) -> asyncio.Future[api.PubAck]:
     """Send one event now and return the future of its acknowledgement (a PubAck, or the stream's `APIError`: a
-    failed expected-sequence check among them; bus.jetstream.Acks). Entries sent one after another on a
-    connection are stored in that order, so a writer may keep many in flight (a group commit)."""
+    failed expected-sequence check among them; bus.jetstream.Acks), which completes within `timeout` seconds
+    (nats.errors.TimeoutError). Entries sent one after another on a connection are stored in that order, so a
+    writer may keep many in flight (a group commit)."""
     headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(expected_seq), CORRELATION_ID: msg_id}
-    return await acks_of(js).send(journal_subject(account), event.model_dump_json().encode(), headers, ACK_DEADLINE_S)
+    return await acks_of(js).send(journal_subject(account), event.model_dump_json().encode(), headers, timeout)
 
 
 Apply = Callable[[int, AccountEvent], Any]
