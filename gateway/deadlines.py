@@ -47,8 +47,9 @@ class DeadlineH11Protocol(H11Protocol):
     """H11Protocol with a head and a body deadline; `deadline_protocol` sets the two durations.
 
     A connection holds one timer, armed while it is in a phase with a deadline and moved only when it fires:
-    a request that completes in time costs no timer of its own (arming and cancelling one per request was a
-    few per cent of a webhook's CPU). When the timer fires in a later phase, it is armed for that phase's end."""
+    a request that completes in time costs no timer of its own (arming and cancelling one per request, with
+    gateway.body's timer, cost 33k of a webhook's 1,667k instructions). When the timer fires in a later phase,
+    it is armed for that phase's end."""
 
     head_timeout_s: float = 10.0
     body_timeout_s: float = 15.0 + BODY_GRACE_S
