@@ -8,12 +8,14 @@ admitted), `trading-mcp serve --transport streamable-http --bridge --bridge-mode
 `--rate`, sends at a fixed rate (open loop). Each webhook carries `X-Correlation-ID: b-<n>`, which every hop
 keeps, so the bench sees its fill on `executions.fill` (a core subscription) and its decision on `decisions.>`.
 
-Prints: gateway accepted/s, decided/s (intents + denials stored in DECISIONS during the flood), their ratio,
-what was still pending (bridge durable) at the end of the flood, webhook → fill latency p50 / p99 of the first
-and last 1,000 accepted signals (send of the request → the fill seen by the bench; the run drains for at most
-`--drain` s), and CPU ms per accepted signal of each process (utime + stime from /proc, flood start to the end
-of the drain). Asserts nothing (never a test). Two cores shared with other work: compare ratios of one run,
-repeat.
+Prints: gateway accepted/s (and the other statuses: 503 `pipeline_behind` while the gateway sheds load, which a
+closed-loop sender honours by waiting Retry-After unless `--ignore-retry-after`), decided/s (intents + denials
+stored in DECISIONS during the flood), their ratio, what was still pending (bridge durable) at the end of the
+flood, what became of the signals sent right after it (20 at 10/s: traded, or denied stale behind the backlog),
+webhook → fill latency p50 / p99 of the first and last 1,000 accepted signals (send of the request → the fill
+seen by the bench; the run drains for at most `--drain` s), and CPU ms per accepted signal of each process
+(utime + stime from /proc, flood start to the end of the drain). Asserts nothing (never a test). Two cores shared
+with other work: compare ratios of one run, repeat. `--max-signal-backlog 0` runs the gateway without shedding.
 
 Run: .venv/bin/python bench/pipeline_vs_gateway.py [--seconds 30] [--concurrency 16] [--rate 0] [--keep]
 Services log at INFO (as deployed) unless --log-level says otherwise.
@@ -49,6 +51,7 @@ from gateway import signing  # noqa: E402
 SYMBOLS = ("AAPL", "MSFT", "IBM", "GOOG", "AMZN", "NVDA")
 INTENT, DENIED = "decisions.order_intent", "decisions.risk_denied"
 EDGE = 1000  # first / last signals for the latency windows
+AFTER_S, AFTER_RATE = 2.0, 10.0  # the signals sent right after the flood (open loop)
 
 
 # ---------------------------------------------------------------------- webhooks
@@ -93,16 +96,27 @@ class Senders:
         return n, head.encode() + body
 
 
-async def read_status(reader: asyncio.StreamReader) -> int:
+async def read_status(reader: asyncio.StreamReader) -> tuple[int, float]:
+    """The response's status and its Retry-After (0 without one); the body is read and dropped."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    length = next(int(v) for k, _, v in (line.partition(": ") for line in lines[1:]) if k.lower() == "content-length")
-    await reader.readexactly(length)
-    return int(lines[0].split(" ", 2)[1])
+    fields = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:])}
+    await reader.readexactly(int(fields["content-length"]))
+    return int(lines[0].split(" ", 2)[1]), float(fields.get("retry-after", 0))
 
 
-async def flood(port: int, senders: Senders, sent: Sent, seconds: float, concurrency: int, rate: float) -> float:
-    """Closed loop (rate 0) or open loop at `rate`; returns the elapsed time."""
+async def flood(
+    port: int,
+    senders: Senders,
+    sent: Sent,
+    seconds: float,
+    concurrency: int,
+    rate: float,
+    honour_retry_after: bool = True,
+) -> float:
+    """Closed loop (rate 0) or open loop at `rate`; returns the elapsed time. A closed-loop sender told to retry
+    later (503 with Retry-After: the gateway shedding load, gateway.backlog) waits that long first, as a sender
+    should, unless `honour_retry_after` is off (a hostile flood)."""
     t_end = time.monotonic() + seconds
     queue: asyncio.Queue[None] = asyncio.Queue()
 
@@ -117,10 +131,12 @@ async def flood(port: int, senders: Senders, sent: Sent, seconds: float, concurr
                 n, raw = senders.next()
                 sent.sent[n] = time.monotonic()
                 writer.write(raw)
-                status = await read_status(reader)
+                status, retry_after = await read_status(reader)
                 sent.statuses[status] = sent.statuses.get(status, 0) + 1
                 if status == 202:
                     sent.accepted.append(n)
+                elif retry_after and honour_retry_after and not rate:
+                    await asyncio.sleep(min(retry_after, max(0.0, t_end - time.monotonic())))
         finally:
             writer.close()
 
@@ -263,7 +279,15 @@ async def run(
                     await asyncio.sleep(args.seconds / 20)
 
             sampler = asyncio.create_task(sample_rss())
-            elapsed = await flood(by_name["gateway"].port, senders, sent, args.seconds, args.concurrency, args.rate)
+            elapsed = await flood(
+                by_name["gateway"].port,
+                senders,
+                sent,
+                args.seconds,
+                args.concurrency,
+                args.rate,
+                honour_retry_after=not args.ignore_retry_after,
+            )
             sampler.cancel()
             rss.append({n: proc_rss_mb(p) for n, p in pids.items()})
             counting[0] = False
@@ -271,6 +295,11 @@ async def run(
             pending, ack_pending = await bridge_backlog(js)
             accepted = len(sent.accepted)
             decided_flood = intents1 - intents0 + denials1 - denials0
+            # the signals a sender sends right after the flood: are they traded, or stale behind its backlog?
+            after = Sent()
+            after_first = senders.n + 1
+            await flood(by_name["gateway"].port, senders, after, AFTER_S, 1, AFTER_RATE)
+            after_numbers = [n for n in after.accepted if n >= after_first]
             print(f"flood done; draining (at most {args.drain:g} s) ...", flush=True)
             deadline = time.monotonic() + args.drain
             while time.monotonic() < deadline:
@@ -310,6 +339,13 @@ async def run(
     print(
         f"  after the drain    decided {intents2 - intents0 + denials2 - denials0} of {accepted} "
         f"(backlog {p_end + a_end}) after {wall:.0f} s; authority answers { {k: v for k, v in codes.items() if v} }"
+    )
+    after_fills = [1000 * (sent.filled[n] - after.sent[n]) for n in after_numbers if n in sent.filled]
+    after_denied = sum(1 for n in after_numbers if sent.decision.get(n) == "denied")
+    print(
+        f"  right after        {sum(after.statuses.values())} signals at {AFTER_RATE:g}/s: statuses "
+        f"{dict(sorted(after.statuses.items()))}; filled {len(after_fills)}, denied {after_denied}; "
+        f"webhook→fill p50 {pct(after_fills, 0.5):.1f} ms, max {max(after_fills, default=float('nan')):.1f} ms"
     )
     ours = [n for n in sent.accepted if n >= first]
     ours.sort()
@@ -376,6 +412,17 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="the services' TRADING_MCP_LOG_LEVEL (default INFO)")
     parser.add_argument("--timeline", type=float, default=0.0, help="print latency per window of this many s")
     parser.add_argument("--subjects", action="store_true", help="count what is published, by subject pattern")
+    parser.add_argument(
+        "--max-signal-backlog",
+        type=int,
+        default=1000,
+        help="the gateway's TRADING_MCP_MAX_SIGNAL_BACKLOG (default 1000, the product's; 0: no load shedding)",
+    )
+    parser.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="closed loop: resend at once after a 503 with Retry-After (a hostile flood) instead of waiting",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs) and print its path")
     args = parser.parse_args()
 
@@ -394,6 +441,7 @@ def main() -> None:
             NATS_URL=nats_server.url,
             TRADING_MCP_LOG_LEVEL=args.log_level,
             TRADING_MCP_WEBHOOK_SECRET=secret,
+            TRADING_MCP_MAX_SIGNAL_BACKLOG=str(args.max_signal_backlog),
             **{authority_key.ENV: secrets.token_urlsafe(32)},
         )
         services = [

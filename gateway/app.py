@@ -24,6 +24,7 @@ from starlette.responses import Response
 from bus.credentials import connect_with_credentials
 from bus.jetstream import ensure_streams
 from gateway import replay
+from gateway.backlog import Backlog
 from gateway.body import BodyBudget, header_values, read_body
 from gateway.correlation import CorrelationMiddleware, correlation_id
 from gateway.errors import Problem
@@ -100,12 +101,16 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
                 duplicate_window_s=window_s,
                 tolerance_s=settings.tolerance_s,
             )
-        runtime.ingest = Ingest(settings, runtime.clock, nc, js, seen, idem, stream_dedupes_webhook_ids=dedupes)
+        backlog = Backlog(admin, settings.max_signal_backlog, settings.retry_after_s)
+        runtime.ingest = Ingest(
+            settings, runtime.clock, nc, js, seen, idem, stream_dedupes_webhook_ids=dedupes, backlog=backlog
+        )
         freeze_startup_heap()
         log.info("gateway ready", nats=settings.nats_url, sources=[s.name for s in settings.sources])
         try:
             yield
         finally:
+            await backlog.close()
             await nc.close()
 
     app = GatewayApp(

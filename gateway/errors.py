@@ -33,6 +33,7 @@ CODES: dict[str, tuple[int, str]] = {
     "internal_error": (500, "Unexpected error"),
     "nats_unavailable": (503, "The signal could not be stored; retry later"),
     "overloaded": (503, "The gateway is receiving too many request bodies at once; retry later"),
+    "pipeline_behind": (503, "The trading pipeline is too far behind to take this signal in time; retry later"),
 }
 
 

@@ -31,6 +31,7 @@ from starlette.requests import Request
 
 from bus.jetstream import publish_bytes
 from gateway import replay, signing
+from gateway.backlog import Backlog
 from gateway.client_ip import allowed, client_ip
 from gateway.errors import Problem
 from gateway.models import Accepted, GenericSignal, TradingViewAlert
@@ -163,9 +164,11 @@ class Ingest:
         idempotency: KeyValue,
         *,
         stream_dedupes_webhook_ids: bool = True,
+        backlog: Backlog | None = None,
     ) -> None:
         """`stream_dedupes_webhook_ids`: the SIGNALS duplicate window covers 2 x tolerance, so a resent
-        webhook-id needs no claim in `seen` (gateway.replay)."""
+        webhook-id needs no claim in `seen` (gateway.replay). `backlog`: load shedding (gateway.backlog), checked
+        once a signal is valid, before anything is claimed or published."""
         self.settings = settings
         self.clock = clock
         self.nc = nc
@@ -173,6 +176,7 @@ class Ingest:
         self.seen = seen
         self.idempotency = idempotency
         self.stream_dedupes_webhook_ids = stream_dedupes_webhook_ids
+        self.backlog = backlog
         self.limiter = RateLimiter(clock, settings.sources)
         self.proxies = settings.proxy_networks
         self.networks = {s.name: s.networks for s in settings.sources}
@@ -336,6 +340,8 @@ class Ingest:
         if not self.nc.is_connected:
             metrics.gateway_nats_errors_total.inc()
             raise unavailable(retry, "NATS is not connected; the signal was not stored; retry later")
+        if self.backlog is not None:
+            self.backlog.check()
         # Claims run in order (Idempotency-Key first, then the content id, or the webhook-id when the stream
         # cannot deduplicate it); the first one found already taken decides: conflict, stored duplicate,
         # or a pending one to publish again under the message id it was first published with.

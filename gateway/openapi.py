@@ -29,6 +29,7 @@ STANDARD_CODES = [
     "internal_error",
     "nats_unavailable",
     "overloaded",
+    "pipeline_behind",
 ]
 TRADINGVIEW_CODES = [
     "malformed_request",
@@ -46,6 +47,7 @@ TRADINGVIEW_CODES = [
     "internal_error",
     "nats_unavailable",
     "overloaded",
+    "pipeline_behind",
 ]
 ANY_CODES = sorted(set(STANDARD_CODES) | set(TRADINGVIEW_CODES))
 

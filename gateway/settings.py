@@ -76,6 +76,12 @@ class GatewaySettings(BaseSettings):
         "beyond it 503 overloaded",
     )
     keep_alive_s: int = Field(default=5, ge=1, description="Idle time before a keep-alive connection is closed")
+    max_signal_backlog: int = Field(
+        default=1000,
+        ge=0,
+        description="While the slowest live reader of the signal stream is more than this many signals behind, "
+        "new signals get 503 pipeline_behind instead of being stored to go stale (gateway.backlog); 0 turns it off",
+    )
 
     _by_name: dict[str, SourceConfig] = PrivateAttr(default_factory=dict)
 

@@ -17,6 +17,11 @@ gateway_validation_errors_total = Counter(
     "gateway_validation_errors_total", "Webhooks refused, by error code", ["code"]
 )
 gateway_nats_errors_total = Counter("gateway_nats_errors_total", "JetStream publishes that failed")
+gateway_signal_backlog = Gauge(
+    "gateway_signal_backlog",
+    "Signals the slowest live durable reader of SIGNALS has yet to take or acknowledge, at the last reading "
+    "(gateway.backlog; read only while webhooks arrive)",
+)
 # webhook outcomes by code: gateway_webhooks_received_total{outcome} holds "accepted", "duplicate" or the error code
 
 # mcp_server (bridge)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import nats
 import uvicorn
+from nats.js import api
 
 from bus.embedded import free_port
 from gateway import signing
@@ -155,3 +156,35 @@ def count_signals(nats_url: str) -> int:
             await nc.close()
 
     return asyncio.run(count())
+
+
+SLOW = "slow-reader"
+
+
+async def _open_pull(nc: nats.NATS, durable: str, inbox: str) -> None:
+    """A pull request for one message that waits up to 60 s on the server (the reader is alive while it is open)."""
+    await nc.publish(
+        f"$JS.API.CONSUMER.MSG.NEXT.SIGNALS.{durable}",
+        json.dumps({"batch": 1, "expires": 60_000_000_000}).encode(),
+        reply=inbox,
+    )
+    await nc.flush()
+
+
+async def slow_reader(nc: nats.NATS, js: nats.js.JetStreamContext) -> None:
+    """A durable reader that takes one signal and never acknowledges it: with max_ack_pending 1 its next pull
+    stays open on the server, so it is alive, and everything after its first signal waits for it."""
+    await js.add_consumer(
+        "SIGNALS",
+        api.ConsumerConfig(
+            durable_name=SLOW,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            max_ack_pending=1,
+            ack_wait=300,
+            filter_subject="signals.normalized",
+        ),
+    )
+    inbox = nc.new_inbox()
+    await nc.subscribe(inbox)  # deliveries land here and are never acknowledged
+    await _open_pull(nc, SLOW, inbox)
+    await _open_pull(nc, SLOW, inbox)

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import nats
 import structlog
 import structlog.testing
 
@@ -17,7 +18,7 @@ from bus.embedded import EmbeddedNats, free_port
 from gateway.app import create_app
 from gateway.errors import CODES, PROBLEM_JSON, TYPE_BASE
 from tests.conftest import Webhook, wait_for
-from tests.gateway.kit import SECRET, TV_SECRET, serve_gateway_app, settings_for
+from tests.gateway.kit import SECRET, TV_SECRET, serve_gateway_app, settings_for, slow_reader
 from tools.clock import TestClock
 
 CATALOG = Path(__file__).resolve().parents[2] / "docs" / "ERROR_CATALOG.md"
@@ -40,7 +41,11 @@ def _parse(raw: bytes) -> tuple[int, str, dict[str, object]]:
 
 async def test_every_catalogued_gateway_error_is_a_complete_problem_document(nats_server: EmbeddedNats) -> None:
     settings = settings_for(
-        nats_server.url, header_timeout_s=0.5, body_timeout_s=5, max_inflight_body_bytes=1024 * 1024
+        nats_server.url,
+        header_timeout_s=0.5,
+        body_timeout_s=5,
+        max_inflight_body_bytes=1024 * 1024,
+        max_signal_backlog=2,
     )
     clock = TestClock()
     app = create_app(settings, clock)
@@ -92,6 +97,18 @@ async def test_every_catalogued_gateway_error_is_a_complete_problem_document(nat
         record("internal_error", await http.get(f"{base}/boom"))
         answers["malformed_request"] = _parse(await raw(b"NOT HTTP AT ALL\r\n\r\n"))
         answers["request_timeout"] = _parse(await raw(b"POST /webhook HTTP/1.1\r\nhost: x\r\n"))
+
+        reader = await nats.connect(nats_server.url)
+        await slow_reader(reader, reader.jetstream())  # it takes one signal and never acknowledges it
+
+        async def behind() -> bool:
+            response = await hook.send(http, SIGNAL, ts=ts)
+            if response.status_code == 503:
+                record("pipeline_behind", response)
+            return response.status_code == 503
+
+        await wait_for(behind, 10, "a signal refused while the reader is behind")
+        await reader.close()
 
         budget = app.state.runtime.budget
         reader, holder = await asyncio.open_connection("127.0.0.1", port)

@@ -1,0 +1,126 @@
+"""Load shedding: the gateway stores no signal that would wait behind more than `max_signal_backlog` others.
+
+Every durable reader of the signal stream (each account's bridge or agent, the simulator's and the authority's
+market readers) takes every signal, in order. In a flood the slowest one falls behind, and each signal accepted
+then waits behind all the earlier ones: long enough, soon, to be older than the authority's signal-age limit when
+its turn comes, so it is stored, recorded and denied `stale_signal` — and so is every signal sent for as long as
+the backlog takes to drain after the flood (bench/pipeline_vs_gateway.py measured 25 s of it behind a 30 s
+flood). While the slowest live reader is more than the limit behind, the gateway answers 503 `pipeline_behind`
+with Retry-After instead: nothing is stored or claimed, and the same request may be resent.
+
+The backlog is read from the server (one CONSUMER.LIST of SIGNALS: per durable consumer, the messages not yet
+delivered plus those delivered and not acknowledged) in the background, at most every REFRESH_S and only while
+webhooks arrive: an idle gateway asks nothing, and no request waits for a reading. A reading older than STALE_S
+counts as unknown, and unknown accepts. A reader counts while it is alive: a pull request open on the server, or
+its delivered position moved within LIVE_S (loop time, no wall clocks compared). A reader that is gone (a bridge
+stopped by its operator, an agent's durable left behind) does not close the gateway: what piles up behind it is
+its outage, dealt with when it returns.
+
+The limit is one for all accounts, on purpose: the readers share one stream, so a signal routed to any account
+lands in every reader's queue (a reader skips what is not routed to it, in turn), and a signal for account B
+accepted while account A's bridge is behind still lengthens A's wait for its own signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from nats.js import JetStreamContext
+
+from gateway.errors import Problem
+from observability import metrics
+
+log = structlog.get_logger("gateway")
+
+REFRESH_S = 0.25  # at most one reading this often while webhooks arrive
+STALE_S = 2.0  # a reading older than this says nothing (accept)
+LIVE_S = 15.0  # a reader without an open pull whose position has not moved for this long is not waited for
+READ_TIMEOUT_S = 1.0
+
+
+@dataclass
+class Reader:
+    """What the last readings said of one durable consumer."""
+
+    delivered: int  # its delivered stream sequence
+    moved_at: float  # loop time its delivered sequence last changed (or it was first seen with a pull open)
+
+
+@dataclass
+class Backlog:
+    js: JetStreamContext
+    limit: int  # 0: no shedding, and no readings
+    retry_after_s: int
+    stream: str = "SIGNALS"
+    time: Callable[[], float] | None = None  # the event loop's clock unless given (tests)
+
+    behind: int = 0  # the slowest live reader's backlog at the last reading
+    slowest: str | None = None
+    read_at: float = -math.inf
+    readers: dict[str, Reader] = field(default_factory=dict)
+    _asked_at: float = -math.inf
+    _reading: asyncio.Task[None] | None = None
+
+    def _now(self) -> float:
+        return self.time() if self.time is not None else asyncio.get_running_loop().time()
+
+    def check(self) -> None:
+        """Problem `pipeline_behind` when the last fresh reading is over the limit; start a new reading when due.
+        Cheap and synchronous: a webhook never waits for the server here."""
+        if self.limit <= 0:
+            return
+        now = self._now()
+        if self._reading is None and now - self._asked_at >= REFRESH_S:
+            self._asked_at = now
+            self._reading = asyncio.create_task(self.read(), name="gateway-backlog-reading")
+        if self.behind > self.limit and now - self.read_at <= STALE_S:
+            raise Problem(
+                "pipeline_behind",
+                f"the signal stream's slowest reader ({self.slowest}) is {self.behind} signals behind, over this "
+                f"gateway's limit of {self.limit} (TRADING_MCP_MAX_SIGNAL_BACKLOG): a signal stored now would be "
+                "stale before it is decided. Nothing was stored; resend after Retry-After",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+
+    async def read(self) -> None:
+        """One reading of every durable reader's backlog (errors keep the old reading, which goes stale)."""
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                infos = await self.js.consumers_info(self.stream)
+        except Exception as exc:  # NATS down or slow: the publish will say so; shedding just goes blind
+            log.warning("signal backlog not read", error=type(exc).__name__)
+            return
+        finally:
+            self._reading = None
+        now = self._now()
+        behind, slowest = 0, None
+        current: dict[str, Reader] = {}
+        for info in infos:
+            name = info.config.durable_name
+            if not name:
+                continue  # an ordered reader (an MCP server's signal log) only shows signals; it decides nothing
+            delivered = info.delivered.stream_seq if info.delivered else 0
+            waiting = (info.num_waiting or 0) > 0
+            known = self.readers.get(name)
+            if known is not None and known.delivered == delivered and not waiting:
+                reader = known
+            else:
+                reader = Reader(delivered, now if known is not None or waiting else -math.inf)
+            current[name] = reader
+            if not waiting and now - reader.moved_at > LIVE_S:
+                continue  # gone: no pull open and not moving
+            pending = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            if pending > behind:
+                behind, slowest = pending, name
+        self.readers = current
+        self.behind, self.slowest, self.read_at = behind, slowest, now
+        metrics.gateway_signal_backlog.set(behind)
+
+    async def close(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)

@@ -1,0 +1,110 @@
+"""Load shedding (gateway.backlog): while a live reader of SIGNALS is more than the limit behind, a valid signal gets
+503 pipeline_behind and nothing is stored or claimed; a reader that is gone does not close the gateway; bad input
+keeps its own answer. Real nats-server, real uvicorn gateway, real consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import nats
+from nats.js import api
+
+from bus.embedded import EmbeddedNats
+from gateway import signing
+from tests.conftest import stream_count, wait_for
+from tests.gateway.kit import SLOW, running_gateway, settings_for, slow_reader
+from tests.gateway.test_gateway_standard import SIGNAL, problem
+
+
+async def test_a_live_reader_too_far_behind_gets_503_pipeline_behind_and_nothing_is_stored_until_it_catches_up(
+    nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with running_gateway(settings_for(nats_server.url, max_signal_backlog=3, retry_after_s=1)) as gw:
+            await gw.send(http, SIGNAL)  # the gateway has made the streams
+            await slow_reader(nc, js)
+            stored = 1
+            refused: httpx.Response | None = None
+            refused_id = ""
+            for n in range(60):  # readings come at most every 0.25 s, in the background: send until one says no
+                refused_id = f"msg_backlog_{n}"
+                response = await gw.send(http, SIGNAL, msg_id=refused_id)
+                if response.status_code != 202:
+                    refused = response
+                    break
+                stored += 1
+                await asyncio.sleep(0.05)
+            assert refused is not None, "no signal was refused while the reader fell 60 signals behind"
+            body = problem(refused, 503, "pipeline_behind")
+            assert refused.headers["retry-after"] == "1"
+            assert SLOW in str(body["detail"]) and "limit of 3" in str(body["detail"])
+            behind = int(re.search(r"is (\d+) signals behind", str(body["detail"])).group(1))  # type: ignore[union-attr]
+            assert behind > 3
+            # the reader holds one signal unacknowledged and has the rest pending: it was over the limit only
+            # once more than 3 were stored after the one it took
+            assert stored >= 4
+            assert await stream_count(js, "SIGNALS") == stored  # the refused one was not stored
+
+            # bad input still gets its own answer, not the backlog's
+            problem(await gw.send(http, SIGNAL, secret=signing.new_secret()), 401, "invalid_signature")
+            problem(await gw.send(http, {"symbol": "AAPL"}), 422, "schema_violation")
+            metrics = (await http.get(f"{gw.base}/metrics")).text
+            assert re.search(r"^gateway_signal_backlog ([0-9.]+)$", metrics, re.M)
+            assert float(re.search(r"^gateway_signal_backlog ([0-9.]+)$", metrics, re.M).group(1)) > 3  # type: ignore[union-attr]
+
+            # the reader catches up (here: it goes away for good); the same request is then stored, once
+            await js.delete_consumer("SIGNALS", SLOW)
+
+            async def taken() -> bool:
+                return (await gw.send(http, SIGNAL, msg_id=refused_id)).status_code == 202
+
+            await wait_for(taken, 5, "the refused signal to be taken once the reader is gone")
+            again = await gw.send(http, SIGNAL, msg_id=refused_id)
+            assert again.status_code == 202 and again.json()["duplicate"] is True
+            assert await stream_count(js, "SIGNALS") == stored + 1
+    finally:
+        await nc.close()
+
+
+async def test_a_reader_that_is_gone_does_not_close_the_gateway(
+    nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
+) -> None:
+    """A durable with no pull open and a backlog that never moves (a stopped bridge, an agent durable left
+    behind) is not waited for, however far behind it is."""
+    async with running_gateway(settings_for(nats_server.url, max_signal_backlog=3)) as gw:
+        assert (await gw.send(http, SIGNAL)).status_code == 202
+        await js.add_consumer(
+            "SIGNALS",
+            api.ConsumerConfig(
+                durable_name="left-behind", ack_policy=api.AckPolicy.EXPLICIT, filter_subject="signals.normalized"
+            ),
+        )
+        for _ in range(20):
+            response = await gw.send(http, SIGNAL)
+            assert response.status_code == 202, response.text
+            await asyncio.sleep(0.05)  # several readings happen meanwhile
+        info = await js.consumer_info("SIGNALS", "left-behind")
+        assert info.num_pending == 21  # it is far behind, and the gateway knew: it read the consumers
+        assert gw.app.state.runtime.ingest.backlog.read_at > 0
+        assert gw.app.state.runtime.ingest.backlog.behind == 0
+
+
+async def test_the_limit_0_turns_shedding_off_and_reads_nothing(
+    nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with running_gateway(settings_for(nats_server.url, max_signal_backlog=0)) as gw:
+            await gw.send(http, SIGNAL)
+            await slow_reader(nc, js)
+            for _ in range(10):
+                assert (await gw.send(http, SIGNAL)).status_code == 202
+                await asyncio.sleep(0.05)
+            info = await js.consumer_info("SIGNALS", SLOW)
+            assert (info.num_pending, info.num_ack_pending) == (10, 1)  # 11 stored, 1 taken, far over the limit
+            assert gw.app.state.runtime.ingest.backlog.read_at < 0  # never read
+    finally:
+        await nc.close()
