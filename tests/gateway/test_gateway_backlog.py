@@ -5,14 +5,19 @@ keeps its own answer. Real nats-server, real uvicorn gateway, real consumers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import httpx
 import nats
+import pytest
 from nats.js import api
 
 from bus.embedded import EmbeddedNats
+from bus.jetstream import ensure_streams
 from gateway import signing
+from gateway.backlog import LIVE_S, STALE_S, Backlog
+from gateway.errors import Problem
 from tests.conftest import stream_count, wait_for
 from tests.gateway.kit import SLOW, running_gateway, settings_for, slow_reader
 from tests.gateway.test_gateway_standard import SIGNAL, problem
@@ -108,3 +113,48 @@ async def test_the_limit_0_turns_shedding_off_and_reads_nothing(
             assert gw.app.state.runtime.ingest.backlog.read_at < 0  # never read
     finally:
         await nc.close()
+
+
+async def test_a_reader_counts_while_it_moves_and_stops_counting_once_it_has_not_for_live_s(
+    js: nats.js.JetStreamContext,
+) -> None:
+    """The liveness rule on a real server, with the loop clock stepped by hand: a reader first seen with no pull
+    open counts only once its delivered position moves, and stops counting LIVE_S after it last moved."""
+    await ensure_streams(js)
+    for n in range(5):
+        await js.publish("signals.normalized", json.dumps({"n": n}).encode())
+    await js.add_consumer(
+        "SIGNALS",
+        api.ConsumerConfig(
+            durable_name="mover", ack_policy=api.AckPolicy.EXPLICIT, filter_subject="signals.normalized"
+        ),
+    )
+    now = [100.0]
+    backlog = Backlog(js, limit=1, retry_after_s=1, time=lambda: now[0])
+
+    await backlog.read()  # first seen, no pull open, never moved: not waited for
+    assert (backlog.behind, backlog.slowest) == (0, None)
+    backlog.check()
+
+    sub = await js.pull_subscribe("signals.normalized", durable="mover", stream="SIGNALS")
+    [taken] = await sub.fetch(1, timeout=2)  # it moves; the fetch is answered, so no pull stays open
+    now[0] += 1
+    await backlog.read()
+    assert (backlog.behind, backlog.slowest) == (5, "mover")  # 4 not delivered + 1 not acknowledged
+    with pytest.raises(Problem) as refused:
+        backlog.check()
+    assert refused.value.code == "pipeline_behind" and refused.value.headers == {"Retry-After": "1"}
+
+    now[0] += LIVE_S - 1  # still within LIVE_S of its last move
+    await backlog.read()
+    assert backlog.behind == 5
+    now[0] += 2  # LIVE_S since it last moved: gone
+    await backlog.read()
+    assert (backlog.behind, backlog.slowest) == (0, None)
+    backlog.check()
+
+    now[0] += STALE_S + 1  # and a reading over the limit that has gone stale says nothing
+    backlog.behind, backlog.read_at = 5, now[0] - STALE_S - 0.5
+    backlog._asked_at = now[0]  # no new reading now
+    backlog.check()
+    await taken.ack()
