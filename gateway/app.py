@@ -101,7 +101,9 @@ def create_app(settings: GatewaySettings, clock: Clock | None = None) -> FastAPI
                 duplicate_window_s=window_s,
                 tolerance_s=settings.tolerance_s,
             )
-        backlog = Backlog(admin, settings.max_signal_backlog, settings.retry_after_s)
+        backlog = Backlog(
+            admin, settings.max_signal_backlog, settings.retry_after_s, max_wait_s=settings.max_signal_wait_s
+        )
         runtime.ingest = Ingest(
             settings, runtime.clock, nc, js, seen, idem, stream_dedupes_webhook_ids=dedupes, backlog=backlog
         )

@@ -22,6 +22,11 @@ gateway_signal_backlog = Gauge(
     "Signals the slowest live durable reader of SIGNALS has yet to take or acknowledge, at the last reading "
     "(gateway.backlog; read only while webhooks arrive)",
 )
+gateway_signal_wait_seconds = Gauge(
+    "gateway_signal_wait_seconds",
+    "How long before the newest signal the oldest one a live durable reader of SIGNALS has not acknowledged was "
+    "stored, at the last reading (gateway.backlog)",
+)
 # webhook outcomes by code: gateway_webhooks_received_total{outcome} holds "accepted", "duplicate" or the error code
 
 # mcp_server (bridge)

@@ -28,7 +28,9 @@ async def test_a_live_reader_too_far_behind_gets_503_pipeline_behind_and_nothing
 ) -> None:
     nc = await nats.connect(nats_server.url)
     try:
-        async with running_gateway(settings_for(nats_server.url, max_signal_backlog=3, retry_after_s=1)) as gw:
+        async with running_gateway(
+            settings_for(nats_server.url, max_signal_backlog=3, max_signal_wait_s=0, retry_after_s=1)
+        ) as gw:
             await gw.send(http, SIGNAL)  # the gateway has made the streams
             await slow_reader(nc, js)
             stored = 1
@@ -97,12 +99,47 @@ async def test_a_reader_that_is_gone_does_not_close_the_gateway(
         assert gw.app.state.runtime.ingest.backlog.behind == 0
 
 
-async def test_the_limit_0_turns_shedding_off_and_reads_nothing(
+async def test_a_signal_left_waiting_longer_than_the_wait_limit_gets_503_pipeline_behind_however_short_the_backlog(
+    nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
+) -> None:
+    """The wait limit is in time, measured on the server: the slow reader's oldest unacknowledged signal was stored
+    more than max_signal_wait_s before the newest, while the count is far under its limit."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        settings = settings_for(nats_server.url, max_signal_backlog=1000, max_signal_wait_s=0.5, retry_after_s=1)
+        async with running_gateway(settings) as gw:
+            await gw.send(http, SIGNAL)
+            await slow_reader(nc, js)  # it takes that one signal and never acknowledges it
+            assert (await gw.send(http, SIGNAL)).status_code == 202  # stored at once: nothing has waited yet
+            await asyncio.sleep(0.8)
+            refused: httpx.Response | None = None
+            for _ in range(40):
+                response = await gw.send(http, SIGNAL)
+                if response.status_code != 202:
+                    refused = response
+                    break
+                await asyncio.sleep(0.05)
+            assert refused is not None, "no signal was refused while one waited over 0.5 s"
+            body = problem(refused, 503, "pipeline_behind")
+            detail = str(body["detail"])
+            assert SLOW in detail and "limit of 0.5 s" in detail and "MAX_SIGNAL_WAIT_S" in detail, detail
+            waited = float(re.search(r"has waited ([0-9.]+) s", detail).group(1))  # type: ignore[union-attr]
+            assert waited >= 0.8
+            backlog = gw.app.state.runtime.ingest.backlog
+            assert backlog.behind < 1000 and backlog.waited_on == SLOW
+            metrics = (await http.get(f"{gw.base}/metrics")).text
+            assert float(re.search(r"^gateway_signal_wait_seconds ([0-9.]+)$", metrics, re.M).group(1)) >= 0.8  # type: ignore[union-attr]
+    finally:
+        await nc.close()
+
+
+async def test_both_limits_0_turn_shedding_off_and_read_nothing(
     nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
 ) -> None:
     nc = await nats.connect(nats_server.url)
     try:
-        async with running_gateway(settings_for(nats_server.url, max_signal_backlog=0)) as gw:
+        settings = settings_for(nats_server.url, max_signal_backlog=0, max_signal_wait_s=0)
+        async with running_gateway(settings) as gw:
             await gw.send(http, SIGNAL)
             await slow_reader(nc, js)
             for _ in range(10):
