@@ -21,6 +21,10 @@ its delivered position moved within LIVE_S (loop time, no wall clocks compared).
 stopped by its operator, an agent's durable left behind) does not close the gateway: what piles up behind it is
 its outage, dealt with when it returns.
 
+An agent's reader (durable `agent`, `agent-<account>`: decisions.agent) is not waited for either: it holds a signal
+for a whole conversation with the model (seconds to minutes) by design, and skips what went stale meanwhile itself;
+counting it would close the gateway for every account during each conversation.
+
 The limit is one for all accounts, on purpose: the readers share one stream, so a signal routed to any account
 lands in every reader's queue (a reader skips what is not routed to it, in turn), and a signal for account B
 accepted while account A's bridge is behind still lengthens A's wait for its own signals.
@@ -46,6 +50,13 @@ REFRESH_S = 0.25  # at most one reading this often while webhooks arrive
 STALE_S = 2.0  # a reading older than this says nothing (accept)
 LIVE_S = 15.0  # a reader without an open pull whose position has not moved for this long is not waited for
 READ_TIMEOUT_S = 1.0
+# decisions.agent.service.DURABLE (applications do not import each other; tests/gateway ties the two)
+UNWAITED_READERS = ("agent",)
+
+
+def waited_for(durable: str) -> bool:
+    """Whether the gateway sheds load for this reader's backlog (not for an agent's: see above)."""
+    return not any(durable == base or durable.startswith(base + "-") for base in UNWAITED_READERS)
 
 
 @dataclass
@@ -140,8 +151,8 @@ class Backlog:
         live = []
         for info in infos:
             name = info.config.durable_name
-            if not name:
-                continue  # an ordered reader (an MCP server's signal log) only shows signals; it decides nothing
+            if not name or not waited_for(name):
+                continue  # an ordered reader (an MCP server's signal log) only shows signals; an agent's, see above
             delivered = info.delivered.stream_seq if info.delivered else 0
             waiting = (info.num_waiting or 0) > 0
             known = self.readers.get(name)

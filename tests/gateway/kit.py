@@ -171,13 +171,13 @@ async def _open_pull(nc: nats.NATS, durable: str, inbox: str) -> None:
     await nc.flush()
 
 
-async def slow_reader(nc: nats.NATS, js: nats.js.JetStreamContext) -> None:
+async def slow_reader(nc: nats.NATS, js: nats.js.JetStreamContext, durable: str = SLOW) -> None:
     """A durable reader that takes one signal and never acknowledges it: with max_ack_pending 1 its next pull
     stays open on the server, so it is alive, and everything after its first signal waits for it."""
     await js.add_consumer(
         "SIGNALS",
         api.ConsumerConfig(
-            durable_name=SLOW,
+            durable_name=durable,
             ack_policy=api.AckPolicy.EXPLICIT,
             max_ack_pending=1,
             ack_wait=300,
@@ -186,5 +186,5 @@ async def slow_reader(nc: nats.NATS, js: nats.js.JetStreamContext) -> None:
     )
     inbox = nc.new_inbox()
     await nc.subscribe(inbox)  # deliveries land here and are never acknowledged
-    await _open_pull(nc, SLOW, inbox)
-    await _open_pull(nc, SLOW, inbox)
+    await _open_pull(nc, durable, inbox)
+    await _open_pull(nc, durable, inbox)

@@ -15,8 +15,9 @@ from nats.js import api
 
 from bus.embedded import EmbeddedNats
 from bus.jetstream import ensure_streams
+from decisions.agent.service import durable_of
 from gateway import signing
-from gateway.backlog import LIVE_S, STALE_S, Backlog
+from gateway.backlog import LIVE_S, STALE_S, Backlog, waited_for
 from gateway.errors import Problem
 from tests.conftest import stream_count, wait_for
 from tests.gateway.kit import SLOW, running_gateway, settings_for, slow_reader
@@ -195,3 +196,28 @@ async def test_a_reader_counts_while_it_moves_and_stops_counting_once_it_has_not
     backlog._asked_at = now[0]  # no new reading now
     backlog.check()
     await taken.ack()
+
+
+async def test_an_agents_reader_holding_a_signal_for_its_conversation_closes_nothing(
+    nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
+) -> None:
+    """The agent holds each signal for a whole conversation with the model: its wait is by design, and the gateway
+    does not shed for it (the same slow reader under another name is refused: the first test)."""
+    assert waited_for("bridge") and waited_for("bridge-momo") and waited_for("execsim-market")
+    assert waited_for("agentx") and waited_for("authority-market-agent")
+    assert not waited_for(durable_of("paper")) and not waited_for(durable_of("momo"))
+    nc = await nats.connect(nats_server.url)
+    try:
+        settings = settings_for(nats_server.url, max_signal_backlog=3, max_signal_wait_s=0.3)
+        async with running_gateway(settings) as gw:
+            await gw.send(http, SIGNAL)
+            await slow_reader(nc, js, durable_of("paper"))
+            for _ in range(15):
+                assert (await gw.send(http, SIGNAL)).status_code == 202
+                await asyncio.sleep(0.05)
+            info = await js.consumer_info("SIGNALS", durable_of("paper"))
+            assert (info.num_pending, info.num_ack_pending, info.num_waiting) == (15, 1, 1)  # far over both limits
+            backlog = gw.app.state.runtime.ingest.backlog
+            assert backlog.read_at > 0 and (backlog.behind, backlog.waited_s) == (0, 0.0)
+    finally:
+        await nc.close()
