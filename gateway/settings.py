@@ -85,9 +85,9 @@ class GatewaySettings(BaseSettings):
     max_signal_wait_s: float = Field(
         default=2.0,
         ge=0,
-        description="While a live reader of the signal stream has left a signal unacknowledged for longer than this "
-        "(it was stored this long before the newest), new signals get 503 pipeline_behind (gateway.backlog); keep "
-        "it well under the authority's signal-age limit (5 s); 0 turns it off",
+        description="While a signal accepted now would wait longer than this for a live reader of the signal stream "
+        "(its backlog over the rate it acknowledges at), new signals get 503 pipeline_behind (gateway.backlog); "
+        "keep it well under the authority's signal-age limit (5 s); 0 turns it off",
     )
 
     _by_name: dict[str, SourceConfig] = PrivateAttr(default_factory=dict)

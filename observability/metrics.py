@@ -24,8 +24,8 @@ gateway_signal_backlog = Gauge(
 )
 gateway_signal_wait_seconds = Gauge(
     "gateway_signal_wait_seconds",
-    "How long before the newest signal the oldest one a live durable reader of SIGNALS has not acknowledged was "
-    "stored, at the last reading (gateway.backlog)",
+    "The longest wait a signal accepted now would have before a live durable reader of SIGNALS takes it: its "
+    "backlog over the rate it acknowledges at, at the last reading (gateway.backlog)",
 )
 # webhook outcomes by code: gateway_webhooks_received_total{outcome} holds "accepted", "duplicate" or the error code
 

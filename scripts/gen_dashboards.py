@@ -87,13 +87,13 @@ SIGNAL_FLOW = [
     Panel(
         "Gateway load shedding (pipeline_behind)",
         [
-            ("max(gateway_signal_wait_seconds)", "oldest signal waited (s)"),
+            ("max(gateway_signal_wait_seconds)", "a new signal would wait (s)"),
             ("max(gateway_signal_backlog)", "slowest reader's backlog (signals)"),
             (f'sum(rate(gateway_webhooks_received_total{{outcome="pipeline_behind"}}{RATE}))', "refused /s"),
         ],
-        description="The gateway refuses new signals (503 pipeline_behind) while a live reader of SIGNALS has left "
-        "one waiting over TRADING_MCP_MAX_SIGNAL_WAIT_S (2 s) or is over TRADING_MCP_MAX_SIGNAL_BACKLOG (1,000) "
-        "behind; see RUNBOOK, 'The gateway answers pipeline_behind'.",
+        description="The gateway refuses new signals (503 pipeline_behind) while a live reader of SIGNALS would "
+        "make a new one wait over TRADING_MCP_MAX_SIGNAL_WAIT_S (2 s) or is over TRADING_MCP_MAX_SIGNAL_BACKLOG "
+        "(1,000) behind; see RUNBOOK, 'The gateway answers pipeline_behind'.",
     ),
     Panel(
         "Publish errors",

@@ -5,6 +5,7 @@ keeps its own answer. Real nats-server, real uvicorn gateway, real consumers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 
@@ -100,38 +101,88 @@ async def test_a_reader_that_is_gone_does_not_close_the_gateway(
         assert gw.app.state.runtime.ingest.backlog.behind == 0
 
 
-async def test_a_signal_left_waiting_longer_than_the_wait_limit_gets_503_pipeline_behind_however_short_the_backlog(
+async def test_a_reader_too_slow_for_the_rate_sent_gets_503_pipeline_behind_on_the_wait_limit_before_the_count(
     nats_server: EmbeddedNats, http: httpx.AsyncClient, js: nats.js.JetStreamContext
 ) -> None:
-    """The wait limit is in time, measured on the server: the slow reader's oldest unacknowledged signal was stored
-    more than max_signal_wait_s before the newest, while the count is far under its limit."""
-    nc = await nats.connect(nats_server.url)
-    try:
-        settings = settings_for(nats_server.url, max_signal_backlog=1000, max_signal_wait_s=0.5, retry_after_s=1)
-        async with running_gateway(settings) as gw:
-            await gw.send(http, SIGNAL)
-            await slow_reader(nc, js)  # it takes that one signal and never acknowledges it
-            assert (await gw.send(http, SIGNAL)).status_code == 202  # stored at once: nothing has waited yet
-            await asyncio.sleep(0.8)
+    """A reader that acknowledges 4 signals a second while ~15 a second arrive: its backlog over its rate passes the
+    wait limit (0.5 s) long before the count limit (1,000)."""
+    async with running_gateway(settings_for(nats_server.url, max_signal_wait_s=0.5, retry_after_s=1)) as gw:
+        await gw.send(http, SIGNAL)
+        sub = await js.pull_subscribe("signals.normalized", durable="trickle", stream="SIGNALS")
+
+        async def trickle() -> None:
+            while True:
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    for msg in await sub.fetch(1, timeout=1):
+                        await msg.ack()
+                await asyncio.sleep(0.25)
+
+        reading = asyncio.create_task(trickle())
+        try:
             refused: httpx.Response | None = None
-            for _ in range(40):
+            for _ in range(150):
                 response = await gw.send(http, SIGNAL)
                 if response.status_code != 202:
                     refused = response
                     break
-                await asyncio.sleep(0.05)
-            assert refused is not None, "no signal was refused while one waited over 0.5 s"
-            body = problem(refused, 503, "pipeline_behind")
-            detail = str(body["detail"])
-            assert SLOW in detail and "limit of 0.5 s" in detail and "MAX_SIGNAL_WAIT_S" in detail, detail
-            waited = float(re.search(r"has waited ([0-9.]+) s", detail).group(1))  # type: ignore[union-attr]
-            assert waited >= 0.8
-            backlog = gw.app.state.runtime.ingest.backlog
-            assert backlog.behind < 1000 and backlog.waited_on == SLOW
-            metrics = (await http.get(f"{gw.base}/metrics")).text
-            assert float(re.search(r"^gateway_signal_wait_seconds ([0-9.]+)$", metrics, re.M).group(1)) >= 0.8  # type: ignore[union-attr]
-    finally:
-        await nc.close()
+                await asyncio.sleep(0.06)
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+        assert refused is not None, "no signal was refused while the reader fell behind at 4/s"
+        body = problem(refused, 503, "pipeline_behind")
+        detail = str(body["detail"])
+        assert "trickle" in detail and "limit of 0.5 s" in detail and "MAX_SIGNAL_WAIT_S" in detail, detail
+        assert float(re.search(r"would wait ([0-9.]+) s", detail).group(1)) > 0.5  # type: ignore[union-attr]
+        backlog = gw.app.state.runtime.ingest.backlog
+        assert 0 < backlog.behind < 1000 and backlog.waited_on == "trickle"
+        assert 2 <= backlog.readers["trickle"].rate <= 8  # about the 4/s it acknowledged at
+        metrics = (await http.get(f"{gw.base}/metrics")).text
+        assert float(re.search(r"^gateway_signal_wait_seconds ([0-9.]+)$", metrics, re.M).group(1)) > 0.5  # type: ignore[union-attr]
+
+
+async def test_the_projected_wait_is_the_backlog_over_the_rate_of_a_full_window_and_a_reader_back_from_a_restart_drains(
+    js: nats.js.JetStreamContext,
+) -> None:
+    """The wait limit on a real server with the loop clock stepped by hand: no rate before a full window; then the
+    backlog over the rate; a reader draining fast (back from a restart) projects a short wait whatever piled up;
+    one that stops moving projects nothing; a gap between readings starts a new window."""
+    await ensure_streams(js)
+    for n in range(20):
+        await js.publish("signals.normalized", json.dumps({"n": n}).encode())
+    sub = await js.pull_subscribe("signals.normalized", durable="mover", stream="SIGNALS")
+    now = [100.0]
+    backlog = Backlog(js, limit=0, retry_after_s=1, max_wait_s=2.0, time=lambda: now[0])
+
+    async def take(n: int) -> None:
+        for msg in await sub.fetch(n, timeout=2):
+            await msg.ack_sync()  # the server has it before the next reading
+
+    await backlog.read()  # first seen, with no pull open: not yet waited for
+    await take(2)
+    now[0] = 100.5
+    await backlog.read()  # it moved: waited for, but half a window says no rate yet
+    assert (backlog.behind, backlog.wait_s) == (18, 0.0)
+    backlog.check()
+    await take(2)
+    now[0] = 101.0
+    await backlog.read()  # 4 acknowledged over 1 s: 16 left at 4/s
+    assert backlog.readers["mover"].rate == 4.0 and (backlog.behind, backlog.wait_s) == (16, 4.0)
+    with pytest.raises(Problem) as refused:
+        backlog.check()
+    assert refused.value.code == "pipeline_behind" and "would wait 4.0 s" in refused.value.detail
+    await take(12)
+    now[0] = 102.0
+    await backlog.read()  # draining fast: 12 in 1 s, 4 left
+    assert backlog.readers["mover"].rate == 12.0 and backlog.wait_s == pytest.approx(4 / 12)
+    backlog.check()
+    now[0] = 103.0
+    await backlog.read()  # not moving: no rate, no projected wait (the count limit is what holds then)
+    assert backlog.readers["mover"].rate == 0.0 and (backlog.behind, backlog.wait_s) == (4, 0.0)
+    await take(2)
+    now[0] = 103.0 + STALE_S + 5
+    await backlog.read()  # after a gap: a new window, no rate from across it
+    assert backlog.readers["mover"].rate == 0.0 and backlog.readers["mover"].floor == 18
 
 
 async def test_both_limits_0_turn_shedding_off_and_read_nothing(
@@ -218,6 +269,6 @@ async def test_an_agents_reader_holding_a_signal_for_its_conversation_closes_not
             info = await js.consumer_info("SIGNALS", durable_of("paper"))
             assert (info.num_pending, info.num_ack_pending, info.num_waiting) == (15, 1, 1)  # far over both limits
             backlog = gw.app.state.runtime.ingest.backlog
-            assert backlog.read_at > 0 and (backlog.behind, backlog.waited_s) == (0, 0.0)
+            assert backlog.read_at > 0 and (backlog.behind, backlog.wait_s) == (0, 0.0)
     finally:
         await nc.close()
