@@ -15,7 +15,8 @@ flood, what became of the signals sent right after it (20 at 10/s: traded, or de
 webhook → fill latency p50 / p99 of the first and last 1,000 accepted signals (send of the request → the fill
 seen by the bench; the run drains for at most `--drain` s), and CPU ms per accepted signal of each process
 (utime + stime from /proc, flood start to the end of the drain). Asserts nothing (never a test). Two cores shared
-with other work: compare ratios of one run, repeat. `--max-signal-backlog 0` runs the gateway without shedding.
+with other work: compare ratios of one run, repeat. `--max-signal-backlog 0 --max-signal-wait-s 0` runs the gateway
+without load shedding.
 
 Run: .venv/bin/python bench/pipeline_vs_gateway.py [--seconds 30] [--concurrency 16] [--rate 0] [--keep]
 Services log at INFO (as deployed) unless --log-level says otherwise.
@@ -416,7 +417,13 @@ def main() -> None:
         "--max-signal-backlog",
         type=int,
         default=1000,
-        help="the gateway's TRADING_MCP_MAX_SIGNAL_BACKLOG (default 1000, the product's; 0: no load shedding)",
+        help="the gateway's TRADING_MCP_MAX_SIGNAL_BACKLOG (default 1000, the product's; 0: no count limit)",
+    )
+    parser.add_argument(
+        "--max-signal-wait-s",
+        type=float,
+        default=2.0,
+        help="the gateway's TRADING_MCP_MAX_SIGNAL_WAIT_S (default 2, the product's; 0: no wait limit)",
     )
     parser.add_argument(
         "--ignore-retry-after",
@@ -442,6 +449,7 @@ def main() -> None:
             TRADING_MCP_LOG_LEVEL=args.log_level,
             TRADING_MCP_WEBHOOK_SECRET=secret,
             TRADING_MCP_MAX_SIGNAL_BACKLOG=str(args.max_signal_backlog),
+            TRADING_MCP_MAX_SIGNAL_WAIT_S=str(args.max_signal_wait_s),
             **{authority_key.ENV: secrets.token_urlsafe(32)},
         )
         services = [
