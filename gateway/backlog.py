@@ -144,8 +144,9 @@ class Backlog:
             name = info.config.durable_name
             if not name or not waited_for(name):
                 continue  # an ordered reader (an MCP server's signal log) only shows signals; an agent's, see above
-            reader = current[name] = self._reader(name, info, now)
-            if not (info.num_waiting or 0) > 0 and now - reader.moved_at > LIVE_S:
+            waiting = (info.num_waiting or 0) > 0  # a pull request open on the server
+            reader = current[name] = self._reader(name, info, waiting, now)
+            if not waiting and now - reader.moved_at > LIVE_S:
                 continue  # gone: no pull open and not moving
             backlog = (info.num_pending or 0) + (info.num_ack_pending or 0)
             if backlog > behind:
@@ -157,13 +158,12 @@ class Backlog:
         metrics.gateway_signal_backlog.set(behind)
         metrics.gateway_signal_wait_seconds.set(wait_s)
 
-    def _reader(self, name: str, info: api.ConsumerInfo, now: float) -> Reader:
+    def _reader(self, name: str, info: api.ConsumerInfo, waiting: bool, now: float) -> Reader:
         """This reading of one reader, from the last: whether its position moved, and its rate once a window is
         full (a window starts again after a gap of more than STALE_S between readings: an idle gateway read
         nothing, and a rate over the gap would mean nothing)."""
         delivered = info.delivered.stream_seq if info.delivered else 0
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
-        waiting = (info.num_waiting or 0) > 0
         known = self.readers.get(name)
         if known is None:
             return Reader(delivered, now if waiting else -math.inf, floor, now)
