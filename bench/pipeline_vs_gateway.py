@@ -279,7 +279,15 @@ async def run(
                     rss.append({n: proc_rss_mb(p) for n, p in pids.items()})
                     await asyncio.sleep(args.seconds / 20)
 
+            cpu_marks: list[tuple[float, dict[str, float]]] = []  # --timeline: every service's CPU per window
+
+            async def sample_cpu() -> None:
+                while True:
+                    cpu_marks.append((time.monotonic(), {n: proc_cpu_s(p) or 0.0 for n, p in pids.items()}))
+                    await asyncio.sleep(args.timeline)
+
             sampler = asyncio.create_task(sample_rss())
+            cpu_sampler = asyncio.create_task(sample_cpu()) if args.timeline else None
             elapsed = await flood(
                 by_name["gateway"].port,
                 senders,
@@ -290,6 +298,9 @@ async def run(
                 honour_retry_after=not args.ignore_retry_after,
             )
             sampler.cancel()
+            if cpu_sampler is not None:
+                cpu_sampler.cancel()
+                cpu_marks.append((time.monotonic(), {n: proc_cpu_s(p) or 0.0 for n, p in pids.items()}))
             rss.append({n: proc_rss_mb(p) for n, p in pids.items()})
             counting[0] = False
             intents1, denials1 = await decided_count(js)
@@ -372,6 +383,17 @@ async def run(
             print(
                 f"    {w * args.timeline:6.0f} s  {pct(values, 0.5):6.1f} / {pct(values, 0.99):6.1f} / "
                 f"{max(values):6.1f}  ({len(values)})"
+            )
+        # CPU a signal per window (sampled while sending, so the work of a window's signals lands mostly in it)
+        services = [n for n in pids if n != "bench (client)"]
+        print("  CPU ms per accepted signal by window: " + ", ".join(services) + ", all")
+        for (t_a, c_a), (t_b, c_b) in zip(cpu_marks, cpu_marks[1:], strict=False):
+            n_sent = sum(1 for n in ours if t_a <= sent.sent[n] < t_b)
+            if n_sent == 0:
+                continue
+            per = [1000 * (c_b[n] - c_a[n]) / n_sent for n in services]
+            print(
+                f"    {t_a - cpu_marks[0][0]:6.0f} s  " + " ".join(f"{v:5.2f}" for v in per) + f"  {sum(per):5.2f}"
             )
     print(f"  CPU per accepted signal (flood + drain, {wall:.0f} s)     RSS MB   idle CPU ms/s (before the flood)")
     total_ms = idle_total = 0.0

@@ -607,6 +607,33 @@ class Follower:
             await self._sub.unsubscribe()
 
 
+async def read_range(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    subject: str,
+    first: int,
+    last: int,
+    handler: Callable[[Msg], Any],
+    timeout: float = 60.0,
+) -> None:
+    """Hand `handler` every message of `subject` stored at sequences `first`..`last` of `stream`, in order (an
+    ordered read of that window only, not of what came before it; a message past `last` is not handed over)."""
+    if last < first:
+        return
+
+    def within(msg: Msg) -> Any:
+        return handler(msg) if msg.metadata.sequence.stream <= last else None
+
+    follower = Follower(js, stream=stream, subject=subject, handler=within, after=first - 1)
+    await follower.start()
+    try:
+        async with asyncio.timeout(timeout), follower.progress:  # done at `last`, or at the subject's end
+            await follower.progress.wait_for(lambda: follower.applied_seq >= last or follower.caught_up.is_set())
+    finally:
+        await follower.stop()
+
+
 async def consume_batches(
     js: JetStreamContext,
     *,
