@@ -16,7 +16,7 @@ Publish permissions (subscribe: everything, for every role), besides the common 
 - admin (provisioning, `trading-mcp reset`): everything;
 - authority (the order authority): decisions.order_intent, decisions.risk_denied, decisions.order_cancel,
   account.> (its journal), orders.> (replies), $KV.ACCOUNT_SNAPSHOT.>; it may answer requests;
-- execsim (the execution simulator): executions.>;
+- execsim (the execution simulator): executions.>, $KV.EXECSIM_SNAPSHOT.>;
 - gateway (webhook gateways): signals.>, $KV.webhook_ids.>, $KV.idempotency_keys.>, and it may create
   exactly those two KV streams (their TTLs are gateway settings);
 - mcp (MCP servers, the bridge, the agent): orders.request.>, decisions.agent;
@@ -82,7 +82,7 @@ PUBLISH: dict[str, tuple[str, ...]] = {
         "$KV.ACCOUNT_SNAPSHOT.>",
         "$KV.ACCOUNT_LEASES.>",
     ),
-    "execsim": ("executions.>", "$KV.ACCOUNT_LEASES.>"),
+    "execsim": ("executions.>", "$KV.EXECSIM_SNAPSHOT.>", "$KV.ACCOUNT_LEASES.>"),
     "gateway": (
         "signals.>",
         *(f"$KV.{b}.>" for b in GATEWAY_BUCKETS),

@@ -54,15 +54,15 @@ class StaleSnapshot(ValueError):
     """The snapshot is not of the journal the reader folds (reset, re-created, or behind its own parts)."""
 
 
-async def _bucket(js: JetStreamContext, create: bool = False) -> KeyValue | None:
+async def open_bucket(js: JetStreamContext, create: bool = False, bucket: str = BUCKET) -> KeyValue | None:
     try:
-        return await js.key_value(BUCKET)
+        return await js.key_value(bucket)
     except BucketNotFoundError:
         if not create:
             return None
     from bus.embedded import KV_BUCKETS  # provisioning's bucket config (a locked bus: the admin made it already)
 
-    config = next(b for b in KV_BUCKETS if b.bucket == BUCKET)
+    config = next(b for b in KV_BUCKETS if b.bucket == bucket)
     return await create_key_value(js, config)
 
 
@@ -190,27 +190,40 @@ async def write_snapshot(js: JetStreamContext, account: str, seq: int, data: dic
         if data.get("seq") != seq or data.get("account_id") != account:
             raise ValueError(f"the snapshot is of {data.get('account_id')}@{data.get('seq')}, not {account}@{seq}")
         blob = await asyncio.to_thread(_encode, data)
-    kv = await _bucket(js, create=True)
+    kv = await open_bucket(js, create=True)
     assert kv is not None
     identity = await _journal_identity(js, account, seq)
-    previous = await _read_head(kv, account)
+    await put_parts(kv, account, blob, {"format": FORMAT, "seq": seq, **identity, "encoding": ENCODING})
+    return len(blob)
+
+
+async def put_parts(kv: KeyValue, key: str, blob: bytes, head: dict[str, Any]) -> None:
+    """Store `blob` under `key` in parts (`<key>.<i>`, written first), then the head (`key`: `head` with the parts'
+    count, size and digest); a previous snapshot's extra parts are deleted after."""
+    previous = await _read_head(kv, key)
     parts = list(_parts(blob))
     for i, part in enumerate(parts):
-        await kv.put(f"{account}.{i}", part)
-    head = {
-        "format": FORMAT,
-        "seq": seq,
-        **identity,
-        "encoding": ENCODING,
-        "parts": len(parts),
-        "size": len(blob),
-        "sha256": hashlib.sha256(blob).hexdigest(),
-    }
-    await kv.put(account, json.dumps(head).encode())
+        await kv.put(f"{key}.{i}", part)
+    digest = hashlib.sha256(blob).hexdigest()
+    await kv.put(key, json.dumps({**head, "parts": len(parts), "size": len(blob), "sha256": digest}).encode())
     for i in range(len(parts), int(previous.get("parts", 0)) if previous else 0):
         with contextlib.suppress(Exception):
-            await kv.delete(f"{account}.{i}")
-    return len(blob)
+            await kv.delete(f"{key}.{i}")
+
+
+async def get_parts(kv: KeyValue, key: str) -> tuple[dict[str, Any], bytes] | None:
+    """The head and blob `put_parts` stored under `key`, or None when there is none. A blob whose parts are not the
+    head's (another snapshot was being written) is read once more, then StaleSnapshot."""
+    for attempt in (1, 2):
+        head = await _read_head(kv, key)
+        if head is None:
+            return None
+        try:
+            return head, await _read_blob(kv, key, head)
+        except (StaleSnapshot, KeyNotFoundError):
+            if attempt == 2:
+                raise
+    return None
 
 
 async def _read_head(kv: KeyValue, account: str) -> dict[str, Any] | None:
@@ -246,7 +259,7 @@ async def read_snapshot(js: JetStreamContext, account: str, clock: Clock | None 
     """The account's newest usable snapshot and its journal sequence, or None (no bucket, no snapshot, another
     format, unreadable or stale: logged); the caller then folds the journal after that sequence (or from 1)."""
     try:
-        kv = await _bucket(js)
+        kv = await open_bucket(js)
         if kv is None:
             log.info("no snapshot of account %s (no %s bucket): folding its journal from the start", account, BUCKET)
             return None

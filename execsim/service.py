@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
+from typing import Any
 
 import structlog
 import uvicorn
@@ -51,9 +52,11 @@ from bus.accounts import load_accounts
 from bus.authority_key import HEADER as SIGNATURE_HEADER
 from bus.authority_key import load_or_create_key, verify
 from bus.embedded import default_data_dir
-from bus.jetstream import Follower, connect, consume_batches, ensure_streams, publish
+from bus.jetstream import Follower, connect, consume_batches, ensure_streams, publish, read_range
 from bus.ownership import Ownership, default_member
+from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_parts
 from execsim.engine import Engine, Event
+from execsim.fold import FINISHED_KEPT, StreamFold
 from execsim.settings import ExecSimSettings
 from observability import metrics
 from observability.consumer_lag import watch_consumer_lag
@@ -103,9 +106,6 @@ def _client_order_id(data: bytes) -> str | None:
     return coid if isinstance(coid, str) else None
 
 
-FINISHED_KEPT = 1_000  # finished orders the engine keeps whole; older ones are only remembered as used ids
-
-
 class FinishedOrders:
     """Keeps the simulator's memory flat: once more than FINISHED_KEPT orders have finished, the oldest leaves the
     engine (`Engine.forget`) and only its id's 64-bit key stays (`tools.account.order_key`), so an intent for it
@@ -130,6 +130,10 @@ class FinishedOrders:
             self._held.discard(old)
             if engine.forget(old):
                 self._forgotten.add(order_key(old))
+
+    def forget_keys(self, keys: set[int]) -> None:
+        """Orders that finished and left before (a rebuild's fold): still handled, never kept whole."""
+        self._forgotten |= keys
 
     def __len__(self) -> int:
         return len(self._forgotten)
@@ -314,6 +318,7 @@ class ExecSimService:
                 metrics.exec_sim_reports_total.labels(event.status).inc()
 
     async def _rebuild(self) -> None:
+        started = time.perf_counter()
         fresh = Engine(self.engine.clock, self.engine.config, fence=self.engine.fence)
         finished = FinishedOrders()
         known = await rebuild(
@@ -327,30 +332,137 @@ class ExecSimService:
         self.engine, self.finished = fresh, finished
         self._broken = False
         metrics.exec_sim_rebuilds_total.inc()
+        metrics.exec_sim_rebuild_seconds.observe(time.perf_counter() - started)
         log.warning("engine rebuilt from the streams after a failed publish", orders=known)
 
 
 # ---------------------------------------------------------------------- restart: rebuild from the streams
 
-ZERO = Decimal(0)
+SNAPSHOT_BUCKET = "EXECSIM_SNAPSHOT"
+SNAPSHOT_EVERY_S = 30.0  # the owner folds the streams' tails into its snapshot this often
+SNAPSHOT_STREAMS = ("EXECUTIONS", "DECISIONS", "SIGNALS")
 
 
-@dataclass
-class _Record:
-    status: str = "accepted"
-    filled: Decimal = ZERO
-    fills: int = 0
-    notional: Decimal = ZERO
-    triggered: bool = False
-    terminal: bool = False
-    fill_ids: set[str] = field(default_factory=set)
-
-
-async def _read(js: JetStreamContext, stream: str, subject: str, handler) -> None:  # type: ignore[no-untyped-def]
-    follower = Follower(js, stream=stream, subject=subject, handler=handler)
+async def _read_after(js: JetStreamContext, stream: str, subject: str, after: int, handler) -> None:  # type: ignore[no-untyped-def]
+    """Every message of `subject` after sequence `after`, to the stream's end as it is now."""
+    follower = Follower(js, stream=stream, subject=subject, handler=handler, after=after)
     await follower.start()
     await follower.caught_up.wait()
     await follower.stop()
+
+
+def _key_id(key: bytes | None) -> str:
+    """Which authority key a fold checked signatures with (a digest prefix; the key itself is never stored)."""
+    return "" if key is None else hashlib.sha256(b"execsim-fold:" + key).hexdigest()[:16]
+
+
+async def _stream_identity(js: JetStreamContext) -> dict[str, list[Any]]:
+    """Each stream the fold reads: its creation time and last sequence (a reset re-creates them)."""
+    out: dict[str, list[Any]] = {}
+    for name in SNAPSHOT_STREAMS:
+        info = await js.stream_info(name)
+        out[name] = [None if info.created is None else info.created.isoformat(), info.state.last_seq]
+    return out
+
+
+async def absorb_tails(
+    js: JetStreamContext, fold: StreamFold, market_durable: str | None, authority_key: bytes | None
+) -> None:
+    """Fold what the streams hold after `fold`'s sequences: EXECUTIONS, then DECISIONS (so every execution read has
+    its intent read), then SIGNALS up to the market consumer's ack floor (later bars will be delivered again)."""
+
+    def on_execution(msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        if msg.subject == Subject.EXECUTION_FILL.value:
+            fold.absorb_execution(seq, Fill.model_validate_json(msg.data))
+        elif msg.subject == Subject.EXECUTION_REPORT.value:
+            fold.absorb_execution(seq, OrderEvent.model_validate_json(msg.data))
+        else:
+            fold.exec_seq = max(fold.exec_seq, seq)
+
+    def on_decision(msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        payload: OrderIntent | OrderCancel | None = None
+        if msg.subject in COMMANDS and signed(authority_key, msg):
+            if msg.subject == Subject.ORDER_INTENT.value:
+                payload = OrderIntent.model_validate_json(msg.data)
+            else:
+                payload = OrderCancel.model_validate_json(msg.data)
+        fold.absorb_decision(seq, payload)
+
+    await _read_after(js, "EXECUTIONS", "executions.>", fold.exec_seq, on_execution)
+    await _read_after(js, "DECISIONS", "decisions.>", fold.decision_seq, on_decision)
+    fold.settle()
+    if market_durable is not None:
+        floor = await _ack_floor(js, "SIGNALS", market_durable)
+
+        def on_signal(msg: Msg) -> None:
+            signal = NormalizedSignal.model_validate_json(msg.data)
+            mine = fold.account is None or fold.account in signal.accounts
+            fold.absorb_bar(msg.metadata.sequence.stream, Bar.from_signal(signal) if mine else None)
+
+        await read_range(
+            js,
+            stream="SIGNALS",
+            subject=Subject.SIGNALS_NORMALIZED.value,
+            first=fold.signal_seq + 1,
+            last=floor,
+            handler=on_signal,
+        )
+
+
+async def read_fold(
+    js: JetStreamContext, account: str, market_durable: str | None, authority_key: bytes | None
+) -> StreamFold | None:
+    """The account's stored fold, if it is still one of these streams (not reset since, not ahead of them), made with
+    this authority key, and not past the market consumer's ack floor; else None (logged): fold from the start."""
+    try:
+        kv = await open_bucket(js, bucket=SNAPSHOT_BUCKET)
+        stored = None if kv is None else await get_parts(kv, account)
+        if stored is None:
+            log.info("no simulator snapshot: the streams are folded from the start", account=account)
+            return None
+        head, blob = stored
+        if head.get("encoding") != ENCODING or head.get("key") != _key_id(authority_key):
+            raise StaleSnapshot("another encoding or another authority key")
+        fold = await asyncio.to_thread(lambda: StreamFold.from_snapshot(json.loads(zlib.decompress(blob))))
+        now = await _stream_identity(js)
+        seqs = {"EXECUTIONS": fold.exec_seq, "DECISIONS": fold.decision_seq, "SIGNALS": fold.signal_seq}
+        for name, (created, last) in now.items():
+            if head["streams"].get(name, [None])[0] != created or seqs[name] > last:
+                raise StaleSnapshot(f"stream {name} is not the one the snapshot folded (reset or re-created)")
+        if market_durable is not None and fold.signal_seq > await _ack_floor(js, "SIGNALS", market_durable):
+            raise StaleSnapshot("the market consumer's ack floor is behind the snapshot")
+        if fold.account != account:
+            raise StaleSnapshot(f"the snapshot is of account {fold.account}")
+        log.info(
+            "simulator restored from its snapshot; folding the streams after it",
+            account=account,
+            executions=fold.exec_seq,
+            decisions=fold.decision_seq,
+            signals=fold.signal_seq,
+            orders=len(fold.intents),
+            forgotten=len(fold.forgotten),
+            size=len(blob),
+        )
+        return fold
+    except Exception as exc:  # stale, unreadable, another format: all alike
+        log.warning("simulator snapshot not used; folding the streams from the start", account=account, error=repr(exc))
+        return None
+
+
+async def write_fold(js: JetStreamContext, fold: StreamFold, authority_key: bytes | None) -> int:
+    """Store `fold` as its account's snapshot; returns its compressed size. Raises on failure (the caller logs)."""
+    assert fold.account is not None
+    kv = await open_bucket(js, create=True, bucket=SNAPSHOT_BUCKET)
+    assert kv is not None
+    streams = await _stream_identity(js)
+    blob = await asyncio.to_thread(
+        lambda: zlib.compress(json.dumps(fold.to_snapshot(), separators=(",", ":")).encode(), 1)
+    )
+    head = {"encoding": ENCODING, "key": _key_id(authority_key), "streams": streams}
+    await put_parts(kv, fold.account, blob, head)
+    return len(blob)
 
 
 async def rebuild(
@@ -361,95 +473,50 @@ async def rebuild(
     authority_key: bytes | None = None,
     account: str | None = None,
     finished: FinishedOrders | None = None,
+    fold: StreamFold | None = None,
 ) -> int:
     """Restore `engine` from the streams; returns the number of orders it knows again. With `authority_key`,
     intents and cancels not signed with it are skipped (the service ignored them too). With `account`, only
-    that account's orders and market data."""
-    records: dict[str, _Record] = {}
-
-    def mine(payload: Fill | OrderEvent | OrderIntent | OrderCancel) -> bool:
-        return account is None or payload.account == account
-
-    def on_execution(msg: Msg) -> None:
-        if msg.subject == Subject.EXECUTION_FILL.value:
-            fill = Fill.model_validate_json(msg.data)
-            if not mine(fill):
-                return
-            rec = records.setdefault(fill.client_order_id, _Record())
-            if fill.fill_id in rec.fill_ids:
-                return
-            rec.fill_ids.add(fill.fill_id)
-            rec.fills += 1
-            rec.filled += fill.quantity
-            rec.notional += fill.quantity * fill.price
-        elif msg.subject == Subject.EXECUTION_REPORT.value:
-            event = OrderEvent.model_validate_json(msg.data)
-            if not mine(event):
-                return
-            rec = records.setdefault(event.client_order_id, _Record())
-            if event.reason == "duplicate_client_order_id" and event.event_id.count(".") > 1:
-                return  # a refused second intent with this id: says nothing about the first
-            if event.status == "triggered":
-                rec.triggered = True
-            if not rec.terminal:
-                rec.status = event.status
-                rec.terminal = event.status in TERMINAL_STATUSES
-
-    await _read(js, "EXECUTIONS", "executions.>", on_execution)
-
-    intents: dict[str, OrderIntent] = {}
-    cancels: list[str] = []
-
-    def on_decision(msg: Msg) -> None:
-        if msg.subject in COMMANDS and not signed(authority_key, msg):
-            return
-        if msg.subject == Subject.ORDER_INTENT.value:
-            intent = OrderIntent.model_validate_json(msg.data)
-            if mine(intent):
-                intents.setdefault(intent.client_order_id, intent)
-        elif msg.subject == Subject.ORDER_CANCEL.value:
-            cancel = OrderCancel.model_validate_json(msg.data)
-            if mine(cancel):
-                cancels.append(cancel.client_order_id)
-
-    await _read(js, "DECISIONS", "decisions.>", on_decision)
-    restored = 0
-    for coid, intent in intents.items():
-        rec = records.get(coid)
-        if rec is None:
-            continue
-        status = rec.status
-        if not rec.terminal and rec.filled >= intent.quantity:
-            status = "filled"
-        elif not rec.terminal and rec.fills:
-            status = "partially_filled"
-        engine.restore(
-            intent,
-            status=status,
-            filled=rec.filled,
-            fills=rec.fills,
-            notional=rec.notional,
-            triggered=rec.triggered,
-        )
-        restored += 1
-        if finished is not None and rec.terminal:
-            finished.finish(coid, engine)  # in the order the intents came: the oldest finished leave first
-    for coid in cancels:
-        if coid not in intents:
-            engine.cancel(coid)
-
-    if market_durable is not None:
-        floor = await _ack_floor(js, "SIGNALS", market_durable)
-
-        def on_signal(msg: Msg) -> None:
-            if msg.metadata.sequence.stream <= floor:
-                signal = NormalizedSignal.model_validate_json(msg.data)
-                if account is None or account in signal.accounts:
-                    engine.restore_market(Bar.from_signal(signal))
-
-        if floor > 0:
-            await _read(js, "SIGNALS", Subject.SIGNALS_NORMALIZED.value, on_signal)
+    that account's orders and market data, starting from its stored fold (`read_fold`) when there is one, so only
+    the streams' tails are read; `fold` (a fresh one by default) is the state folded, left absorbed to the streams'
+    ends for the caller to store."""
+    if fold is None:
+        fold = (account and await read_fold(js, account, market_durable, authority_key)) or StreamFold(account)
+    await absorb_tails(js, fold, market_durable, authority_key)
+    restored, done, forgotten = fold.restore(engine)
+    if finished is not None:
+        for coid in done:
+            finished.finish(coid, engine)
+        finished.forget_keys(forgotten)
     return restored
+
+
+async def _snapshot_loop(
+    js: JetStreamContext,
+    fold: StreamFold,
+    market_durable: str,
+    authority_key: bytes | None,
+    stop: asyncio.Event,
+    every: float = SNAPSHOT_EVERY_S,
+) -> None:
+    """While this simulator owns the account: fold the streams' tails into `fold` and store it, every `every` s, so
+    the next owner (a restart, a takeover) reads only what came after."""
+    first = True
+    while not stop.is_set():
+        if not first:  # the first right away: the rebuild just folded everything, maybe a long history
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set():
+                return
+        first = False
+        try:
+            started = time.perf_counter()
+            await absorb_tails(js, fold, market_durable, authority_key)
+            size = await write_fold(js, fold, authority_key)
+            metrics.exec_sim_snapshot_seconds.observe(time.perf_counter() - started)
+            _stdlog.debug("simulator snapshot of %s stored (%d bytes)", fold.account, size)
+        except Exception as exc:
+            log.warning("simulator snapshot not stored; trying again later", account=fold.account, error=repr(exc))
 
 
 async def _ack_floor(js: JetStreamContext, stream: str, durable: str) -> int:
@@ -524,7 +591,12 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
         engine = Engine(clock or LiveClock(), settings.engine_config(), fence=fence)
         orders_durable, market_durable = durables(account)
         finished = FinishedOrders()
-        known = await rebuild(js, engine, market_durable, authority_key=key, account=account, finished=finished)
+        started = time.perf_counter()
+        fold = await read_fold(js, account, market_durable, key) or StreamFold(account)
+        known = await rebuild(
+            js, engine, market_durable, authority_key=key, account=account, finished=finished, fold=fold
+        )
+        metrics.exec_sim_rebuild_seconds.observe(time.perf_counter() - started)
         service = ExecSimService(
             js, engine, market_durable, authority_key=key, account=account, still_owner=owner.holds
         )
@@ -535,6 +607,10 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
         return [
             *start_consumers(js, service, stop, batch=settings.batch, account=account),
             asyncio.create_task(_tick_loop(service, stop), name=f"tick-{account}"),
+            asyncio.create_task(
+                _snapshot_loop(js, fold, market_durable, key, stop, settings.snapshot_every_seconds),
+                name=f"snapshot-{account}",
+            ),
         ]
 
     def released(account: str) -> None:

@@ -46,6 +46,13 @@ class ExecSimSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Name in the simulator pool (default role-host-pid)",
     )
+    snapshot_every_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="How often the owner folds the streams' tails into the account's snapshot (KV EXECSIM_SNAPSHOT), "
+        "so a restart or takeover reads only what came after",
+    )
     lease_ttl_seconds: float = Field(
         default=3.0,
         ge=1,

@@ -78,6 +78,16 @@ exec_sim_simulation_duration_seconds = Histogram(
 exec_sim_open_orders = Gauge("exec_sim_open_orders", "Orders resting in the simulator (not yet ended)")
 exec_sim_reports_total = Counter("exec_sim_reports_total", "Order lifecycle events published", ["status"])
 exec_sim_rebuilds_total = Counter("exec_sim_rebuilds_total", "Times the simulator rebuilt its state from the streams")
+exec_sim_rebuild_seconds = Histogram(
+    "exec_sim_rebuild_seconds",
+    "Time to rebuild an account's engine from its snapshot and the streams' tails (start, takeover, failed publish)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+exec_sim_snapshot_seconds = Histogram(
+    "exec_sim_snapshot_seconds",
+    "Time to fold the streams' tails into the account's simulator snapshot and store it",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 exec_sim_unsigned_commands_total = Counter(
     "exec_sim_unsigned_commands_total",
     "Order intents and cancels ignored: the order authority's signature was missing or wrong",

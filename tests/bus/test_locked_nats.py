@@ -290,6 +290,12 @@ async def test_kv_get_put_and_watch_for_the_roles_that_own_the_buckets(locked: E
         snapshots = await authority.jetstream().key_value("ACCOUNT_SNAPSHOT")
         await snapshots.put("paper", b"snap")
         assert (await snapshots.get("paper")).value == b"snap"
+    async with as_role(locked, "execsim") as execsim:
+        simulator = await execsim.jetstream().key_value("EXECSIM_SNAPSHOT")
+        await simulator.put("paper", b"fold")
+        assert (await simulator.get("paper")).value == b"fold"
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):  # the account's snapshot is the authority's
+            await (await execsim.jetstream(timeout=DENIED_TIMEOUT).key_value("ACCOUNT_SNAPSHOT")).put("paper", b"x")
 
 
 async def test_the_gateway_creates_and_uses_its_own_buckets_but_no_other_stream(locked: EmbeddedNats) -> None:

@@ -1,0 +1,232 @@
+"""What the simulator published and was asked, folded in stream order: the state an engine is restored from.
+
+`StreamFold` takes the messages `execsim.service.rebuild` reads (EXECUTIONS: reports and fills; DECISIONS: signed
+intents and cancels; SIGNALS up to the market consumer's ack floor: bars), remembers the stream sequence it holds
+each stream up to, and can take more later (`absorb_*`, then `settle`). It stays small whatever the history: an
+order that finished leaves it once more than FINISHED_KEPT newer ones have, keeping only its 64-bit key (as
+`execsim.service.FinishedOrders` does in the live simulator), and per symbol only the bars an engine keeps (the
+first, for its volume budget, and the last OPENS_KEPT). So it can be stored (`to_snapshot`, plain JSON: the
+bucket is network input) and a later rebuild reads only the streams' tails after it.
+
+No I/O here; `execsim.service` reads the streams and the snapshot bucket.
+"""
+
+from __future__ import annotations
+
+import base64
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from execsim.engine import Engine
+from execsim.engine.core import OPENS_KEPT
+from schemas.market import Bar
+from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
+from tools.account import order_key
+
+ZERO = Decimal(0)
+FINISHED_KEPT = 1_000  # finished orders kept whole (the live simulator's FinishedOrders keeps as many)
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass
+class Record:
+    """What EXECUTIONS says about one order so far."""
+
+    status: str = "accepted"
+    filled: Decimal = ZERO
+    fills: int = 0
+    notional: Decimal = ZERO
+    triggered: bool = False
+    terminal: bool = False
+    fill_ids: set[str] = field(default_factory=set)
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.status,
+            str(self.filled),
+            self.fills,
+            str(self.notional),
+            self.triggered,
+            self.terminal,
+            sorted(self.fill_ids),
+        ]
+
+    @classmethod
+    def from_json(cls, raw: list[Any]) -> Record:
+        status, filled, fills, notional, triggered, terminal, fill_ids = raw
+        return cls(
+            status, Decimal(filled), int(fills), Decimal(notional), bool(triggered), bool(terminal), set(fill_ids)
+        )
+
+
+@dataclass
+class _Market:
+    first: Bar  # the symbol's first bar applied: an engine's volume budget comes from it on a restore
+    bars: deque[Bar]  # the last OPENS_KEPT applied (each newer than the one before)
+
+
+@dataclass
+class StreamFold:
+    account: str | None = None  # None: every account's orders
+    exec_seq: int = 0
+    decision_seq: int = 0
+    signal_seq: int = 0
+    records: dict[str, Record] = field(default_factory=dict)
+    intents: dict[str, OrderIntent] = field(default_factory=dict)  # in DECISIONS order
+    cancels: dict[str, None] = field(default_factory=dict)  # cancels of orders with no intent seen
+    finished: deque[str] = field(default_factory=deque)  # finished orders kept whole, oldest first
+    forgotten: set[int] = field(default_factory=set)  # keys of the finished orders that left
+    market: dict[str, _Market] = field(default_factory=dict)
+    kept: int = FINISHED_KEPT  # finished orders kept whole
+
+    def _mine(self, payload: Fill | OrderEvent | OrderIntent | OrderCancel) -> bool:
+        return self.account is None or payload.account == self.account
+
+    def _gone(self, coid: str) -> bool:
+        return bool(self.forgotten) and order_key(coid) in self.forgotten
+
+    # ------------------------------------------------------------------ absorbing stream messages
+
+    def absorb_execution(self, seq: int, payload: Fill | OrderEvent) -> None:
+        self.exec_seq = max(self.exec_seq, seq)
+        if not self._mine(payload) or self._gone(payload.client_order_id):
+            return
+        rec = self.records.setdefault(payload.client_order_id, Record())
+        if isinstance(payload, Fill):
+            if payload.fill_id in rec.fill_ids:
+                return
+            rec.fill_ids.add(payload.fill_id)
+            rec.fills += 1
+            rec.filled += payload.quantity
+            rec.notional += payload.quantity * payload.price
+            return
+        if payload.reason == "duplicate_client_order_id" and payload.event_id.count(".") > 1:
+            return  # a refused second intent with this id: says nothing about the first
+        if payload.status == "triggered":
+            rec.triggered = True
+        if not rec.terminal:
+            rec.status = payload.status
+            rec.terminal = payload.status in TERMINAL_STATUSES
+
+    def absorb_decision(self, seq: int, payload: OrderIntent | OrderCancel | None) -> None:
+        """A signed intent or cancel (None: a message that is neither, or not signed: only its sequence counts)."""
+        self.decision_seq = max(self.decision_seq, seq)
+        if payload is None or not self._mine(payload) or self._gone(payload.client_order_id):
+            return
+        if isinstance(payload, OrderIntent):
+            self.intents.setdefault(payload.client_order_id, payload)
+            self.cancels.pop(payload.client_order_id, None)
+        elif payload.client_order_id not in self.intents:
+            self.cancels[payload.client_order_id] = None
+
+    def absorb_bar(self, seq: int, bar: Bar | None) -> None:
+        """A bar the market consumer acked (None: a signal for another account); skipped as `on_bar` skipped it."""
+        self.signal_seq = max(self.signal_seq, seq)
+        if bar is None:
+            return
+        kept = self.market.get(bar.symbol)
+        if kept is None:
+            self.market[bar.symbol] = _Market(bar, deque([bar], maxlen=OPENS_KEPT))
+        elif bar.ts > kept.bars[-1].ts:
+            kept.bars.append(bar)
+
+    def settle(self) -> None:
+        """After a read of EXECUTIONS then DECISIONS: every execution read has its intent read (an intent is stored
+        before the simulator answers it). Records with no intent say nothing (another process's, or unsigned);
+        finished orders beyond the newest FINISHED_KEPT leave, keeping their key."""
+        for coid in [c for c in self.records if c not in self.intents]:
+            del self.records[coid]
+        held = set(self.finished)
+        for coid in self.intents:
+            rec = self.records.get(coid)
+            if rec is not None and rec.terminal and coid not in held:
+                self.finished.append(coid)
+                held.add(coid)
+        while len(self.finished) > self.kept:
+            old = self.finished.popleft()
+            self.intents.pop(old, None)
+            self.records.pop(old, None)
+            self.forgotten.add(order_key(old))
+
+    # ------------------------------------------------------------------ an engine from it
+
+    def restore(self, engine: Engine) -> tuple[int, list[str], set[int]]:
+        """Restore `engine`: every order with an intent and a report, the cancels that came before their intent,
+        each symbol's bars. Returns how many orders came back, the finished ones among them (oldest first, for
+        `FinishedOrders`) and the keys of those that left."""
+        restored = 0
+        for coid, intent in self.intents.items():
+            rec = self.records.get(coid)
+            if rec is None:
+                continue  # never answered: the intent was not acked and will be delivered again
+            status = rec.status
+            if not rec.terminal and rec.filled >= intent.quantity:
+                status = "filled"
+            elif not rec.terminal and rec.fills:
+                status = "partially_filled"
+            engine.restore(
+                intent,
+                status=status,
+                filled=rec.filled,
+                fills=rec.fills,
+                notional=rec.notional,
+                triggered=rec.triggered,
+            )
+            restored += 1
+        for coid in self.cancels:
+            if coid not in self.intents:
+                engine.cancel(coid)
+        for kept in self.market.values():
+            engine.restore_market(kept.first)
+            for bar in kept.bars:
+                engine.restore_market(bar)
+        finished = [c for c in self.finished if c in self.records]
+        return restored, finished, set(self.forgotten)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def to_snapshot(self) -> dict[str, Any]:
+        keys = array("Q", sorted(self.forgotten))
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "account": self.account,
+            "seqs": [self.exec_seq, self.decision_seq, self.signal_seq],
+            "intents": [i.model_dump(mode="json") for i in self.intents.values()],
+            "records": {coid: rec.to_json() for coid, rec in self.records.items()},
+            "cancels": list(self.cancels),
+            "finished": list(self.finished),
+            "forgotten": base64.b64encode(keys.tobytes()).decode(),
+            "market": {
+                symbol: [kept.first.model_dump(mode="json"), [b.model_dump(mode="json") for b in kept.bars]]
+                for symbol, kept in self.market.items()
+            },
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> StreamFold:
+        if data.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"simulator snapshot format {data.get('format')!r}, not {SNAPSHOT_FORMAT}")
+        keys = array("Q")
+        keys.frombytes(base64.b64decode(data["forgotten"]))
+        intents = (OrderIntent.model_validate(i) for i in data["intents"])
+        exec_seq, decision_seq, signal_seq = (int(s) for s in data["seqs"])
+        return cls(
+            account=data["account"],
+            exec_seq=exec_seq,
+            decision_seq=decision_seq,
+            signal_seq=signal_seq,
+            records={coid: Record.from_json(raw) for coid, raw in data["records"].items()},
+            intents={i.client_order_id: i for i in intents},
+            cancels=dict.fromkeys(data["cancels"]),
+            finished=deque(data["finished"]),
+            forgotten=set(keys),
+            market={
+                symbol: _Market(
+                    Bar.model_validate(first), deque((Bar.model_validate(b) for b in bars), maxlen=OPENS_KEPT)
+                )
+                for symbol, (first, bars) in data["market"].items()
+            },
+        )
