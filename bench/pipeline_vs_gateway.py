@@ -452,6 +452,12 @@ def main() -> None:
         action="store_true",
         help="closed loop: resend at once after a 503 with Retry-After (a hostile flood) instead of waiting",
     )
+    parser.add_argument(
+        "--execsim-snapshot-every-s",
+        type=float,
+        default=30.0,
+        help="the simulator's TRADING_MCP_EXECSIM_SNAPSHOT_EVERY_SECONDS (default 30, the product's)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs) and print its path")
     args = parser.parse_args()
 
@@ -472,6 +478,7 @@ def main() -> None:
             TRADING_MCP_WEBHOOK_SECRET=secret,
             TRADING_MCP_MAX_SIGNAL_BACKLOG=str(args.max_signal_backlog),
             TRADING_MCP_MAX_SIGNAL_WAIT_S=str(args.max_signal_wait_s),
+            TRADING_MCP_EXECSIM_SNAPSHOT_EVERY_SECONDS=str(args.execsim_snapshot_every_s),
             **{authority_key.ENV: secrets.token_urlsafe(32)},
         )
         services = [

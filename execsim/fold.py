@@ -14,7 +14,6 @@ No I/O here; `execsim.service` reads the streams and the snapshot bucket.
 from __future__ import annotations
 
 import base64
-from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +24,7 @@ from execsim.engine.core import OPENS_KEPT
 from schemas.market import Bar
 from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
 from tools.account import order_key
+from tools.ledger import Ledger
 
 ZERO = Decimal(0)
 FINISHED_KEPT = 1_000  # finished orders kept whole (the live simulator's FinishedOrders keeps as many)
@@ -78,7 +78,7 @@ class StreamFold:
     intents: dict[str, OrderIntent] = field(default_factory=dict)  # in DECISIONS order
     cancels: dict[str, None] = field(default_factory=dict)  # cancels of orders with no intent seen
     finished: deque[str] = field(default_factory=deque)  # finished orders kept whole, oldest first
-    forgotten: set[int] = field(default_factory=set)  # keys of the finished orders that left
+    forgotten: Ledger = field(default_factory=Ledger)  # keys of the finished orders that left (16 bytes each)
     market: dict[str, _Market] = field(default_factory=dict)
     kept: int = FINISHED_KEPT  # finished orders kept whole
 
@@ -149,11 +149,11 @@ class StreamFold:
             old = self.finished.popleft()
             self.intents.pop(old, None)
             self.records.pop(old, None)
-            self.forgotten.add(order_key(old))
+            self.forgotten[order_key(old)] = 0
 
     # ------------------------------------------------------------------ an engine from it
 
-    def restore(self, engine: Engine) -> tuple[int, list[str], set[int]]:
+    def restore(self, engine: Engine) -> tuple[int, list[str], Ledger]:
         """Restore `engine`: every order with an intent and a report, the cancels that came before their intent,
         each symbol's bars. Returns how many orders came back, the finished ones among them (oldest first, for
         `FinishedOrders`) and the keys of those that left."""
@@ -184,12 +184,11 @@ class StreamFold:
             for bar in kept.bars:
                 engine.restore_market(bar)
         finished = [c for c in self.finished if c in self.records]
-        return restored, finished, set(self.forgotten)
+        return restored, finished, self.forgotten.copy()
 
     # ------------------------------------------------------------------ snapshot
 
     def to_snapshot(self) -> dict[str, Any]:
-        keys = array("Q", sorted(self.forgotten))
         return {
             "format": SNAPSHOT_FORMAT,
             "account": self.account,
@@ -198,7 +197,7 @@ class StreamFold:
             "records": {coid: rec.to_json() for coid, rec in self.records.items()},
             "cancels": list(self.cancels),
             "finished": list(self.finished),
-            "forgotten": base64.b64encode(keys.tobytes()).decode(),
+            "forgotten": base64.b64encode(self.forgotten.records()).decode(),
             "market": {
                 symbol: [kept.first.model_dump(mode="json"), [b.model_dump(mode="json") for b in kept.bars]]
                 for symbol, kept in self.market.items()
@@ -209,8 +208,6 @@ class StreamFold:
     def from_snapshot(cls, data: dict[str, Any]) -> StreamFold:
         if data.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"simulator snapshot format {data.get('format')!r}, not {SNAPSHOT_FORMAT}")
-        keys = array("Q")
-        keys.frombytes(base64.b64decode(data["forgotten"]))
         intents = (OrderIntent.model_validate(i) for i in data["intents"])
         exec_seq, decision_seq, signal_seq = (int(s) for s in data["seqs"])
         return cls(
@@ -222,7 +219,7 @@ class StreamFold:
             intents={i.client_order_id: i for i in intents},
             cancels=dict.fromkeys(data["cancels"]),
             finished=deque(data["finished"]),
-            forgotten=set(keys),
+            forgotten=Ledger.from_records(base64.b64decode(data["forgotten"])),
             market={
                 symbol: _Market(
                     Bar.model_validate(first), deque((Bar.model_validate(b) for b in bars), maxlen=OPENS_KEPT)

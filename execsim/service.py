@@ -69,6 +69,7 @@ from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.account import order_key
 from tools.clock import Clock, LiveClock
+from tools.ledger import Ledger
 
 log = structlog.get_logger("execsim")
 _stdlog = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class FinishedOrders:
     def __init__(self) -> None:
         self._finished: deque[str] = deque()
         self._held: set[str] = set()
-        self._forgotten: set[int] = set()
+        self._forgotten = Ledger()  # 16 bytes an order that left (a set of ints: ~60)
 
     def handled(self, coid: str) -> bool:
         return bool(self._forgotten) and order_key(coid) in self._forgotten
@@ -129,11 +130,15 @@ class FinishedOrders:
             old = self._finished.popleft()
             self._held.discard(old)
             if engine.forget(old):
-                self._forgotten.add(order_key(old))
+                self._forgotten[order_key(old)] = 0
 
-    def forget_keys(self, keys: set[int]) -> None:
+    def forget_keys(self, keys: Ledger) -> None:
         """Orders that finished and left before (a rebuild's fold): still handled, never kept whole."""
-        self._forgotten |= keys
+        if not self._forgotten:
+            self._forgotten = keys.copy()
+            return
+        for key, _ in keys.items():
+            self._forgotten[key] = 0
 
     def __len__(self) -> int:
         return len(self._forgotten)
