@@ -392,9 +392,7 @@ async def run(
             if n_sent == 0:
                 continue
             per = [1000 * (c_b[n] - c_a[n]) / n_sent for n in services]
-            print(
-                f"    {t_a - cpu_marks[0][0]:6.0f} s  " + " ".join(f"{v:5.2f}" for v in per) + f"  {sum(per):5.2f}"
-            )
+            print(f"    {t_a - cpu_marks[0][0]:6.0f} s  " + " ".join(f"{v:5.2f}" for v in per) + f"  {sum(per):5.2f}")
     print(f"  CPU per accepted signal (flood + drain, {wall:.0f} s)     RSS MB   idle CPU ms/s (before the flood)")
     total_ms = idle_total = 0.0
     for name, pid in pids.items():
@@ -456,7 +454,7 @@ def main() -> None:
         "--execsim-snapshot-every-s",
         type=float,
         default=30.0,
-        help="the simulator's TRADING_MCP_EXECSIM_SNAPSHOT_EVERY_SECONDS (default 30, the product's)",
+        help="the simulator's TRADING_MCP_EXECSIM_SNAPSHOT_EVERY_SECONDS (default 30, the product's; 0: none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs) and print its path")
     args = parser.parse_args()

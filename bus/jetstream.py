@@ -537,8 +537,10 @@ class Follower:
         handler: Callable[[Msg], Any],
         after: int = 0,
         since: datetime | None = None,
+        batch: int = 512,
     ):
         self._js = js
+        self._batch = batch  # messages applied at most between two turns of the event loop
         self._since = since  # start at the first message stored at or after this time (instead of `after`)
         self._stream = stream
         self._subject = subject
@@ -572,7 +574,9 @@ class Follower:
         await fetch_loop(self._sub, 512, self._stop.is_set, self._apply, f"follower of {self._stream}")
 
     async def _apply(self, msgs: list[Msg]) -> None:
-        for msg in msgs:
+        for i, msg in enumerate(msgs):
+            if i and i % self._batch == 0:
+                await asyncio.sleep(0)  # let the loop's other work in (a long read must not stall it)
             seq = msg.metadata.sequence.stream
             if seq <= self.applied_seq:
                 continue  # a redelivery after a reconnect
@@ -587,6 +591,7 @@ class Follower:
                 self.caught_up.set()
         async with self.progress:
             self.progress.notify_all()
+        await asyncio.sleep(0)
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until the message at stream sequence `seq` is applied; False on timeout."""
@@ -616,6 +621,7 @@ async def read_range(
     last: int,
     handler: Callable[[Msg], Any],
     timeout: float = 60.0,
+    batch: int = 512,
 ) -> None:
     """Hand `handler` every message of `subject` stored at sequences `first`..`last` of `stream`, in order (an
     ordered read of that window only, not of what came before it; a message past `last` is not handed over)."""
@@ -625,7 +631,7 @@ async def read_range(
     def within(msg: Msg) -> Any:
         return handler(msg) if msg.metadata.sequence.stream <= last else None
 
-    follower = Follower(js, stream=stream, subject=subject, handler=within, after=first - 1)
+    follower = Follower(js, stream=stream, subject=subject, handler=within, after=first - 1, batch=batch)
     await follower.start()
     try:
         async with asyncio.timeout(timeout), follower.progress:  # done at `last`, or at the subject's end

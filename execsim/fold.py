@@ -4,9 +4,9 @@
 intents and cancels; SIGNALS up to the market consumer's ack floor: bars), remembers the stream sequence it holds
 each stream up to, and can take more later (`absorb_*`, then `settle`). It stays small whatever the history: an
 order that finished leaves it once more than FINISHED_KEPT newer ones have, keeping only its 64-bit key (as
-`execsim.service.FinishedOrders` does in the live simulator), and per symbol only the bars an engine keeps (the
-first, for its volume budget, and the last OPENS_KEPT). So it can be stored (`to_snapshot`, plain JSON: the
-bucket is network input) and a later rebuild reads only the streams' tails after it.
+`execsim.service.FinishedOrders` does in the live simulator), and per symbol only what an engine keeps of its bars
+(the first, for its volume budget, the last, and the opens of the last OPENS_KEPT). So it can be stored
+(`to_snapshot`, plain JSON: the bucket is network input) and a later rebuild reads only the streams' tails after it.
 
 No I/O here; `execsim.service` reads the streams and the snapshot bucket.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -64,8 +65,20 @@ class Record:
 
 @dataclass
 class _Market:
-    first: Bar  # the symbol's first bar applied: an engine's volume budget comes from it on a restore
-    bars: deque[Bar]  # the last OPENS_KEPT applied (each newer than the one before)
+    """What an engine keeps of a symbol's bars: its volume budget from the first, the opens of the last OPENS_KEPT
+    (for orders `at_open_of` one of them), price and range from the last."""
+
+    first: Bar
+    last: Bar
+    opens: deque[tuple[datetime, Decimal]]
+
+    def replay(self) -> list[Bar]:
+        """Bars that restore an engine's market state for the symbol as all the bars applied would."""
+        symbol = self.first.symbol
+        between = [
+            Bar(symbol=symbol, ts=ts, open=o, high=o, low=o, close=o) for ts, o in self.opens if ts != self.last.ts
+        ]
+        return [self.first, *between, self.last]
 
 
 @dataclass
@@ -129,9 +142,10 @@ class StreamFold:
             return
         kept = self.market.get(bar.symbol)
         if kept is None:
-            self.market[bar.symbol] = _Market(bar, deque([bar], maxlen=OPENS_KEPT))
-        elif bar.ts > kept.bars[-1].ts:
-            kept.bars.append(bar)
+            self.market[bar.symbol] = _Market(bar, bar, deque([(bar.ts, bar.open)], maxlen=OPENS_KEPT))
+        elif bar.ts > kept.last.ts:
+            kept.last = bar
+            kept.opens.append((bar.ts, bar.open))
 
     def settle(self) -> None:
         """After a read of EXECUTIONS then DECISIONS: every execution read has its intent read (an intent is stored
@@ -180,8 +194,7 @@ class StreamFold:
             if coid not in self.intents:
                 engine.cancel(coid)
         for kept in self.market.values():
-            engine.restore_market(kept.first)
-            for bar in kept.bars:
+            for bar in kept.replay():
                 engine.restore_market(bar)
         finished = [c for c in self.finished if c in self.records]
         return restored, finished, self.forgotten.copy()
@@ -199,7 +212,11 @@ class StreamFold:
             "finished": list(self.finished),
             "forgotten": base64.b64encode(self.forgotten.records()).decode(),
             "market": {
-                symbol: [kept.first.model_dump(mode="json"), [b.model_dump(mode="json") for b in kept.bars]]
+                symbol: [
+                    kept.first.model_dump(mode="json"),
+                    kept.last.model_dump(mode="json"),
+                    [[ts.isoformat(), str(o)] for ts, o in kept.opens],
+                ]
                 for symbol, kept in self.market.items()
             },
         }
@@ -222,8 +239,10 @@ class StreamFold:
             forgotten=Ledger.from_records(base64.b64decode(data["forgotten"])),
             market={
                 symbol: _Market(
-                    Bar.model_validate(first), deque((Bar.model_validate(b) for b in bars), maxlen=OPENS_KEPT)
+                    Bar.model_validate(first),
+                    Bar.model_validate(last),
+                    deque(((datetime.fromisoformat(ts), Decimal(o)) for ts, o in opens), maxlen=OPENS_KEPT),
                 )
-                for symbol, (first, bars) in data["market"].items()
+                for symbol, (first, last, opens) in data["market"].items()
             },
         )

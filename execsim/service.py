@@ -344,13 +344,15 @@ class ExecSimService:
 # ---------------------------------------------------------------------- restart: rebuild from the streams
 
 SNAPSHOT_BUCKET = "EXECSIM_SNAPSHOT"
-SNAPSHOT_EVERY_S = 30.0  # the owner folds the streams' tails into its snapshot this often
+SNAPSHOT_EVERY_S = 30.0  # the owner stores its fold this often
+ABSORB_EVERY_S = 5.0  # and folds the streams' tails into it this often
+LIVE_BATCH = 16  # messages folded at a time beside the live engine (~1-2 ms: a fill waits at most that long for it)
 SNAPSHOT_STREAMS = ("EXECUTIONS", "DECISIONS", "SIGNALS")
 
 
-async def _read_after(js: JetStreamContext, stream: str, subject: str, after: int, handler) -> None:  # type: ignore[no-untyped-def]
+async def _read_after(js: JetStreamContext, stream: str, subject: str, after: int, handler, batch: int) -> None:  # type: ignore[no-untyped-def]
     """Every message of `subject` after sequence `after`, to the stream's end as it is now."""
-    follower = Follower(js, stream=stream, subject=subject, handler=handler, after=after)
+    follower = Follower(js, stream=stream, subject=subject, handler=handler, after=after, batch=batch)
     await follower.start()
     await follower.caught_up.wait()
     await follower.stop()
@@ -371,10 +373,15 @@ async def _stream_identity(js: JetStreamContext) -> dict[str, list[Any]]:
 
 
 async def absorb_tails(
-    js: JetStreamContext, fold: StreamFold, market_durable: str | None, authority_key: bytes | None
+    js: JetStreamContext,
+    fold: StreamFold,
+    market_durable: str | None,
+    authority_key: bytes | None,
+    batch: int = 512,
 ) -> None:
     """Fold what the streams hold after `fold`'s sequences: EXECUTIONS, then DECISIONS (so every execution read has
-    its intent read), then SIGNALS up to the market consumer's ack floor (later bars will be delivered again)."""
+    its intent read), then SIGNALS up to the market consumer's ack floor (later bars will be delivered again).
+    `batch`: messages folded between two turns of the event loop (small while the simulator is live)."""
 
     def on_execution(msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
@@ -395,8 +402,8 @@ async def absorb_tails(
                 payload = OrderCancel.model_validate_json(msg.data)
         fold.absorb_decision(seq, payload)
 
-    await _read_after(js, "EXECUTIONS", "executions.>", fold.exec_seq, on_execution)
-    await _read_after(js, "DECISIONS", "decisions.>", fold.decision_seq, on_decision)
+    await _read_after(js, "EXECUTIONS", "executions.>", fold.exec_seq, on_execution, batch)
+    await _read_after(js, "DECISIONS", "decisions.>", fold.decision_seq, on_decision, batch)
     fold.settle()
     if market_durable is not None:
         floor = await _ack_floor(js, "SIGNALS", market_durable)
@@ -413,6 +420,7 @@ async def absorb_tails(
             first=fold.signal_seq + 1,
             last=floor,
             handler=on_signal,
+            batch=batch,
         )
 
 
@@ -504,24 +512,29 @@ async def _snapshot_loop(
     stop: asyncio.Event,
     every: float = SNAPSHOT_EVERY_S,
 ) -> None:
-    """While this simulator owns the account: fold the streams' tails into `fold` and store it, every `every` s, so
-    the next owner (a restart, a takeover) reads only what came after."""
-    first = True
+    """While this simulator owns the account: fold the streams' tails into `fold` every ABSORB_EVERY_S (so each read
+    is short and holds little at once) and store it every `every` s, so the next owner (a restart, a takeover) reads
+    only what came after. The first store is right away: the rebuild just folded everything, maybe a long history."""
+    loop = asyncio.get_running_loop()
+    stored_at: float | None = None
     while not stop.is_set():
-        if not first:  # the first right away: the rebuild just folded everything, maybe a long history
+        if stored_at is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+                await asyncio.wait_for(stop.wait(), min(ABSORB_EVERY_S, every))
             if stop.is_set():
                 return
-        first = False
         try:
             started = time.perf_counter()
-            await absorb_tails(js, fold, market_durable, authority_key)
-            size = await write_fold(js, fold, authority_key)
-            metrics.exec_sim_snapshot_seconds.observe(time.perf_counter() - started)
-            _stdlog.debug("simulator snapshot of %s stored (%d bytes)", fold.account, size)
+            await absorb_tails(js, fold, market_durable, authority_key, batch=LIVE_BATCH)
+            if stored_at is None or loop.time() - stored_at >= every:
+                size = await write_fold(js, fold, authority_key)
+                stored_at = loop.time()
+                metrics.exec_sim_snapshot_seconds.observe(time.perf_counter() - started)
+                _stdlog.debug("simulator snapshot of %s stored (%d bytes)", fold.account, size)
         except Exception as exc:
             log.warning("simulator snapshot not stored; trying again later", account=fold.account, error=repr(exc))
+            if stored_at is None:
+                stored_at = loop.time()
 
 
 async def _ack_floor(js: JetStreamContext, stream: str, durable: str) -> int:
@@ -602,6 +615,11 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
             js, engine, market_durable, authority_key=key, account=account, finished=finished, fold=fold
         )
         metrics.exec_sim_rebuild_seconds.observe(time.perf_counter() - started)
+        every = settings.snapshot_every_seconds
+        snapshots: list[asyncio.Task[None]] = []
+        if every > 0:
+            loop = _snapshot_loop(js, fold, market_durable, key, stop, every)
+            snapshots.append(asyncio.create_task(loop, name=f"snapshot-{account}"))
         service = ExecSimService(
             js, engine, market_durable, authority_key=key, account=account, still_owner=owner.holds
         )
@@ -612,10 +630,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
         return [
             *start_consumers(js, service, stop, batch=settings.batch, account=account),
             asyncio.create_task(_tick_loop(service, stop), name=f"tick-{account}"),
-            asyncio.create_task(
-                _snapshot_loop(js, fold, market_durable, key, stop, settings.snapshot_every_seconds),
-                name=f"snapshot-{account}",
-            ),
+            *snapshots,
         ]
 
     def released(account: str) -> None:

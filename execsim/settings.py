@@ -48,10 +48,11 @@ class ExecSimSettings(BaseSettings):
     )
     snapshot_every_seconds: float = Field(
         default=30.0,
-        ge=0.1,
+        ge=0,
         le=3600,
-        description="How often the owner folds the streams' tails into the account's snapshot (KV EXECSIM_SNAPSHOT), "
-        "so a restart or takeover reads only what came after",
+        description="How often the owner stores its fold of the streams in the account's snapshot (KV "
+        "EXECSIM_SNAPSHOT), so a restart or takeover reads only what came after; 0: none (a rebuild reads the "
+        "streams from the start)",
     )
     lease_ttl_seconds: float = Field(
         default=3.0,

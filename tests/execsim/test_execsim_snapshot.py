@@ -26,6 +26,7 @@ from execsim.service import (
     start_consumers,
     write_fold,
 )
+from schemas.market import Bar
 from schemas.orders import OrderCancel, OrderIntent
 from schemas.subjects import Subject
 from tests.conftest import wait_for
@@ -107,7 +108,8 @@ async def test_a_rebuild_from_the_snapshot_and_the_tails_is_the_rebuild_from_the
     try:
         # before the snapshot: 20 market orders, 4 resting limits (one cancelled), a cancel of an unknown order
         first = [intent(f"a{i}", limit="95") if i % 5 == 0 else intent(f"a{i}", side="sell") for i in range(20)]
-        await send(js, signal("AAPL", "100"), *first, cancel("a5"), cancel("never-sent"))
+        bars = [signal("AAPL", "100", open=o, high="101", low="97") for o in ("98", "99", "100")]
+        await send(js, *bars, *first, cancel("a5"), cancel("never-sent"))
         await answered(js, {i.client_order_id for i in first if i.order_type == "market"} | {"a5"})
         taken = StreamFold("paper", kept=KEPT)
         await rebuild(js, Engine(LiveClock(), EngineConfig()), MARKET, account="paper", fold=taken)
@@ -140,6 +142,11 @@ async def test_a_rebuild_from_the_snapshot_and_the_tails_is_the_rebuild_from_the
     assert engine_state(tail, coids) == engine_state(whole, coids)
     assert {o.intent.client_order_id for o in tail.open_orders()} == {"a0", "a15"}
     assert tail.last_price("MSFT") == D(50)
+    # the opens an order `at_open_of` an earlier bar fills at, and the last bar's range
+    opens = [Bar.from_signal(b).ts for b in bars]
+    assert [tail._open_at("AAPL", ts) for ts in opens] == [whole._open_at("AAPL", ts) for ts in opens]
+    assert [tail._open_at("AAPL", ts) for ts in opens] == [D(98), D(99), D(100)]
+    assert tail._market["AAPL"].bar_range == whole._market["AAPL"].bar_range > 0
     # every order answered before is handled in both: kept whole or remembered by key; none fills again
     for coid in coids[:-1]:
         assert (tail.knows(coid) or tail_finished.handled(coid)) and (whole.knows(coid) or whole_finished.handled(coid))
