@@ -14,6 +14,7 @@ No I/O here; `execsim.service` reads the streams and the snapshot bucket.
 from __future__ import annotations
 
 import base64
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,14 +23,18 @@ from typing import Any
 
 from execsim.engine import Engine
 from execsim.engine.core import OPENS_KEPT
+from schemas.common import DEFAULT_ACCOUNT
 from schemas.market import Bar
-from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent
+from schemas.orders import TERMINAL_STATUSES, OrderIntent
+from schemas.subjects import Subject
 from tools.account import order_key
 from tools.ledger import Ledger
 
 ZERO = Decimal(0)
 FINISHED_KEPT = 1_000  # finished orders kept whole (the live simulator's FinishedOrders keeps as many)
 SNAPSHOT_FORMAT = 1
+FILL, REPORT = Subject.EXECUTION_FILL.value, Subject.EXECUTION_REPORT.value
+INTENT, CANCEL = Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value
 
 
 @dataclass
@@ -88,52 +93,65 @@ class StreamFold:
     decision_seq: int = 0
     signal_seq: int = 0
     records: dict[str, Record] = field(default_factory=dict)
-    intents: dict[str, OrderIntent] = field(default_factory=dict)  # in DECISIONS order
+    intents: dict[str, bytes] = field(default_factory=dict)  # as stored (parsed when restored), in DECISIONS order
     cancels: dict[str, None] = field(default_factory=dict)  # cancels of orders with no intent seen
     finished: deque[str] = field(default_factory=deque)  # finished orders kept whole, oldest first
     forgotten: Ledger = field(default_factory=Ledger)  # keys of the finished orders that left (16 bytes each)
     market: dict[str, _Market] = field(default_factory=dict)
     kept: int = FINISHED_KEPT  # finished orders kept whole
 
-    def _mine(self, payload: Fill | OrderEvent | OrderIntent | OrderCancel) -> bool:
-        return self.account is None or payload.account == self.account
+    def _mine(self, doc: dict[str, Any]) -> bool:
+        return self.account is None or doc.get("account", DEFAULT_ACCOUNT) == self.account
 
     def _gone(self, coid: str) -> bool:
         return bool(self.forgotten) and order_key(coid) in self.forgotten
 
     # ------------------------------------------------------------------ absorbing stream messages
 
-    def absorb_execution(self, seq: int, payload: Fill | OrderEvent) -> None:
+    def absorb_execution(self, seq: int, subject: str, data: bytes) -> None:
+        """One message of EXECUTIONS as stored (`executions.fill`: a Fill, `executions.report`: an OrderEvent; the
+        simulator alone writes them, so only the fields the fold needs are read, without validating the rest)."""
         self.exec_seq = max(self.exec_seq, seq)
-        if not self._mine(payload) or self._gone(payload.client_order_id):
+        if subject not in (FILL, REPORT):
             return
-        rec = self.records.setdefault(payload.client_order_id, Record())
-        if isinstance(payload, Fill):
-            if payload.fill_id in rec.fill_ids:
+        doc = json.loads(data)
+        coid = doc["client_order_id"]
+        if not self._mine(doc) or self._gone(coid):
+            return
+        rec = self.records.setdefault(coid, Record())
+        if subject == FILL:
+            if doc["fill_id"] in rec.fill_ids:
                 return
-            rec.fill_ids.add(payload.fill_id)
+            quantity = Decimal(str(doc["quantity"]))
+            rec.fill_ids.add(doc["fill_id"])
             rec.fills += 1
-            rec.filled += payload.quantity
-            rec.notional += payload.quantity * payload.price
+            rec.filled += quantity
+            rec.notional += quantity * Decimal(str(doc["price"]))
             return
-        if payload.reason == "duplicate_client_order_id" and payload.event_id.count(".") > 1:
+        if doc.get("reason") == "duplicate_client_order_id" and str(doc["event_id"]).count(".") > 1:
             return  # a refused second intent with this id: says nothing about the first
-        if payload.status == "triggered":
+        status = doc["status"]
+        if status == "triggered":
             rec.triggered = True
         if not rec.terminal:
-            rec.status = payload.status
-            rec.terminal = payload.status in TERMINAL_STATUSES
+            rec.status = status
+            rec.terminal = status in TERMINAL_STATUSES
 
-    def absorb_decision(self, seq: int, payload: OrderIntent | OrderCancel | None) -> None:
-        """A signed intent or cancel (None: a message that is neither, or not signed: only its sequence counts)."""
+    def absorb_decision(self, seq: int, subject: str | None, data: bytes) -> None:
+        """One message of DECISIONS as stored: a signed intent (`decisions.order_intent`) or cancel
+        (`decisions.order_cancel`); None for any other message, or one not signed: only its sequence counts."""
         self.decision_seq = max(self.decision_seq, seq)
-        if payload is None or not self._mine(payload) or self._gone(payload.client_order_id):
+        if subject not in (INTENT, CANCEL):
             return
-        if isinstance(payload, OrderIntent):
-            self.intents.setdefault(payload.client_order_id, payload)
-            self.cancels.pop(payload.client_order_id, None)
-        elif payload.client_order_id not in self.intents:
-            self.cancels[payload.client_order_id] = None
+        doc = json.loads(data)
+        coid = doc["client_order_id"]
+        if not self._mine(doc) or self._gone(coid):
+            return
+        if subject == INTENT:
+            self.intents.setdefault(coid, data)
+            self.cancels.pop(coid, None)
+        elif coid not in self.intents:
+            self.cancels[coid] = None
 
     def absorb_bar(self, seq: int, bar: Bar | None) -> None:
         """A bar the market consumer acked (None: a signal for another account); skipped as `on_bar` skipped it."""
@@ -172,10 +190,11 @@ class StreamFold:
         each symbol's bars. Returns how many orders came back, the finished ones among them (oldest first, for
         `FinishedOrders`) and the keys of those that left."""
         restored = 0
-        for coid, intent in self.intents.items():
+        for coid, raw in self.intents.items():
             rec = self.records.get(coid)
             if rec is None:
                 continue  # never answered: the intent was not acked and will be delivered again
+            intent = OrderIntent.model_validate_json(raw)
             status = rec.status
             if not rec.terminal and rec.filled >= intent.quantity:
                 status = "filled"
@@ -206,7 +225,7 @@ class StreamFold:
             "format": SNAPSHOT_FORMAT,
             "account": self.account,
             "seqs": [self.exec_seq, self.decision_seq, self.signal_seq],
-            "intents": [i.model_dump(mode="json") for i in self.intents.values()],
+            "intents": [[coid, raw.decode()] for coid, raw in self.intents.items()],
             "records": {coid: rec.to_json() for coid, rec in self.records.items()},
             "cancels": list(self.cancels),
             "finished": list(self.finished),
@@ -225,7 +244,6 @@ class StreamFold:
     def from_snapshot(cls, data: dict[str, Any]) -> StreamFold:
         if data.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"simulator snapshot format {data.get('format')!r}, not {SNAPSHOT_FORMAT}")
-        intents = (OrderIntent.model_validate(i) for i in data["intents"])
         exec_seq, decision_seq, signal_seq = (int(s) for s in data["seqs"])
         return cls(
             account=data["account"],
@@ -233,7 +251,7 @@ class StreamFold:
             decision_seq=decision_seq,
             signal_seq=signal_seq,
             records={coid: Record.from_json(raw) for coid, raw in data["records"].items()},
-            intents={i.client_order_id: i for i in intents},
+            intents={coid: raw.encode() for coid, raw in data["intents"]},
             cancels=dict.fromkeys(data["cancels"]),
             finished=deque(data["finished"]),
             forgotten=Ledger.from_records(base64.b64decode(data["forgotten"])),

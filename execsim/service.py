@@ -64,7 +64,7 @@ from observability.heap import freeze_startup_heap
 from observability.http import OpsServer, ops_routes
 from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderEvent, OrderIntent, superseded_reports
+from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderIntent, superseded_reports
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.account import order_key
@@ -384,23 +384,11 @@ async def absorb_tails(
     `batch`: messages folded between two turns of the event loop (small while the simulator is live)."""
 
     def on_execution(msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
-        if msg.subject == Subject.EXECUTION_FILL.value:
-            fold.absorb_execution(seq, Fill.model_validate_json(msg.data))
-        elif msg.subject == Subject.EXECUTION_REPORT.value:
-            fold.absorb_execution(seq, OrderEvent.model_validate_json(msg.data))
-        else:
-            fold.exec_seq = max(fold.exec_seq, seq)
+        fold.absorb_execution(msg.metadata.sequence.stream, msg.subject, msg.data)
 
     def on_decision(msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
-        payload: OrderIntent | OrderCancel | None = None
-        if msg.subject in COMMANDS and signed(authority_key, msg):
-            if msg.subject == Subject.ORDER_INTENT.value:
-                payload = OrderIntent.model_validate_json(msg.data)
-            else:
-                payload = OrderCancel.model_validate_json(msg.data)
-        fold.absorb_decision(seq, payload)
+        signed_command = msg.subject in COMMANDS and signed(authority_key, msg)
+        fold.absorb_decision(msg.metadata.sequence.stream, msg.subject if signed_command else None, msg.data)
 
     await _read_after(js, "EXECUTIONS", "executions.>", fold.exec_seq, on_execution, batch)
     await _read_after(js, "DECISIONS", "decisions.>", fold.decision_seq, on_decision, batch)
