@@ -19,13 +19,17 @@ Every stream and KV bucket the code creates takes its replica count and placemen
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
 REPLICAS_ENV = "TRADING_MCP_NATS_REPLICAS"
@@ -164,7 +168,39 @@ def kv_config(config: api.KeyValueConfig, settings: ClusterSettings | None = Non
     return dataclasses.replace(config, replicas=s.replicas, placement=s.placement)
 
 
+T = TypeVar("T")
+PEER_OFFLINE_RETRY_S = 15.0  # how long a creation is tried again while the cluster says a peer is offline
+
+
+async def while_peers_offline(create: Callable[[], Awaitable[T]]) -> T:
+    """`create()` (a stream's or bucket's creation), tried again for up to PEER_OFFLINE_RETRY_S while the cluster
+    answers that a peer it needs is offline (a node restarting, or one that missed its heartbeats on a loaded
+    machine: CI saw it once). Any other refusal (a placement no server matches, ...) is raised at once."""
+    deadline = time.monotonic() + PEER_OFFLINE_RETRY_S
+    delay = 0.2
+    while True:
+        try:
+            return await create()
+        except APIError as exc:
+            if "peer offline" not in str(exc.description or "") or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+async def add_stream(js: JetStreamContext, config: api.StreamConfig) -> api.StreamInfo:
+    """`js.add_stream(config)`, tried again while a peer it needs is offline (`while_peers_offline`)."""
+    return await while_peers_offline(lambda: js.add_stream(config))
+
+
 async def create_key_value(
+    js: JetStreamContext, config: api.KeyValueConfig, settings: ClusterSettings | None = None
+) -> KeyValue:
+    """`_create_key_value`, tried again while a peer it needs is offline (`while_peers_offline`)."""
+    return await while_peers_offline(lambda: _create_key_value(js, config, settings))
+
+
+async def _create_key_value(
     js: JetStreamContext, config: api.KeyValueConfig, settings: ClusterSettings | None = None
 ) -> KeyValue:
     """`js.create_key_value(config)` with the replicas and placement of `settings` (default: the environment's).

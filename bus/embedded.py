@@ -32,7 +32,7 @@ from nats.js import api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from bus import lease
-from bus.cluster import create_key_value, stream_config
+from bus.cluster import add_stream, create_key_value, stream_config
 from bus.credentials import ensure_credentials, server_authorization
 from bus.jetstream import DUPLICATE_WINDOW_S, connect, ensure_streams
 
@@ -272,7 +272,7 @@ async def provision(url: str | Sequence[str], data_dir: Path | None) -> None:
             try:
                 await js.stream_info(stream.name)
             except NotFoundError:
-                await js.add_stream(stream_config(stream))
+                await add_stream(js, stream_config(stream))
         for bucket in KV_BUCKETS:
             assert bucket.bucket is not None
             try:

@@ -31,7 +31,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from pydantic import BaseModel
 
-from bus.cluster import stream_config
+from bus.cluster import add_stream, stream_config
 from bus.credentials import connect_with_credentials
 from observability import metrics
 from schemas.subjects import STREAMS, Subject
@@ -87,7 +87,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
                 storage=api.StorageType.FILE,
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
-            await js.add_stream(stream_config(config))
+            await add_stream(js, stream_config(config))
 
 
 async def publish(

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from bus.cluster import stream_config
+from bus.cluster import add_stream, stream_config
 from bus.jetstream import CORRELATION_ID, MSG_ID, Follower, acks_of
 from schemas.account import AccountEvent, account_of_stream, journal_stream, journal_subject
 from schemas.common import DEFAULT_ACCOUNT
@@ -51,7 +51,7 @@ async def ensure_journal(js: JetStreamContext, account: str = DEFAULT_ACCOUNT) -
     try:
         info = await js.stream_info(name)
     except NotFoundError:
-        await js.add_stream(journal_config(account))
+        await add_stream(js, journal_config(account))
         return
     own = [journal_subject(account)]
     taken = list(info.config.subjects or [])

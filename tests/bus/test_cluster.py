@@ -15,6 +15,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import APIError
 
 from authority import control
+from bus import cluster as cluster_module
 from bus.cluster import (
     InvalidClusterSetting,
     InvalidNatsUrl,
@@ -374,3 +375,28 @@ async def _message_ids(js: JetStreamContext, count: int) -> list[str]:
     finally:
         await sub.unsubscribe()
     return ids
+
+
+async def test_a_creation_is_tried_again_while_a_peer_is_offline_and_only_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded CI machine once saw a node miss its heartbeats while R3 buckets were created: the cluster answered
+    "no suitable peers for placement, peer offline". That is tried again; any other refusal is not."""
+    monkeypatch.setattr(cluster_module, "PEER_OFFLINE_RETRY_S", 5.0)
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise APIError(code=400, err_code=10005, description="no suitable peers for placement, peer offline")
+        return "created"
+
+    assert await cluster_module.while_peers_offline(flaky) == "created"
+    assert len(calls) == 3
+
+    async def unmatched() -> str:
+        calls.append(1)
+        raise APIError(code=400, err_code=10005, description="no suitable peers for placement, tags not matched")
+
+    calls.clear()
+    with pytest.raises(APIError, match="tags not matched"):
+        await cluster_module.while_peers_offline(unmatched)
+    assert len(calls) == 1
