@@ -571,7 +571,10 @@ class Follower:
         self._task.add_done_callback(log_if_failed)
 
     async def _run(self) -> None:
-        await fetch_loop(self._sub, 512, self._stop.is_set, self._apply, f"follower of {self._stream}")
+        # a small `batch` pulls little at a time too: the client parses what arrives in one go, so a big pull would
+        # stall the loop anyway
+        pull = 512 if self._batch >= 256 else 2 * self._batch
+        await fetch_loop(self._sub, pull, self._stop.is_set, self._apply, f"follower of {self._stream}")
 
     async def _apply(self, msgs: list[Msg]) -> None:
         for i, msg in enumerate(msgs):
