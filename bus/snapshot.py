@@ -263,29 +263,23 @@ async def read_snapshot(js: JetStreamContext, account: str, clock: Clock | None 
         if kv is None:
             log.info("no snapshot of account %s (no %s bucket): folding its journal from the start", account, BUCKET)
             return None
-        for attempt in (1, 2):
-            head = await _read_head(kv, account)
-            if head is None:
-                log.info("no snapshot of account %s: folding its journal from the start", account)
-                return None
-            if head.get("format") != FORMAT or head.get("encoding") != ENCODING:
-                raise StaleSnapshot(f"snapshot format {head.get('format')!r}/{head.get('encoding')!r}")
-            seq = int(head["seq"])
-            identity = await _journal_identity(js, account, seq)
-            for key, value in identity.items():
-                if head.get(key) != value:
-                    raise StaleSnapshot(f"the journal's {key} is {value!r}, the snapshot's {head.get(key)!r}")
-            try:
-                blob = await _read_blob(kv, account, head)
-            except (StaleSnapshot, KeyNotFoundError):
-                if attempt == 2:
-                    raise
-                continue
-            restored = await asyncio.to_thread(_decode, blob, clock)
-            if restored.seq != seq or restored.account_id != account:
-                raise StaleSnapshot(f"the snapshot holds {restored.account_id}@{restored.seq}, not {account}@{seq}")
-            log.info("account %s restored from its snapshot at journal entry %d (%d bytes)", account, seq, len(blob))
-            return seq, restored
+        stored = await get_parts(kv, account)  # a torn read (parts being rewritten) is read once more
+        if stored is None:
+            log.info("no snapshot of account %s: folding its journal from the start", account)
+            return None
+        head, blob = stored
+        if head.get("format") != FORMAT or head.get("encoding") != ENCODING:
+            raise StaleSnapshot(f"snapshot format {head.get('format')!r}/{head.get('encoding')!r}")
+        seq = int(head["seq"])
+        identity = await _journal_identity(js, account, seq)
+        for key, value in identity.items():
+            if head.get(key) != value:
+                raise StaleSnapshot(f"the journal's {key} is {value!r}, the snapshot's {head.get(key)!r}")
+        restored = await asyncio.to_thread(_decode, blob, clock)
+        if restored.seq != seq or restored.account_id != account:
+            raise StaleSnapshot(f"the snapshot holds {restored.account_id}@{restored.seq}, not {account}@{seq}")
+        log.info("account %s restored from its snapshot at journal entry %d (%d bytes)", account, seq, len(blob))
+        return seq, restored
     except Exception as exc:  # stale, unreadable, no journal stream or its entry gone, another version: all alike
         log.warning("snapshot of account %s not used (%r): folding its journal from the start", account, exc)
     return None
