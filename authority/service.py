@@ -580,44 +580,28 @@ class Authority:
         superseded = superseded_reports(payloads)
         staged: list[_Staged] = []
         for i, payload in enumerate(payloads):  # the lock per message: an order request never waits behind a batch
-            if payload is None or i in superseded:
+            if payload is None:
                 continue
             async with self._lock:
                 self._check_sound()
-                events = self._execution_events(payload)
+                events = self._execution_events(payload, superseded=i in superseded)
+                if not events and i in superseded:
+                    continue
                 if not events:  # dropped as known: acked once what made it known is durable
                     staged.extend(self._in_flight_tail())
                 for event, msg_id in events:
                     staged.append(await self._stage(event, msg_id))
         await self._durable(staged)
 
-    def _execution_events(self, payload: Fill | OrderEvent) -> list[tuple[AccountEvent, str]]:
-        """The journal entries one execution message makes: none for another account's, a duplicate, or one
-        from a simulator whose lease a newer one took (void); an owner entry first when a newer simulator
-        owner speaks for the first time."""
-        if isinstance(payload, Fill):
-            if payload.account != self.account_id or self.account.portfolio.knows_fill(payload.fill_id):
-                return []
-            if not self.account.has_order(payload.client_order_id) and self.account.knows(payload.client_order_id):
-                # an order that finished before the newest ones kept whole: a fill of it now can only be a repeat
-                # older than the fill ids remembered (a finished order fills no more)
-                log.warning("fill of an order finished long ago: a repeat, not journaled", fill_id=payload.fill_id)
-                return []
-            event = AccountEvent(kind="fill", ts=self.clock.now(), fill=payload)
-            msg_id = f"fill-{payload.fill_id}"
-        else:
-            if payload.account != self.account_id:
-                return []
-            view = self.account.orders.get(payload.client_order_id)
-            if view is not None and not view.is_open:
-                return []  # final already: terminal is final
-            if view is None and self.account.knows(payload.client_order_id):
-                return []  # finished long ago (kept only in the ledger)
-            # an order this view does not know at all is journaled anyway (the fold ignores it): if the view is
-            # behind the journal, the append's sequence check fails and the report comes back after the refold,
-            # instead of being acked and lost
-            event = AccountEvent(kind="report", ts=self.clock.now(), report=payload)
-            msg_id = f"rep-{payload.event_id}"
+    def _execution_events(self, payload: Fill | OrderEvent, superseded: bool = False) -> list[tuple[AccountEvent, str]]:
+        """The journal entries one execution message makes: none for another account's, or one from a simulator
+        whose lease a newer one took (void: an older fence than an earlier event of the account); an owner entry
+        when a newer simulator owner speaks for the first time, even in a message that is itself a duplicate or
+        `superseded` (a report a later one in the batch replaces): which events are void then depends on
+        EXECUTIONS' order alone, so the simulator's rebuild (`execsim.fold`) voids exactly the same ones."""
+        if payload.account != self.account_id:
+            return []
+        now = self.clock.now()
         newest = self.account.execsim_fence
         if payload.fence is not None and newest is not None and payload.fence < newest:
             metrics.authority_stale_executions_total.inc()
@@ -631,8 +615,28 @@ class Authority:
         out: list[tuple[AccountEvent, str]] = []
         if payload.fence is not None and (newest is None or payload.fence > newest):
             owner = Owner(member=self.member or "authority", fence=self.fence or 0, execsim_fence=payload.fence)
-            out.append((AccountEvent(kind="owner", ts=event.ts, owner=owner), f"execsim-owner-{payload.fence}"))
-        out.append((event, msg_id))
+            out.append((AccountEvent(kind="owner", ts=now, owner=owner), f"execsim-owner-{payload.fence}"))
+        if superseded:
+            return out
+        if isinstance(payload, Fill):
+            if self.account.portfolio.knows_fill(payload.fill_id):
+                return out
+            if not self.account.has_order(payload.client_order_id) and self.account.knows(payload.client_order_id):
+                # an order that finished before the newest ones kept whole: a fill of it now can only be a repeat
+                # older than the fill ids remembered (a finished order fills no more)
+                log.warning("fill of an order finished long ago: a repeat, not journaled", fill_id=payload.fill_id)
+                return out
+            out.append((AccountEvent(kind="fill", ts=now, fill=payload), f"fill-{payload.fill_id}"))
+            return out
+        view = self.account.orders.get(payload.client_order_id)
+        if view is not None and not view.is_open:
+            return out  # final already: terminal is final
+        if view is None and self.account.knows(payload.client_order_id):
+            return out  # finished long ago (kept only in the ledger)
+        # an order this view does not know at all is journaled anyway (the fold ignores it): if the view is
+        # behind the journal, the append's sequence check fails and the report comes back after the refold,
+        # instead of being acked and lost
+        out.append((AccountEvent(kind="report", ts=now, report=payload), f"rep-{payload.event_id}"))
         return out
 
     async def _on_signals(self, msgs: list[Msg]) -> None:

@@ -194,6 +194,13 @@ class AccountLeases:
     def held(self) -> dict[str, int]:
         return {a: lease.fence for a, lease in sorted(self._leases.items()) if lease.held}
 
+    def valid(self, account: str) -> bool:
+        """Whether this member may still act for `account` right now: it holds the lease, and a renew sent less than
+        ttl * 2/3 ago succeeded (the check the watchdog makes, made at the moment of asking, so a batch that took
+        long can ask again before it acks)."""
+        lease = self._leases.get(account)
+        return lease is not None and not lease.lost and self.clock() - lease.confirmed <= self.self_fence_s
+
     @property
     def alive_members(self) -> set[str]:
         now = self.clock()

@@ -64,7 +64,9 @@ class Ownership:
         return self._task is not None and not self._task.done()
 
     def holds(self, account: str) -> bool:
-        return account in self._owned
+        """Whether this member owns `account` and may act for it now (`AccountLeases.valid`: not past its
+        self-fence deadline, even if the watchdog has not run since)."""
+        return account in self._owned and (self.leases is None or self.leases.valid(account))
 
     async def start(self) -> None:
         self.leases = AccountLeases(

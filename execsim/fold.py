@@ -7,6 +7,8 @@ order that finished leaves it once more than FINISHED_KEPT newer ones have, keep
 `execsim.service.FinishedOrders` does in the live simulator), and per symbol only what an engine keeps of its bars
 (the first, for its volume budget, the last, and the opens of the last OPENS_KEPT). So it can be stored
 (`to_snapshot`, plain JSON: the bucket is network input) and a later rebuild reads only the streams' tails after it.
+What the authority voids (reports and fills of a simulator owner that lost its lease, stamped with an older fence
+than an earlier event of the account) the fold ignores too, so a new owner works those orders again.
 
 No I/O here; `execsim.service` reads the streams and the snapshot bucket.
 """
@@ -32,7 +34,7 @@ from tools.ledger import Ledger
 
 ZERO = Decimal(0)
 FINISHED_KEPT = 1_000  # finished orders kept whole (the live simulator's FinishedOrders keeps as many)
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: with the newest simulator fence per account
 FILL, REPORT = Subject.EXECUTION_FILL.value, Subject.EXECUTION_REPORT.value
 INTENT, CANCEL = Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value
 
@@ -98,10 +100,27 @@ class StreamFold:
     finished: deque[str] = field(default_factory=deque)  # finished orders kept whole, oldest first
     forgotten: Ledger = field(default_factory=Ledger)  # keys of the finished orders that left (16 bytes each)
     market: dict[str, _Market] = field(default_factory=dict)
+    fences: dict[str, int] = field(default_factory=dict)  # per account, the newest simulator fence in EXECUTIONS
     kept: int = FINISHED_KEPT  # finished orders kept whole
 
     def _mine(self, doc: dict[str, Any]) -> bool:
         return self.account is None or doc.get("account", DEFAULT_ACCOUNT) == self.account
+
+    def _void(self, doc: dict[str, Any]) -> bool:
+        """The authority's rule (`authority.service`): an event stamped with an older simulator fence than an earlier
+        event of its account is void (a simulator that lost its lease spoke after the new owner did); a newer fence
+        raises the bar. So the fold, like the journal, ignores what a stale owner published, and the new owner
+        works those orders again."""
+        fence = doc.get("fence")
+        if fence is None:
+            return False
+        account = doc.get("account", DEFAULT_ACCOUNT)
+        newest = self.fences.get(account)
+        if newest is not None and fence < newest:
+            return True
+        if newest is None or fence > newest:
+            self.fences[account] = fence
+        return False
 
     def _gone(self, coid: str) -> bool:
         return bool(self.forgotten) and order_key(coid) in self.forgotten
@@ -116,7 +135,9 @@ class StreamFold:
             return
         doc = json.loads(data)
         coid = doc["client_order_id"]
-        if not self._mine(doc) or self._gone(coid):
+        if not self._mine(doc) or self._void(doc):
+            return
+        if self._gone(coid):
             return
         rec = self.records.setdefault(coid, Record())
         if subject == FILL:
@@ -230,6 +251,7 @@ class StreamFold:
             "cancels": list(self.cancels),
             "finished": list(self.finished),
             "forgotten": base64.b64encode(self.forgotten.records()).decode(),
+            "fences": self.fences,
             "market": {
                 symbol: [
                     kept.first.model_dump(mode="json"),
@@ -255,6 +277,7 @@ class StreamFold:
             cancels=dict.fromkeys(data["cancels"]),
             finished=deque(data["finished"]),
             forgotten=Ledger.from_records(base64.b64decode(data["forgotten"])),
+            fences={str(a): int(f) for a, f in data["fences"].items()},
             market={
                 symbol: _Market(
                     Bar.model_validate(first),

@@ -12,12 +12,14 @@ Inputs, each from a durable pull consumer with explicit acks:
 A clock tick works orders whose latency has passed and expires DAY orders.
 
 Outputs: lifecycle events on `executions.report`, fills on `executions.fill`, each with
-`Nats-Msg-Id` = its event / fill id. A batch of messages is acked only after all its events are
-stored. If a publish fails (NATS down), the engine is rebuilt from the streams before going on,
-exactly as after a kill -9 and restart.
+`Nats-Msg-Id` = its event / fill id and the owner's fence (`execution_msg_id`). A batch of messages is acked
+only after all its events are stored, and only if the lease still holds then (else it goes to the new owner).
+If a publish fails (NATS down), the engine is rebuilt from the streams before going on, exactly as after a
+kill -9 and restart.
 
 Restart (`rebuild`): the engine is restored from what the streams already hold.
-- EXECUTIONS: every report and fill the simulator published — each order's status, filled
+- EXECUTIONS: every report and fill the simulator published, but those the authority voids (stamped with an older
+  simulator fence than an earlier event of the account: `execsim.fold`) — each order's status, filled
   quantity, fill count and whether its stop triggered.
 - DECISIONS: the intents (an intent with no report yet was never acked: it will be redelivered)
   and the cancels of orders not seen yet; unsigned ones are skipped, as they were when consumed.
@@ -105,6 +107,13 @@ def _client_order_id(data: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return coid if isinstance(coid, str) else None
+
+
+def execution_msg_id(account: str, event_id: str, fence: int | None) -> str:
+    """The `Nats-Msg-Id` of a report or fill: its id, and the fence of the simulator owner that made it. The same
+    owner publishing again (after a failed publish) is deduped; a newer owner's event is stored even where an older
+    owner published one with the same id after losing the lease (void, so it must not swallow the valid one)."""
+    return scoped_id(account, event_id if fence is None else f"{event_id}~{fence}")
 
 
 class FinishedOrders:
@@ -197,12 +206,21 @@ class ExecSimService:
                 raise
             finally:
                 metrics.exec_sim_open_orders.set(self.engine.open_count())
+            if events and not self._owner_now():
+                # the lease lapsed while the events were stored (a slow publish, a cluster electing a leader): they
+                # may be void (stamped with an older fence than the new owner's), so the batch must not be acked,
+                # or the new owner would never get these intents and bars. Not acked, they go to it.
+                self._broken = True
+                raise NotOwner(f"this simulator lost account {self.account} while publishing; the batch goes back")
             if msgs:
                 metrics.exec_sim_simulation_duration_seconds.observe((time.perf_counter() - started) / len(msgs))
 
+    def _owner_now(self) -> bool:
+        return self.still_owner is None or self.account is None or self.still_owner(self.account)
+
     def _check_owner(self) -> None:
         """Refuse a batch once the account's lease is gone: not acked, it goes to the new owner."""
-        if self.still_owner is not None and self.account is not None and not self.still_owner(self.account):
+        if not self._owner_now():
             raise NotOwner(f"this simulator no longer holds account {self.account}")
 
     async def tick(self) -> None:
@@ -283,7 +301,7 @@ class ExecSimService:
                         self.js,
                         Subject.EXECUTION_FILL,
                         event,
-                        msg_id=scoped_id(event.account, event.fill_id),
+                        msg_id=execution_msg_id(event.account, event.fill_id, event.fence),
                         correlation_id=event.correlation_id,
                     )
                 )
@@ -293,7 +311,7 @@ class ExecSimService:
                         self.js,
                         Subject.EXECUTION_REPORT,
                         event,
-                        msg_id=scoped_id(event.account, event.event_id),
+                        msg_id=execution_msg_id(event.account, event.event_id, event.fence),
                         correlation_id=event.correlation_id,
                     )
                 )

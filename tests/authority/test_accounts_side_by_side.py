@@ -184,6 +184,16 @@ async def test_a_fill_from_a_stale_simulator_owner_is_void(nats_server: Embedded
         await publish(js, Subject.EXECUTION_FILL, fill(3, newest + 5), msg_id="x3", correlation_id="x3")
         await wait_for(lambda: alpha.account.portfolio.knows_fill("resting.x3"), 10, "the fill after it")
         assert not alpha.account.portfolio.knows_fill("resting.x2"), "a stale simulator owner's fill is void"
+        # a newer owner whose first word is a repeat (a fill the account has) still raises the bar: which events are
+        # void depends on EXECUTIONS' order alone, as the simulator's rebuild (`execsim.fold`) sees it
+        again = fill(3, newest + 9).model_copy(update={"quantity": Decimal(2)})
+        await publish(js, Subject.EXECUTION_FILL, again, msg_id="x3-again", correlation_id="x3")
+        await wait_for(lambda: alpha.account.execsim_fence == newest + 9, 10, "the repeat's newer fence journaled")
+        await publish(js, Subject.EXECUTION_FILL, fill(4, newest + 5), msg_id="x4", correlation_id="x4")  # stale
+        await publish(js, Subject.EXECUTION_FILL, fill(5, newest + 9), msg_id="x5", correlation_id="x5")
+        await wait_for(lambda: alpha.account.portfolio.knows_fill("resting.x5"), 10, "the fill after it")
+        assert not alpha.account.portfolio.knows_fill("resting.x4")
+        assert alpha.account.portfolio.quantity("MSFT") == 3, "x1, x3 and x5: the repeat of x3 counts once"
         folded = Account(account_id="alpha")
         for i, event in enumerate(await journal(js, "alpha"), 1):
             folded.apply(event, i)

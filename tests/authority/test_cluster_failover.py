@@ -8,8 +8,9 @@ SIGKILL (and restarted), and an execsim member is killed with SIGKILL (and resta
   stored twice at all);
 - every decided signal has exactly one outcome per account: one admitted intent or one denial in the account's
   journal, and exactly one message (intent or denial) about it in DECISIONS;
-- the distinct fills in EXECUTIONS of each account sum to the positions folded from its journal
-  (`tools.account.Account`), and no order of it is still working;
+- the distinct fills in EXECUTIONS of each account, but the void ones (a simulator that lost its lease spoke
+  after the new owner), sum to the positions folded from its journal (`tools.account.Account`), and no order of it
+  is still working: what a stale owner did, the new owner did again;
 - no account's position exceeds its max_position at any point of the journal fold;
 - no account was decided for by two authorities at once. What the data proves, from the journal (the one record
   every admission must be appended to, with an expected-sequence check): its `owner` entries never go back in
@@ -44,7 +45,7 @@ from bus.journal import journal_stream
 from bus.lease import LeaseRecord, lease_bucket, read_lease
 from gateway.settings import SECRET_FILE
 from schemas.account import AccountEvent, journal_subject
-from schemas.orders import Fill, OrderIntent, RiskDenied
+from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tests.cluster import NatsCluster, nats_cluster  # noqa: F401 (the fixture)
@@ -345,10 +346,11 @@ class Snapshot:
         signals: list[NormalizedSignal],
         intents: list[OrderIntent],
         denials: list[RiskDenied],
-        fills: list[Fill],
+        executions: list[Fill | OrderEvent],
         journals: dict[str, list[AccountEvent]],
     ) -> None:
-        self.signals, self.intents, self.denials, self.fills, self.journals = signals, intents, denials, fills, journals
+        self.signals, self.intents, self.denials, self.executions = signals, intents, denials, executions
+        self.journals = journals
         self.by_id = {s.signal_id: s for s in signals}
         self.actionable = {s.signal_id for s in signals if s.action is not None}
         self.folds = {}
@@ -376,12 +378,21 @@ class Snapshot:
         return {sym: self.folds[account].position(sym) for sym in SYMBOLS}
 
     def fill_positions(self, account: str) -> dict[str, Decimal]:
+        """The account's distinct fills in EXECUTIONS, but the void ones: stamped with an older simulator fence than
+        an earlier report or fill of the account (a simulator that lost its lease spoke after the new owner)."""
         total: dict[str, Decimal] = defaultdict(Decimal)
         seen: set[str] = set()
-        for f in self.fills:
-            if f.account == account and f.fill_id not in seen:
-                seen.add(f.fill_id)
-                total[f.symbol] += f.quantity if f.side == "buy" else -f.quantity
+        newest: int | None = None
+        for e in self.executions:
+            if e.account != account:
+                continue
+            if e.fence is not None and newest is not None and e.fence < newest:
+                continue
+            if e.fence is not None:
+                newest = e.fence if newest is None else max(newest, e.fence)
+            if isinstance(e, Fill) and e.fill_id not in seen:
+                seen.add(e.fill_id)
+                total[e.symbol] += e.quantity if e.side == "buy" else -e.quantity
         return {sym: total[sym] for sym in SYMBOLS}
 
 
@@ -393,10 +404,9 @@ async def snapshot(js) -> Snapshot:  # type: ignore[no-untyped-def]
     decisions = await read_stream(js, "DECISIONS", "decisions.>")
     intents = [OrderIntent.model_validate_json(d) for s, d in decisions if s == Subject.ORDER_INTENT.value]
     denials = [RiskDenied.model_validate_json(d) for s, d in decisions if s == Subject.RISK_DENIED.value]
-    fills = [
-        Fill.model_validate_json(d)
+    executions: list[Fill | OrderEvent] = [
+        Fill.model_validate_json(d) if s == Subject.EXECUTION_FILL.value else OrderEvent.model_validate_json(d)
         for s, d in await read_stream(js, "EXECUTIONS", "executions.>")
-        if s == Subject.EXECUTION_FILL.value
     ]
     journals = {
         a: [
@@ -404,4 +414,4 @@ async def snapshot(js) -> Snapshot:  # type: ignore[no-untyped-def]
         ]
         for a in ACCOUNTS
     }
-    return Snapshot(signals, intents, denials, fills, journals)
+    return Snapshot(signals, intents, denials, executions, journals)

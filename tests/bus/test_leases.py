@@ -274,6 +274,21 @@ async def test_a_member_whose_renewals_hang_calls_on_lost_within_two_thirds_of_t
     journal.assert_fences_grow()
 
 
+async def test_a_lease_is_not_valid_past_its_self_fence_deadline_even_before_the_watchdog_runs(
+    nats_server: EmbeddedNats,
+) -> None:
+    """`valid` is what a simulator asks before it acks a batch that took long: it must answer from the clock, not
+    from whether the watchdog has had a turn of the event loop since the deadline."""
+    journal = Journal()
+    async with pool(nats_server, journal) as join:
+        a = await join("a", ["solo"])
+        await wait_for(lambda: "solo" in a.leases.held, 5, "a to hold the account")
+        assert a.leases.valid("solo") and not a.leases.valid("other")
+        time.sleep(a.leases.self_fence_s + 0.05)  # a stalled loop: no renew, no watchdog turn
+        assert "solo" in a.leases.held, "the watchdog has not run yet"
+        assert not a.leases.valid("solo")
+
+
 async def test_a_member_cut_off_from_nats_calls_on_lost_before_the_lease_expires_for_the_others(
     nats_server: EmbeddedNats,
 ) -> None:
