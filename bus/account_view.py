@@ -68,6 +68,7 @@ class AppState:
     _gauges_at: float = 0.0  # loop time the gauges were last set
     _gauges_due: asyncio.TimerHandle | None = None
     folding: asyncio.Task[None] | None = None  # open_account_view's fold (done once the view is caught up)
+    signals_loading: asyncio.Task[None] | None = None  # the signal log's start (`start`), beside the journal's fold
 
     @property
     def portfolio(self) -> Portfolio:
@@ -83,29 +84,43 @@ class AppState:
         return self.account.gate
 
     async def start(self, timeout: float = 60.0) -> None:
-        async with asyncio.timeout(timeout):
-            seq = await load_recent_signals(self.js, self.account_id, self.signals)
-        self._signal_follower = Follower(
-            self.js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=self._on_signal, after=seq
-        )
-        await self._signal_follower.start()
+        """Fold the journal (from the authority's newest snapshot) until caught up. The signal log loads beside it
+        (`signals_loading`): what reads signals awaits `recent_signals`, so a first `get_positions` does not wait
+        for the newest 10,000 signals to be read and parsed."""
+        self.signals_loading = asyncio.create_task(self._load_signals(timeout), name=f"signals-{self.account_id}")
+        self.signals_loading.add_done_callback(_log_failure)
         if self.account.seq == 0:  # the authority's newest snapshot, then only the journal after it
             restored = await read_snapshot(self.js, self.account_id)
             if restored is not None:
                 self.account = restored[1]
         self.journal = JournalFollower(self.js, self._on_entry, self.account_id, after=self.account.seq)
         await self.journal.start()
-        await asyncio.wait_for(self._caught_up(), timeout)
+        await asyncio.wait_for(self.journal.caught_up.wait(), timeout)
         self.observe_gauges()
 
-    async def _caught_up(self) -> None:
-        # one after the other, not a gather: a gather whose waits are cancelled at exit (a stdio server quitting
-        # mid-fold) logs "_GatheringFuture exception was never retrieved"
-        assert self._signal_follower is not None and self.journal is not None
-        await self._signal_follower.caught_up.wait()
-        await self.journal.caught_up.wait()
+    async def _load_signals(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            seq = await load_recent_signals(self.js, self.account_id, self.signals)
+            self._signal_follower = Follower(
+                self.js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=self._on_signal, after=seq
+            )
+            await self._signal_follower.start()
+            await self._signal_follower.caught_up.wait()
+
+    async def signals_loaded(self) -> None:
+        """Wait until the signal log holds the stream's newest signals (raises what stopped it loading)."""
+        if self.signals_loading is not None:
+            await asyncio.shield(self.signals_loading)
+
+    async def recent_signals(self, limit: int = 50, symbol: str | None = None) -> list[NormalizedSignal]:
+        """The newest `limit` signals routed to the account (of `symbol`), newest first, once the log has loaded."""
+        await self.signals_loaded()
+        return self.signals.recent(limit, symbol)
 
     async def stop(self) -> None:
+        if self.signals_loading is not None:
+            self.signals_loading.cancel()
+            await asyncio.gather(self.signals_loading, return_exceptions=True)
         if self._gauges_due is not None:
             self._gauges_due.cancel()
         if self._signal_follower is not None:
@@ -179,6 +194,11 @@ class AppState:
             yield other
         finally:
             await other.stop()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the signal log did not load; tools that read signals will fail", error=repr(task.exception()))
 
 
 async def load_recent_signals(

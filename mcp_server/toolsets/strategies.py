@@ -131,7 +131,7 @@ async def evaluate_strategy(
     (buy/sell/flat/hold), target (signed fraction of equity), confidence and the indicator values
     behind it; status `insufficient_data` (and the bars missing) when history is too short."""
     built = _strategy(strategy, params)
-    signals = app(ctx).signals.recent(HISTORY, symbol)
+    signals = await app(ctx).recent_signals(HISTORY, symbol)
     if not signals:
         raise ToolFailure("no_data", f"no signals for {symbol} yet; list_signals shows which symbols have data")
     state = built.new_state(symbol)
@@ -302,6 +302,9 @@ async def _run_job(
 ) -> tuple[Bars, Any]:
     """The backtest in a worker thread, progress after each chunk; a cancelled call stops the worker and waits
     until it has returned, so nothing is left running."""
+
+    if data != "bundled":
+        await app(ctx).signals_loaded()  # `_bars` reads the signal log from the worker thread
 
     def report(done: int, total: int) -> None:
         try:

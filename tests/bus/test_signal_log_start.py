@@ -78,7 +78,7 @@ async def test_a_start_reads_the_newest_window_only_and_follows_on_without_gap_o
     state = AppState(js._nc, js, account_id="paper", signals=SignalLog(capacity=50))  # type: ignore[attr-defined]
     await state.start(timeout=10)
     try:
-        assert [s.signal_id for s in state.signals.recent(50)] == whole_stream_log(history, "paper", 50)
+        assert [s.signal_id for s in await state.recent_signals(50)] == whole_stream_log(history, "paper", 50)
         later = [signal(n) for n in range(600, 620)]
         await publish(js, later)
         await wait_for(lambda: state.signals.recent(1)[0].signal_id == "sig_619", what="the later signals")
@@ -126,5 +126,32 @@ async def test_an_empty_stream_starts_empty_and_follows_from_the_first_signal(js
     try:
         await publish(js, [signal(1)])
         await wait_for(lambda: [s.signal_id for s in state.signals.recent(10)] == ["sig_1"], what="the first signal")
+    finally:
+        await state.stop()
+
+
+async def test_the_journal_fold_does_not_wait_for_the_signal_log_but_its_readers_do(
+    js: nats.js.JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh server's first `get_positions` needs the journal only: `start` returns once the journal is caught up,
+    while reading the newest signals goes on beside it; whoever reads signals waits for them."""
+    await publish(js, [signal(n) for n in range(30)])
+    release = asyncio.Event()
+    real = load_recent_signals
+
+    async def slow_load(*args: object, **kw: object) -> int:
+        await release.wait()
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("bus.account_view.load_recent_signals", slow_load)
+    state = AppState(js._nc, js, account_id="paper", signals=SignalLog(capacity=10))  # type: ignore[attr-defined]
+    await state.start(timeout=10)
+    try:
+        assert state.signals_loading is not None and not state.signals_loading.done()
+        reader = asyncio.create_task(state.recent_signals(3))
+        await asyncio.sleep(0.2)
+        assert not reader.done(), "a reader of signals waits for the log"
+        release.set()
+        assert [s.signal_id for s in await asyncio.wait_for(reader, 10)] == ["sig_29", "sig_28", "sig_27"]
     finally:
         await state.stop()
