@@ -11,7 +11,8 @@ For each history (orders of five journal entries, as bench/journal_fold.py write
   also counts the client closing the session and waiting for the process to end (`+exit`: that ratio, no snapshot).
 With `--signals N`, N signals are in the SIGNALS stream too (every MCP server keeps the newest 10,000 in its
 signal log). tools/list is answered while the server still folds, so the first tool call (`get_positions`, which
-waits for the fold; `ping` on the trivial server) is timed as well: `1st call`.
+waits for the journal's fold; `ping` on the trivial server) is timed as well: `1st call`. `--tool list_signals`
+times a first call that waits for the signal log instead.
 
 Both servers run with their bytecode cached, as in an installation (pip compiles it; `make run` writes it): one warm-up
 run each writes it under the temporary directory (PYTHONPYCACHEPREFIX), never into the checkout, even where
@@ -50,7 +51,7 @@ from tools.account import Account  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
 BEHIND = 200  # orders journaled after the snapshot
-SERVE_TOOL = "get_positions"  # answered once the server's view is caught up (journal and signal log)
+SERVE_TOOL = "get_positions"  # answered once the server's journal is caught up (the signal log loads beside it)
 SYMBOLS = ("AAPL", "MSFT", "IBM", "GOOG", "AMZN", "NVDA")
 TRIVIAL = """
 from mcp.server.mcpserver import MCPServer
@@ -138,7 +139,9 @@ async def publish_signals(js, count: int) -> None:  # type: ignore[no-untyped-de
     await asyncio.gather(*pending)
 
 
-async def run(orders: list[int], repeat: int, bytecode_as_is: bool = False, signals: int = 0) -> None:
+async def run(
+    orders: list[int], repeat: int, bytecode_as_is: bool = False, signals: int = 0, tool: str = SERVE_TOOL
+) -> None:
     logging.getLogger("bus.snapshot").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         server = start_nats_server(Path(tmp) / "nats")
@@ -155,7 +158,7 @@ async def run(orders: list[int], repeat: int, bytecode_as_is: bool = False, sign
             js = nc.jetstream()
             await ensure_journal(js)
             await ensure_streams(js)
-            await tools_list(serve, SERVE_TOOL)  # warm the page cache and the bytecode once
+            await tools_list(serve, tool)  # warm the page cache and the bytecode once
             await tools_list(trivial, "ping")
             if signals:
                 await publish_signals(js, signals)
@@ -195,12 +198,12 @@ async def run(orders: list[int], repeat: int, bytecode_as_is: bool = False, sign
                         head = (await kv.get("paper")).value
                         await kv.delete("paper")
                     cold_s, n = await reader(js, snapshot=False)
-                    serve_s, serve_call_s, serve_exit_s = await tools_list(serve, SERVE_TOOL)
+                    serve_s, serve_call_s, serve_exit_s = await tools_list(serve, tool)
                     snap_s = serve_snap_s = snap_call_s = float("nan")
                     if kv is not None:
                         await kv.put("paper", head)
                         snap_s, _ = await reader(js, snapshot=True)
-                        serve_snap_s, snap_call_s, _ = await tools_list(serve, SERVE_TOOL)
+                        serve_snap_s, snap_call_s, _ = await tools_list(serve, tool)
                     trivial_s, trivial_call_s, trivial_exit_s = await tools_list(trivial, "ping")
                     row = (
                         serve_s / trivial_s,
@@ -238,8 +241,9 @@ def main() -> None:
         "--bytecode-as-is", action="store_true", help="keep PYTHONDONTWRITEBYTECODE (no bytecode cache) if it is set"
     )
     parser.add_argument("--signals", type=int, default=0, help="signals in the SIGNALS stream (default 0)")
+    parser.add_argument("--tool", default=SERVE_TOOL, help=f"the serve tool first called (default {SERVE_TOOL})")
     args = parser.parse_args()
-    asyncio.run(run(args.orders, args.repeat, args.bytecode_as_is, args.signals))
+    asyncio.run(run(args.orders, args.repeat, args.bytecode_as_is, args.signals, args.tool))
 
 
 if __name__ == "__main__":
