@@ -54,7 +54,7 @@ from observability.http import OpsServer, ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
 from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import Fill, OrderEvent, superseded_reports
+from schemas.orders import Fill, OrderEvent, fence_step, superseded_reports
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -602,8 +602,8 @@ class Authority:
         if payload.account != self.account_id:
             return []
         now = self.clock.now()
-        newest = self.account.execsim_fence
-        if payload.fence is not None and newest is not None and payload.fence < newest:
+        void, newest = fence_step(payload.fence, self.account.execsim_fence)
+        if void:
             metrics.authority_stale_executions_total.inc()
             log.warning(
                 "execution from a stale simulator owner voided",
@@ -613,9 +613,9 @@ class Authority:
             )
             return []
         out: list[tuple[AccountEvent, str]] = []
-        if payload.fence is not None and (newest is None or payload.fence > newest):
-            owner = Owner(member=self.member or "authority", fence=self.fence or 0, execsim_fence=payload.fence)
-            out.append((AccountEvent(kind="owner", ts=now, owner=owner), f"execsim-owner-{payload.fence}"))
+        if newest is not None and newest != self.account.execsim_fence:  # a newer simulator owner speaks first
+            owner = Owner(member=self.member or "authority", fence=self.fence or 0, execsim_fence=newest)
+            out.append((AccountEvent(kind="owner", ts=now, owner=owner), f"execsim-owner-{newest}"))
         if superseded:
             return out
         if isinstance(payload, Fill):

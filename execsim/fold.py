@@ -27,7 +27,7 @@ from execsim.engine import Engine
 from execsim.engine.core import OPENS_KEPT
 from schemas.common import DEFAULT_ACCOUNT
 from schemas.market import Bar
-from schemas.orders import TERMINAL_STATUSES, OrderIntent
+from schemas.orders import TERMINAL_STATUSES, OrderIntent, fence_step
 from schemas.subjects import Subject
 from tools.account import order_key
 from tools.ledger import Ledger
@@ -111,16 +111,11 @@ class StreamFold:
         event of its account is void (a simulator that lost its lease spoke after the new owner did); a newer fence
         raises the bar. So the fold, like the journal, ignores what a stale owner published, and the new owner
         works those orders again."""
-        fence = doc.get("fence")
-        if fence is None:
-            return False
         account = doc.get("account", DEFAULT_ACCOUNT)
-        newest = self.fences.get(account)
-        if newest is not None and fence < newest:
-            return True
-        if newest is None or fence > newest:
-            self.fences[account] = fence
-        return False
+        void, newest = fence_step(doc.get("fence"), self.fences.get(account))
+        if newest is not None:
+            self.fences[account] = newest
+        return void
 
     def _gone(self, coid: str) -> bool:
         return bool(self.forgotten) and order_key(coid) in self.forgotten
@@ -135,9 +130,7 @@ class StreamFold:
             return
         doc = json.loads(data)
         coid = doc["client_order_id"]
-        if not self._mine(doc) or self._void(doc):
-            return
-        if self._gone(coid):
+        if not self._mine(doc) or self._void(doc) or self._gone(coid):
             return
         rec = self.records.setdefault(coid, Record())
         if subject == FILL:

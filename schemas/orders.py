@@ -177,6 +177,17 @@ class OrderView(BaseModel):
         return self.status not in TERMINAL_STATUSES
 
 
+def fence_step(fence: int | None, newest: int | None) -> tuple[bool, int | None]:
+    """The one rule the authority and the simulator's rebuild (`execsim.fold`) apply to an account's reports and fills,
+    in EXECUTIONS' order: whether this event is void (stamped with an older simulator fence than an earlier event of
+    the account: a simulator that lost its lease spoke after the new owner did), and the newest fence after it."""
+    if fence is None:
+        return False, newest
+    if newest is not None and fence < newest:
+        return True, newest
+    return False, fence
+
+
 def superseded_reports(payloads: Sequence[Fill | OrderEvent | None]) -> set[int]:
     """The positions of the non-final reports that a later report of the same order, from the same simulator
     owner, replaces in full (status, filled quantity, reason, time). A refused second intent's report
