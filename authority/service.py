@@ -54,7 +54,7 @@ from observability.http import OpsServer, ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
 from schemas.common import ACCOUNT_HEADER, DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import Fill, OrderEvent, fence_step, superseded_reports
+from schemas.orders import Fill, OrderEvent, SimulatorOwner, fence_step, superseded_reports
 from schemas.risk import RiskLimits, TradingState
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -593,12 +593,15 @@ class Authority:
                     staged.append(await self._stage(event, msg_id))
         await self._durable(staged)
 
-    def _execution_events(self, payload: Fill | OrderEvent, superseded: bool = False) -> list[tuple[AccountEvent, str]]:
+    def _execution_events(
+        self, payload: Fill | OrderEvent | SimulatorOwner, superseded: bool = False
+    ) -> list[tuple[AccountEvent, str]]:
         """The journal entries one execution message makes: none for another account's, or one from a simulator
         whose lease a newer one took (void: an older fence than an earlier event of the account); an owner entry
-        when a newer simulator owner speaks for the first time, even in a message that is itself a duplicate or
-        `superseded` (a report a later one in the batch replaces): which events are void then depends on
-        EXECUTIONS' order alone, so the simulator's rebuild (`execsim.fold`) voids exactly the same ones."""
+        when a newer simulator owner speaks for the first time (its `executions.owner` marker, stored before it
+        rebuilds), even in a message that is itself a duplicate or `superseded` (a report a later one in the batch
+        replaces): which events are void then depends on EXECUTIONS' order alone, so the simulator's rebuild
+        (`execsim.fold`) voids exactly the same ones."""
         if payload.account != self.account_id:
             return []
         now = self.clock.now()
@@ -609,14 +612,14 @@ class Authority:
                 "execution from a stale simulator owner voided",
                 fence=payload.fence,
                 newest=newest,
-                client_order_id=payload.client_order_id,
+                client_order_id=getattr(payload, "client_order_id", None),
             )
             return []
         out: list[tuple[AccountEvent, str]] = []
         if newest is not None and newest != self.account.execsim_fence:  # a newer simulator owner speaks first
             owner = Owner(member=self.member or "authority", fence=self.fence or 0, execsim_fence=newest)
             out.append((AccountEvent(kind="owner", ts=now, owner=owner), f"execsim-owner-{newest}"))
-        if superseded:
+        if superseded or isinstance(payload, SimulatorOwner):
             return out
         if isinstance(payload, Fill):
             if self.account.portfolio.knows_fill(payload.fill_id):
@@ -782,11 +785,13 @@ class Authority:
             await self._publish_effect(effect)
 
 
-def _execution(msg: Msg) -> Fill | OrderEvent | None:
+def _execution(msg: Msg) -> Fill | OrderEvent | SimulatorOwner | None:
     if msg.subject == Subject.EXECUTION_FILL.value:
         return Fill.model_validate_json(msg.data)
     if msg.subject == Subject.EXECUTION_REPORT.value:
         return OrderEvent.model_validate_json(msg.data)
+    if msg.subject == Subject.EXECUTION_OWNER.value:
+        return SimulatorOwner.model_validate_json(msg.data)
     return None
 
 

@@ -96,8 +96,12 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
+_handed_out: set[int] = set()  # every port free_port returned in this process
+
+
 def free_port() -> int:
-    """A loopback port nothing holds now, picked below the kernel's ephemeral range where there is one.
+    """A loopback port nothing holds now, picked below the kernel's ephemeral range where there is one, and never
+    one this process was given before: several picked before any is bound (a cluster's nine) must differ.
 
     A port the kernel picked (`bind(0)`) lies in the range it also gives outgoing connections, so between this
     pick and a server's bind (or while a server restarts on the same port) any client's connect can take it.
@@ -105,15 +109,23 @@ def free_port() -> int:
     floor = _ephemeral_floor()
     for _ in range(64 if floor > _LOWEST_PICK + 1000 else 0):
         port = _LOWEST_PICK + secrets.randbelow(floor - _LOWEST_PICK)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        _handed_out.add(port)
+        return port
+    for _ in range(64):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            break
+    _handed_out.add(port)
+    return port
 
 
 def _port_open(port: int) -> bool:

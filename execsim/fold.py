@@ -35,7 +35,7 @@ from tools.ledger import Ledger
 ZERO = Decimal(0)
 FINISHED_KEPT = 1_000  # finished orders kept whole (the live simulator's FinishedOrders keeps as many)
 SNAPSHOT_FORMAT = 2  # 2: with the newest simulator fence per account
-FILL, REPORT = Subject.EXECUTION_FILL.value, Subject.EXECUTION_REPORT.value
+FILL, REPORT, OWNER = Subject.EXECUTION_FILL.value, Subject.EXECUTION_REPORT.value, Subject.EXECUTION_OWNER.value
 INTENT, CANCEL = Subject.ORDER_INTENT.value, Subject.ORDER_CANCEL.value
 
 
@@ -123,12 +123,17 @@ class StreamFold:
     # ------------------------------------------------------------------ absorbing stream messages
 
     def absorb_execution(self, seq: int, subject: str, data: bytes) -> None:
-        """One message of EXECUTIONS as stored (`executions.fill`: a Fill, `executions.report`: an OrderEvent; the
-        simulator alone writes them, so only the fields the fold needs are read, without validating the rest)."""
+        """One message of EXECUTIONS as stored (`executions.fill`: a Fill, `executions.report`: an OrderEvent,
+        `executions.owner`: a new owner's marker, which only raises the account's fence bar; the simulator alone
+        writes them, so only the fields the fold needs are read, without validating the rest)."""
         self.exec_seq = max(self.exec_seq, seq)
-        if subject not in (FILL, REPORT):
+        if subject not in (FILL, REPORT, OWNER):
             return
         doc = json.loads(data)
+        if subject == OWNER:
+            if self._mine(doc):
+                self._void(doc)
+            return
         coid = doc["client_order_id"]
         if not self._mine(doc) or self._void(doc) or self._gone(coid):
             return

@@ -17,6 +17,12 @@ only after all its events are stored, and only if the lease still holds then (el
 If a publish fails (NATS down), the engine is rebuilt from the streams before going on, exactly as after a
 kill -9 and restart.
 
+Taking an account (`simulate`): the new owner first stores a `SimulatorOwner` on `executions.owner` with its fence
+(`announce_owner`), then rebuilds. A stale owner's report or fill stored after that marker is void (an older fence
+than an earlier event of the account), and one stored before it is in the rebuild: none falls between the rebuild's
+read and the new owner's first event, where it would be valid but unknown to the new owner, which would then work
+the order again (a second, different partial fill under the same fill id).
+
 Restart (`rebuild`): the engine is restored from what the streams already hold.
 - EXECUTIONS: every report and fill the simulator published, but those the authority voids (stamped with an older
   simulator fence than an earlier event of the account: `execsim.fold`) — each order's status, filled
@@ -66,7 +72,7 @@ from observability.heap import freeze_startup_heap
 from observability.http import OpsServer, ops_routes
 from schemas.common import DEFAULT_ACCOUNT, scoped_id
 from schemas.market import Bar
-from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderIntent, superseded_reports
+from schemas.orders import TERMINAL_STATUSES, Fill, OrderCancel, OrderIntent, SimulatorOwner, superseded_reports
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tools.account import order_key
@@ -114,6 +120,16 @@ def execution_msg_id(account: str, event_id: str, fence: int | None) -> str:
     owner publishing again (after a failed publish) is deduped; a newer owner's event is stored even where an older
     owner published one with the same id after losing the lease (void, so it must not swallow the valid one)."""
     return scoped_id(account, event_id if fence is None else f"{event_id}~{fence}")
+
+
+async def announce_owner(js: JetStreamContext, account: str, fence: int, member: str, clock: Clock) -> int:
+    """Store that `member` took `account` with `fence` (`executions.owner`), before it reads the streams to rebuild:
+    from here on a stale owner's events are void, and the ones before are in the rebuild. Returns the marker's
+    sequence. Raises if it is not stored (the caller gives the lease back rather than simulate unannounced)."""
+    marker = SimulatorOwner(account=account, fence=fence, member=member, ts=clock.now())
+    msg_id = execution_msg_id(account, "owner", fence)
+    ack = await publish(js, Subject.EXECUTION_OWNER, marker, msg_id=msg_id, correlation_id=f"execsim-owner-{fence}")
+    return int(ack.seq)
 
 
 class FinishedOrders:
@@ -510,6 +526,27 @@ async def rebuild(
     return restored
 
 
+async def take_over(
+    js: JetStreamContext,
+    engine: Engine,
+    account: str,
+    member: str,
+    market_durable: str | None,
+    authority_key: bytes | None,
+    finished: FinishedOrders,
+) -> tuple[StreamFold, int]:
+    """What a simulator does when it takes `account` with `engine.fence`: announce it (`announce_owner`), then restore
+    `engine` from the stored fold and the streams' tails (`rebuild`), which hold the marker. Returns the fold (left
+    absorbed to the streams' ends, for the snapshot loop) and how many orders came back."""
+    assert engine.fence is not None
+    await announce_owner(js, account, engine.fence, member, engine.clock)
+    fold = await read_fold(js, account, market_durable, authority_key) or StreamFold(account)
+    known = await rebuild(
+        js, engine, market_durable, authority_key=authority_key, account=account, finished=finished, fold=fold
+    )
+    return fold, known
+
+
 async def _snapshot_loop(
     js: JetStreamContext,
     fold: StreamFold,
@@ -616,10 +653,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
         orders_durable, market_durable = durables(account)
         finished = FinishedOrders()
         started = time.perf_counter()
-        fold = await read_fold(js, account, market_durable, key) or StreamFold(account)
-        known = await rebuild(
-            js, engine, market_durable, authority_key=key, account=account, finished=finished, fold=fold
-        )
+        fold, known = await take_over(js, engine, account, owner.member, market_durable, key, finished)
         metrics.exec_sim_rebuild_seconds.observe(time.perf_counter() - started)
         every = settings.snapshot_every_seconds
         snapshots: list[asyncio.Task[None]] = []

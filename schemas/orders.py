@@ -1,6 +1,7 @@
 """Orders: the commands (`OrderIntent`, `OrderCancel`) and the events they cause.
 
-Events: `OrderEvent` (lifecycle, on `executions.report`), `Fill`, `RiskDenied`.
+Events: `OrderEvent` (lifecycle, on `executions.report`), `Fill`, `RiskDenied`, and `SimulatorOwner` (a simulator
+took an account's lease, on `executions.owner`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,18 @@ class Fill(Contract):
     )
 
 
+class SimulatorOwner(Contract):
+    """A simulator took an account's lease, published on `executions.owner` before it rebuilds the account from the
+    streams: every report or fill of an older fence stored after it is void (`fence_step`), and every one stored
+    before it is in the new owner's rebuild, so no execution of a stale owner falls between the two."""
+
+    schema_version: Literal[1] = 1
+    account: str = Field(default=DEFAULT_ACCOUNT, pattern=ACCOUNT_PATTERN, description="The account it belongs to")
+    fence: int = Field(ge=0, description="The new simulator owner's lease revision (its fencing token)")
+    member: str = Field(max_length=128, description="The simulator process that took the lease")
+    ts: UtcDatetime
+
+
 class RiskDenied(Contract):
     """The risk gate said no, published on `decisions.risk_denied`."""
 
@@ -188,7 +201,7 @@ def fence_step(fence: int | None, newest: int | None) -> tuple[bool, int | None]
     return False, fence
 
 
-def superseded_reports(payloads: Sequence[Fill | OrderEvent | None]) -> set[int]:
+def superseded_reports(payloads: Sequence[Fill | OrderEvent | SimulatorOwner | None]) -> set[int]:
     """The positions of the non-final reports that a later report of the same order, from the same simulator
     owner, replaces in full (status, filled quantity, reason, time). A refused second intent's report
     (`duplicate_client_order_id`) says nothing about the first order, so it replaces nothing.

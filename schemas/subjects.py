@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.agent import AgentDecision
-from schemas.orders import Fill, OrderCancel, OrderEvent, OrderIntent, RiskDenied
+from schemas.orders import Fill, OrderCancel, OrderEvent, OrderIntent, RiskDenied, SimulatorOwner
 from schemas.signals import NormalizedSignal
 
 
@@ -21,6 +21,7 @@ class Subject(StrEnum):
     ORDER_CANCEL = "decisions.order_cancel"
     EXECUTION_REPORT = "executions.report"
     EXECUTION_FILL = "executions.fill"
+    EXECUTION_OWNER = "executions.owner"
     AGENT_DECISION = "decisions.agent"
 
 
@@ -51,6 +52,7 @@ REGISTRY: dict[Subject, Entry] = {
     Subject.ORDER_CANCEL: Entry(Subject.ORDER_CANCEL, OrderCancel, 1),
     Subject.EXECUTION_REPORT: Entry(Subject.EXECUTION_REPORT, OrderEvent, 1),
     Subject.EXECUTION_FILL: Entry(Subject.EXECUTION_FILL, Fill, 1),
+    Subject.EXECUTION_OWNER: Entry(Subject.EXECUTION_OWNER, SimulatorOwner, 1),
     Subject.AGENT_DECISION: Entry(Subject.AGENT_DECISION, AgentDecision, 1),
 }
 

@@ -157,6 +157,7 @@ WRITERS = {
     "decisions.order_cancel": "authority (signed)",
     "executions.report": "execsim",
     "executions.fill": "execsim",
+    "executions.owner": "execsim (when it takes an account)",
     "decisions.agent": "agent",
 }
 

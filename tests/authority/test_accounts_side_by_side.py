@@ -19,7 +19,7 @@ from bus.journal import JournalFollower, journal_accounts
 from execsim.engine import Engine, EngineConfig
 from execsim.service import ExecSimService, durables, start_consumers
 from schemas.account import AccountEvent, OrderCommand, journal_stream
-from schemas.orders import Fill, OrderIntent
+from schemas.orders import Fill, OrderIntent, SimulatorOwner
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tests.conftest import wait_for
@@ -193,8 +193,17 @@ async def test_a_fill_from_a_stale_simulator_owner_is_void(nats_server: Embedded
         await publish(js, Subject.EXECUTION_FILL, fill(5, newest + 9), msg_id="x5", correlation_id="x5")
         await wait_for(lambda: alpha.account.portfolio.knows_fill("resting.x5"), 10, "the fill after it")
         assert not alpha.account.portfolio.knows_fill("resting.x4")
+        # a new simulator owner's marker (stored when it takes the account, before it rebuilds) raises the bar alone
+        marker = SimulatorOwner(account="alpha", fence=newest + 12, member="sim-new", ts=datetime.now(UTC))
+        await publish(js, Subject.EXECUTION_OWNER, marker, msg_id="owner-12", correlation_id="owner")
+        await wait_for(lambda: alpha.account.execsim_fence == newest + 12, 10, "the marker's fence journaled")
+        await publish(js, Subject.EXECUTION_FILL, fill(6, newest + 9), msg_id="x6", correlation_id="x6")  # stale
+        await publish(js, Subject.EXECUTION_FILL, fill(7, newest + 12), msg_id="x7", correlation_id="x7")
+        await wait_for(lambda: alpha.account.portfolio.knows_fill("resting.x7"), 10, "the fill after it")
+        assert not alpha.account.portfolio.knows_fill("resting.x6"), "void: older than the new owner's marker"
         fills = [e.fill.fill_id for e in await journal(js, "alpha") if e.kind == "fill" and e.fill]
         assert fills.count("resting.x3") == 1 and "resting.x4" not in fills, "the repeat is journaled once, x4 never"
+        assert "resting.x6" not in fills and "resting.x7" in fills
         folded = Account(account_id="alpha")
         for i, event in enumerate(await journal(js, "alpha"), 1):
             folded.apply(event, i)

@@ -45,7 +45,7 @@ from bus.journal import journal_stream
 from bus.lease import LeaseRecord, lease_bucket, read_lease
 from gateway.settings import SECRET_FILE
 from schemas.account import AccountEvent, journal_subject
-from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied
+from schemas.orders import Fill, OrderEvent, OrderIntent, RiskDenied, SimulatorOwner
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from tests.cluster import NatsCluster, nats_cluster  # noqa: F401 (the fixture)
@@ -346,7 +346,7 @@ class Snapshot:
         signals: list[NormalizedSignal],
         intents: list[OrderIntent],
         denials: list[RiskDenied],
-        executions: list[Fill | OrderEvent],
+        executions: list[Fill | OrderEvent | SimulatorOwner],
         journals: dict[str, list[AccountEvent]],
     ) -> None:
         self.signals, self.intents, self.denials, self.executions = signals, intents, denials, executions
@@ -379,7 +379,8 @@ class Snapshot:
 
     def fill_positions(self, account: str) -> dict[str, Decimal]:
         """The account's distinct fills in EXECUTIONS, but the void ones: stamped with an older simulator fence than
-        an earlier report or fill of the account (a simulator that lost its lease spoke after the new owner)."""
+        an earlier report, fill or owner marker of the account (a simulator that lost its lease spoke after the new
+        owner took it)."""
         total: dict[str, Decimal] = defaultdict(Decimal)
         seen: set[str] = set()
         newest: int | None = None
@@ -404,9 +405,13 @@ async def snapshot(js) -> Snapshot:  # type: ignore[no-untyped-def]
     decisions = await read_stream(js, "DECISIONS", "decisions.>")
     intents = [OrderIntent.model_validate_json(d) for s, d in decisions if s == Subject.ORDER_INTENT.value]
     denials = [RiskDenied.model_validate_json(d) for s, d in decisions if s == Subject.RISK_DENIED.value]
-    executions: list[Fill | OrderEvent] = [
-        Fill.model_validate_json(d) if s == Subject.EXECUTION_FILL.value else OrderEvent.model_validate_json(d)
-        for s, d in await read_stream(js, "EXECUTIONS", "executions.>")
+    parse = {
+        Subject.EXECUTION_FILL.value: Fill.model_validate_json,
+        Subject.EXECUTION_REPORT.value: OrderEvent.model_validate_json,
+        Subject.EXECUTION_OWNER.value: SimulatorOwner.model_validate_json,
+    }
+    executions: list[Fill | OrderEvent | SimulatorOwner] = [
+        parse[s](d) for s, d in await read_stream(js, "EXECUTIONS", "executions.>")
     ]
     journals = {
         a: [

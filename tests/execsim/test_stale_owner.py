@@ -1,7 +1,9 @@
 """A simulator that loses its lease while it publishes, against a real nats-server: its batch is not acked (the new
 owner gets those intents), the new owner's events are stored even where the old owner's void ones carry the same
 ids, and a rebuild ignores the void ones as the authority does (an older fence than an earlier event of the
-account), so a takeover neither loses an order nor leaves it working for ever."""
+account), so a takeover neither loses an order nor leaves it working for ever. The new owner announces itself
+(`executions.owner`) before it reads the streams, so an old owner's late event is either in its rebuild or void,
+never valid and unknown to it."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from nats.aio.msg import Msg
 from bus.jetstream import publish
 from execsim.engine import Engine, EngineConfig
 from execsim.fold import StreamFold
-from execsim.service import ExecSimService, NotOwner, rebuild
+from execsim.service import ExecSimService, FinishedOrders, NotOwner, rebuild, take_over
 from schemas.orders import OrderIntent
 from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
@@ -101,6 +103,54 @@ async def test_a_lease_lost_while_publishing_hands_the_batch_over_and_the_new_ow
     assert StreamFold.from_snapshot(json.loads(json.dumps(fold.to_snapshot()))).fences == {"alpha": NEW}
 
 
+async def test_a_takeover_announces_itself_before_it_reads_so_a_late_event_of_the_old_owner_is_in_it_or_void(
+    js: nats.js.JetStreamContext,
+) -> None:
+    """Without the marker, an old owner's fill stored after the new owner's rebuild read the streams but before the
+    new owner's first event would be valid yet unknown to the new owner, which would fill the order again under the
+    same fill id (the authority keeps the first: a different price or quantity than the simulator's)."""
+    for coid in ("early", "late"):
+        await publish(js, Subject.ORDER_INTENT, intent(coid), msg_id=f"alpha:{coid}", correlation_id=coid)
+    old = simulator(js, OLD)
+    await old.handle_batch([msg(Subject.SIGNALS_NORMALIZED, bar("100")), msg(Subject.ORDER_INTENT, intent("early"))])
+
+    # the new owner takes the account: its marker is stored, then it rebuilds (the old owner's "early" fill is in it)
+    engine = Engine(LiveClock(), EngineConfig(), fence=NEW)
+    fold, known = await take_over(js, engine, "alpha", "sim-new", None, None, FinishedOrders())
+    assert known == 1 and fold.fences == {"alpha": NEW}
+    early = engine.order("early")
+    assert early is not None and (early.status, early.notional) == ("filled", D(200))
+    new = ExecSimService(js, engine, account="alpha")
+
+    # the old owner's batch began while it held the lease; its fill of "late" is stored after the marker: void
+    asked, still_owner = owner_until(1)
+    old.still_owner = still_owner  # type: ignore[assignment]
+    with pytest.raises(NotOwner):
+        await old.handle_batch([msg(Subject.SIGNALS_NORMALIZED, bar("101")), msg(Subject.ORDER_INTENT, intent("late"))])
+
+    # the redelivered batch: "early" is known (no second fill), "late" is filled by the new owner at its price
+    await new.handle_batch(
+        [
+            msg(Subject.SIGNALS_NORMALIZED, bar("105")),
+            msg(Subject.ORDER_INTENT, intent("early")),
+            msg(Subject.ORDER_INTENT, intent("late")),
+        ]
+    )
+    stored = await read_stream(js, "EXECUTIONS", "executions.>")
+    owners = [json.loads(d) for s, d in stored if s == Subject.EXECUTION_OWNER.value]
+    assert [(o["account"], o["fence"], o["member"]) for o in owners] == [("alpha", NEW, "sim-new")]
+    fills = [json.loads(d) for s, d in stored if s == Subject.EXECUTION_FILL.value]
+    assert [(f["fill_id"], f["fence"], D(f["price"])) for f in fills] == [
+        ("early.f1", OLD, D(100)),
+        ("late.f1", OLD, D(101)),  # void: after the new owner's marker
+        ("late.f1", NEW, D(105)),
+    ]
+    again = Engine(LiveClock(), EngineConfig(), fence=NEW + 1)
+    await rebuild(js, again, account="alpha")
+    late = again.order("late")
+    assert late is not None and (late.status, late.fills, late.notional) == ("filled", 1, D(210))
+
+
 def test_the_fold_voids_what_the_authority_voids() -> None:
     """An older fence than an earlier event of the account is void, whatever the event (a duplicate, a report of
     another order); a newer fence raises the bar for what follows; other accounts have their own bar."""
@@ -129,3 +179,9 @@ def test_the_fold_voids_what_the_authority_voids() -> None:
     assert (fold.records["a"].fills, fold.records["a"].notional) == (2, D(202))
     assert fold.fences == {"alpha": NEW}
     assert fold.exec_seq == 5
+    # a new owner's marker raises the bar before it says anything else; a stale marker changes nothing
+    marker = {"account": "alpha", "fence": NEW + 2, "member": "sim", "ts": "2026-12-05T00:00:00Z"}
+    fold.absorb_execution(6, Subject.EXECUTION_OWNER.value, json.dumps(marker).encode())
+    fold.absorb_execution(7, Subject.EXECUTION_OWNER.value, json.dumps({**marker, "fence": OLD}).encode())
+    fill(8, "a", 3, NEW, "103")  # void: older than the marker
+    assert fold.fences == {"alpha": NEW + 2} and fold.records["a"].fills == 2 and fold.exec_seq == 8
