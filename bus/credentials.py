@@ -19,7 +19,8 @@ Publish permissions (subscribe: everything, for every role), besides the common 
 - execsim (the execution simulator): executions.>, $KV.EXECSIM_SNAPSHOT.>;
 - gateway (webhook gateways): signals.>, $KV.webhook_ids.>, $KV.idempotency_keys.>, and it may create
   exactly those two KV streams (their TTLs are gateway settings);
-- mcp (MCP servers, the bridge, the agent): orders.request.>, decisions.agent;
+- mcp (MCP servers, the bridge, the agent): orders.request.>, decisions.agent, $KV.STRATEGY_SNAPSHOT.> (the
+  strategy-mode bridge stores its strategies' state);
 - operator (the CLI, `trading-mcp risk`): $KV.RISK_CONTROL.>, orders.request.>.
 
 Common set (every role): the JetStream API needed to read streams and run consumers (stream info,
@@ -89,7 +90,7 @@ PUBLISH: dict[str, tuple[str, ...]] = {
         # the gateway opens its buckets with its own TTLs (settings), so it may create exactly those two
         *(f"$JS.API.STREAM.CREATE.KV_{b}" for b in GATEWAY_BUCKETS),
     ),
-    "mcp": ("orders.request.>", "decisions.agent"),
+    "mcp": ("orders.request.>", "decisions.agent", "$KV.STRATEGY_SNAPSHOT.>"),
     "operator": ("$KV.RISK_CONTROL.>", "orders.request.>"),
 }
 # Roles that answer requests sent to them (their reply may go to any reply subject the requester chose).

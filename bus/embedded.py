@@ -56,6 +56,7 @@ KV_BUCKETS: tuple[api.KeyValueConfig, ...] = (
     api.KeyValueConfig(bucket="RISK_CONTROL", history=16, storage=api.StorageType.FILE),
     api.KeyValueConfig(bucket="ACCOUNT_SNAPSHOT", history=1, storage=api.StorageType.FILE),
     api.KeyValueConfig(bucket="EXECSIM_SNAPSHOT", history=1, storage=api.StorageType.FILE),
+    api.KeyValueConfig(bucket="STRATEGY_SNAPSHOT", history=1, storage=api.StorageType.FILE),
     lease.bucket_config(float(os.environ.get("TRADING_MCP_LEASE_TTL_SECONDS", lease.DEFAULT_TTL_S))),
 )
 

@@ -329,7 +329,14 @@ RESET_KEEPS = ("webhook_secret", "operator_token", "authority_key", "nats-auth.j
 RESET_NEVER = ("sources.toml",)
 RESET_STREAMS = ("SIGNALS", "DECISIONS", "EXECUTIONS", "ACCOUNT")
 # the account's KV buckets, and the gateway's seen-id buckets (their records name signals that reset deletes)
-RESET_BUCKETS = ("RISK_CONTROL", "ACCOUNT_SNAPSHOT", "EXECSIM_SNAPSHOT", "webhook_ids", "idempotency_keys")
+RESET_BUCKETS = (
+    "RISK_CONTROL",
+    "ACCOUNT_SNAPSHOT",
+    "EXECSIM_SNAPSHOT",
+    "STRATEGY_SNAPSHOT",
+    "webhook_ids",
+    "idempotency_keys",
+)
 
 
 def _running_nats(data_dir: Path) -> tuple[int, int] | None:

@@ -8,6 +8,7 @@ on bar t is sized at bar t+1's open and sent as a market order at that open, as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from nats.aio.msg import Msg
 
 from bus.account_view import AppState
 from bus.jetstream import consume
-from decisions.strategy_mode import Plan, StrategyMode, replay_acked_signals
+from decisions.strategy_mode import SNAPSHOT_EVERY_S, Plan, StrategyFold, StrategyMode, snapshot_loop, warm_up
 from observability import metrics
 from schemas.account import OrderCommand
 from schemas.common import DEFAULT_ACCOUNT, Side
@@ -51,8 +52,10 @@ class Bridge:
     default_quantity: Decimal = Decimal(1)
     clock: Clock = field(default_factory=LiveClock)
     strategies: StrategyMode | None = None
+    snapshot_every: float = SNAPSHOT_EVERY_S  # strategy mode: how often the strategies' state is stored (0: never)
 
     _last_seq: int = field(default=0, init=False)  # the journal entry of this bridge's latest answer
+    warmed: StrategyFold | None = field(default=None, init=False)  # strategy mode: how its start warmed up
 
     def __post_init__(self) -> None:
         if self.mode == "strategy" and self.strategies is None:
@@ -68,24 +71,29 @@ class Bridge:
         return self.state.account_id in signal.accounts
 
     async def run(self, stop: asyncio.Event) -> None:
+        snapshots: asyncio.Task[None] | None = None
         if self.strategies is not None:
-            strategies = self.strategies
-
-            def warm(signal: NormalizedSignal) -> None:
-                if self._routed(signal):
-                    strategies.warm(signal)
-
-            warmed = await replay_acked_signals(self.state.js, self.durable, warm)
-            log.info("strategy bar history rebuilt", signals=warmed, account=self.state.account_id)
-        await consume(
-            self.state.js,
-            stream="SIGNALS",
-            durable=self.durable,
-            subject=Subject.SIGNALS_NORMALIZED.value,
-            handler=self.handle,
-            stop=stop,
-            key=symbol_of,  # one lane per symbol: a symbol's signals in order, symbols side by side
-        )
+            # the state of every acked signal: from the stored snapshot and the signals after it, or all of them
+            account, js = self.state.account_id, self.state.js
+            fold = self.warmed = await warm_up(js, account, self.durable, self.strategies, self._routed)
+            if self.snapshot_every > 0:
+                loop = snapshot_loop(js, account, self.durable, fold, stop, self.snapshot_every)
+                snapshots = asyncio.create_task(loop, name=f"strategy-snapshot-{account}")
+        try:
+            await consume(
+                self.state.js,
+                stream="SIGNALS",
+                durable=self.durable,
+                subject=Subject.SIGNALS_NORMALIZED.value,
+                handler=self.handle,
+                stop=stop,
+                key=symbol_of,  # one lane per symbol: a symbol's signals in order, symbols side by side
+            )
+        finally:
+            if snapshots is not None:
+                snapshots.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await snapshots
 
     def decide(self, signal: NormalizedSignal) -> Order | None:
         """follow mode: the sender's action; `close` flattens the projected position (`_decide_and_publish`

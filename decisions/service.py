@@ -98,6 +98,7 @@ def start(
             "strategy" if mode == "strategy" else "follow",
             quantity,
             strategies=strategy_mode(settings, account),
+            snapshot_every=settings.strategy_snapshot_every_seconds,
         )
         task = asyncio.create_task(bridge.run(stop), name=f"bridge-{state.account_id}")
         watch_consumer_lag(state.js, [("SIGNALS", bridge.durable)])

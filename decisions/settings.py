@@ -37,3 +37,11 @@ class DecisionSettings(BaseSettings):
     )
     strategy_slippage_bps: Decimal = Field(default=Decimal(0), ge=0, lt=1000)
     strategy_fractional: bool = Field(default=False, description="Size in fractional units (4 decimals)")
+    strategy_snapshot_every_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Strategy mode: how often the bridge stores its strategies' state at its consumer's ack floor (KV "
+        "STRATEGY_SNAPSHOT), so a restart replays only the signals after it; 0: never (a start replays every acked "
+        "signal)",
+    )

@@ -9,19 +9,26 @@ sees first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import json
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bus.jetstream import Follower
+from bus.jetstream import read_range
+from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_parts
 from execsim.backtest.runner import to_decimal
 from execsim.backtest.sizing import wanted_position
 from schemas.decisions import Decision
@@ -30,6 +37,9 @@ from schemas.signals import NormalizedSignal
 from schemas.subjects import Subject
 from strategies.base import Strategy, StrategyError, StrategyState
 from strategies.registry import build_strategy
+from strategies.state_codec import StateMismatch, dump_state, load_state
+
+log = structlog.get_logger("bridge")
 
 ANY_SYMBOL = "*"
 DEFAULT_STRATEGY = "hybrid"
@@ -114,6 +124,50 @@ class StrategyMode:
         runner.take_plan()
         runner.on_bar(Bar.from_signal(signal))
 
+    def config_digest(self) -> str:
+        """Which strategies with which parameters (a snapshot of other ones is not used)."""
+        choices = {symbol: choice.model_dump(mode="json") for symbol, choice in sorted(self.choices.items())}
+        return hashlib.sha256(json.dumps(choices, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Every symbol's strategy state, last target and pending plan, as plain data (`strategies.state_codec`)."""
+        symbols: dict[str, Any] = {}
+        for symbol, runner in self._symbols.items():
+            plan = runner.plan
+            symbols[symbol] = {
+                "strategy": runner.name,
+                "state": dump_state(runner.state),
+                "last_target": runner.last_target,
+                "plan": None if plan is None else [plan.target, plan.confidence, plan.decision.model_dump(mode="json")],
+            }
+        return {"format": SNAPSHOT_FORMAT, "config": self.config_digest(), "symbols": symbols}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take every symbol's state from `to_snapshot` of a StrategyMode with the same strategies and parameters.
+        Raises (StateMismatch, ValueError, KeyError, TypeError) without changing anything when it does not fit."""
+        if data.get("format") != SNAPSHOT_FORMAT:
+            raise StateMismatch(f"strategy snapshot format {data.get('format')!r}, not {SNAPSHOT_FORMAT}")
+        if data.get("config") != self.config_digest():
+            raise StateMismatch("the snapshot is of other strategies or parameters")
+        restored: dict[str, SymbolStrategy] = {}
+        for symbol, stored in data["symbols"].items():
+            runner = SymbolStrategy(self._build(symbol), symbol)
+            if stored["strategy"] != runner.name:
+                raise StateMismatch(f"{symbol}: the snapshot ran {stored['strategy']}, this bridge runs {runner.name}")
+            load_state(runner.state, stored["state"])
+            runner.last_target = float(stored["last_target"])
+            if stored["plan"] is not None:
+                target, confidence, decision = stored["plan"]
+                runner.plan = Plan(float(target), float(confidence), Decision.model_validate(decision))
+            restored[symbol] = runner
+        self._symbols = restored
+
+    def copy(self) -> StrategyMode:
+        """A StrategyMode with the same configuration and this one's state (through its snapshot)."""
+        twin = StrategyMode(self.choices, self.commission, self.slippage_bps, self.fractional)
+        twin.restore(json.loads(json.dumps(self.to_snapshot())))
+        return twin
+
 
 def parse_choices(raw: str | None, file: Path | None = None) -> dict[str, StrategyChoice]:
     """`{"AAPL": {"strategy": "momentum", "params": {...}}, "*": {...}}` from the file, then the string."""
@@ -137,25 +191,169 @@ def parse_choices(raw: str | None, file: Path | None = None) -> dict[str, Strate
     return out
 
 
-async def replay_acked_signals(js: JetStreamContext, durable: str, handler: Callable[[NormalizedSignal], None]) -> int:
-    """Hand `handler` every signal the durable consumer already acked, oldest first; returns how many."""
+SNAPSHOT_FORMAT = 1
+SNAPSHOT_BUCKET = "STRATEGY_SNAPSHOT"
+SNAPSHOT_EVERY_S = 30.0  # a bridge stores its strategies' state this often
+ABSORB_EVERY_S = 5.0  # and folds the acked signals into its copy of that state this often
+LIVE_BATCH = 16  # signals folded between two turns of the event loop beside the live bridge
+REPLAY_TIMEOUT_S = 3600.0
+
+
+async def ack_floor(js: JetStreamContext, durable: str) -> int:
+    """The bridge consumer's ack floor on SIGNALS: every signal up to it was handled (0: none, or no consumer)."""
     try:
         info = await js.consumer_info("SIGNALS", durable)
     except NotFoundError:
         return 0
-    floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-    if floor == 0:
-        return 0
+    return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+
+
+async def replay_acked_signals(
+    js: JetStreamContext,
+    durable: str,
+    handler: Callable[[NormalizedSignal], None],
+    after: int = 0,
+    upto: int | None = None,
+    batch: int = 512,
+) -> tuple[int, int]:
+    """Hand `handler` every signal after sequence `after` that the durable consumer already acked (up to its ack
+    floor, or `upto`), oldest first; returns how many and the sequence read up to."""
+    floor = await ack_floor(js, durable) if upto is None else upto
     count = 0
 
     def on_signal(msg: Msg) -> None:
         nonlocal count
-        if msg.metadata.sequence.stream <= floor:
-            handler(NormalizedSignal.model_validate_json(msg.data))
-            count += 1
+        handler(NormalizedSignal.model_validate_json(msg.data))
+        count += 1
 
-    follower = Follower(js, stream="SIGNALS", subject=Subject.SIGNALS_NORMALIZED.value, handler=on_signal)
-    await follower.start()
-    await follower.caught_up.wait()
-    await follower.stop()
-    return count
+    await read_range(
+        js,
+        stream="SIGNALS",
+        subject=Subject.SIGNALS_NORMALIZED.value,
+        first=after + 1,
+        last=floor,
+        handler=on_signal,
+        batch=batch,
+        timeout=REPLAY_TIMEOUT_S,
+    )
+    return count, max(floor, after)
+
+
+async def _signals_created(js: JetStreamContext) -> str | None:
+    info = await js.stream_info("SIGNALS")
+    return None if info.created is None else info.created.isoformat()
+
+
+async def read_strategy_snapshot(js: JetStreamContext, account: str, mode: StrategyMode, floor: int) -> int:
+    """Restore `mode` from the account's stored strategy state if it is of this SIGNALS stream (not reset since),
+    of these strategies and parameters, and not past the consumer's ack floor; returns the signal sequence it
+    reflects (0: not used, `mode` unchanged, logged: replay from the start)."""
+    try:
+        kv = await open_bucket(js, bucket=SNAPSHOT_BUCKET)
+        stored = None if kv is None else await get_parts(kv, account)
+        if stored is None:
+            log.info("no strategy snapshot: the acked signals are replayed from the start", account=account)
+            return 0
+        head, blob = stored
+        if head.get("encoding") != ENCODING:
+            raise StaleSnapshot(f"encoding {head.get('encoding')!r}")
+        if head.get("created") != await _signals_created(js):
+            raise StaleSnapshot("the SIGNALS stream is not the one the snapshot folded (reset or re-created)")
+        seq = int(head["seq"])
+        if seq > floor:
+            raise StaleSnapshot(f"the snapshot (signal {seq}) is past the consumer's ack floor ({floor})")
+        data = await asyncio.to_thread(lambda: json.loads(zlib.decompress(blob)))
+        mode.restore(data)
+        log.info("strategies restored from their snapshot", account=account, signal_seq=seq, size=len(blob))
+        return seq
+    except Exception as exc:  # stale, unreadable, another format or configuration: all alike
+        log.warning("strategy snapshot not used; replaying the acked signals", account=account, error=repr(exc))
+        return 0
+
+
+async def write_strategy_snapshot(js: JetStreamContext, account: str, mode: StrategyMode, seq: int) -> int:
+    """Store `mode`'s state as the account's strategy snapshot at signal `seq`; returns its compressed size."""
+    kv = await open_bucket(js, create=True, bucket=SNAPSHOT_BUCKET)
+    assert kv is not None
+    blob = zlib.compress(json.dumps(mode.to_snapshot(), separators=(",", ":")).encode(), 1)
+    head = {"format": SNAPSHOT_FORMAT, "encoding": ENCODING, "seq": seq, "created": await _signals_created(js)}
+    await put_parts(kv, account, blob, head)
+    return len(blob)
+
+
+@dataclass
+class StrategyFold:
+    """The strategies' state at the bridge consumer's ack floor: what a restart would warm up to. The live bridge
+    keeps one beside its own state (which runs ahead, bar by bar) and stores it (`snapshot_loop`)."""
+
+    mode: StrategyMode
+    seq: int
+    routed: Callable[[NormalizedSignal], bool]
+    restored_from: int = 0  # the warm-up's snapshot (its signal sequence; 0: none, every acked signal replayed)
+    replayed: int = 0  # signals the warm-up replayed after it
+
+    def absorb(self, signal: NormalizedSignal) -> None:
+        if self.routed(signal):
+            self.mode.warm(signal)
+
+    async def catch_up(self, js: JetStreamContext, durable: str, batch: int = LIVE_BATCH) -> int:
+        """Fold the signals acked since; returns how many."""
+        count, self.seq = await replay_acked_signals(js, durable, self.absorb, after=self.seq, batch=batch)
+        return count
+
+
+async def warm_up(
+    js: JetStreamContext, account: str, durable: str, mode: StrategyMode, routed: Callable[[NormalizedSignal], bool]
+) -> StrategyFold:
+    """Bring `mode` to the state of every signal the consumer acked: from the stored snapshot and the signals after
+    it, or from all of them. Returns a fold at that point, for the snapshot loop."""
+    started = time.perf_counter()
+    floor = await ack_floor(js, durable)
+    seq = restored = await read_strategy_snapshot(js, account, mode, floor)
+
+    def warm(signal: NormalizedSignal) -> None:
+        if routed(signal):
+            mode.warm(signal)
+
+    count, seq = await replay_acked_signals(js, durable, warm, after=seq, upto=floor)
+    log.info(
+        "strategy bar history rebuilt",
+        account=account,
+        replayed=count,
+        signal_seq=seq,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return StrategyFold(mode.copy(), seq, routed, restored_from=restored, replayed=count)
+
+
+async def snapshot_loop(
+    js: JetStreamContext,
+    account: str,
+    durable: str,
+    fold: StrategyFold,
+    stop: asyncio.Event,
+    every: float = SNAPSHOT_EVERY_S,
+) -> None:
+    """Fold the acked signals into `fold` every ABSORB_EVERY_S (a few at a time, beside the live bridge) and store it
+    every `every` s, so the next start (a restart, another replica) replays only what came after. The first store is
+    right away: the warm-up may just have replayed a long history."""
+    loop = asyncio.get_running_loop()
+    stored_at: float | None = None
+    stored_seq = -1
+    while not stop.is_set():
+        if stored_at is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(ABSORB_EVERY_S, every))
+            if stop.is_set():
+                return
+        try:
+            await fold.catch_up(js, durable)
+            due = stored_at is None or loop.time() - stored_at >= every
+            if due and fold.seq != stored_seq:  # nothing acked since the last one: nothing to store
+                size = await write_strategy_snapshot(js, account, fold.mode, fold.seq)
+                stored_at, stored_seq = loop.time(), fold.seq
+                log.debug("strategy snapshot stored", account=account, signal_seq=fold.seq, size=size)
+        except Exception as exc:
+            log.warning("strategy snapshot not stored; trying again later", account=account, error=repr(exc))
+            if stored_at is None:
+                stored_at = loop.time()

@@ -296,6 +296,12 @@ async def test_kv_get_put_and_watch_for_the_roles_that_own_the_buckets(locked: E
         assert (await simulator.get("paper")).value == b"fold"
         with pytest.raises((TimeoutError, nats.errors.TimeoutError)):  # the account's snapshot is the authority's
             await (await execsim.jetstream(timeout=DENIED_TIMEOUT).key_value("ACCOUNT_SNAPSHOT")).put("paper", b"x")
+    async with as_role(locked, "mcp") as bridge:  # the strategy-mode bridge runs inside an MCP server
+        strategies = await bridge.jetstream().key_value("STRATEGY_SNAPSHOT")
+        await strategies.put("paper", b"state")
+        assert (await strategies.get("paper")).value == b"state"
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):  # the simulator's is not the bridge's
+            await (await bridge.jetstream(timeout=DENIED_TIMEOUT).key_value("EXECSIM_SNAPSHOT")).put("paper", b"x")
 
 
 async def test_the_gateway_creates_and_uses_its_own_buckets_but_no_other_stream(locked: EmbeddedNats) -> None:

@@ -78,7 +78,10 @@ async def bridge_done(live: Live, signals: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def strategy_pipeline(
-    nats_url: str, choices: dict[str, StrategyChoice], commission: Decimal = Decimal(0)
+    nats_url: str,
+    choices: dict[str, StrategyChoice],
+    commission: Decimal = Decimal(0),
+    snapshot_every: float = 30.0,
 ) -> AsyncIterator[Live]:
     nc = await connect(nats_url, "live-test")
     js = nc.jetstream()
@@ -95,7 +98,9 @@ async def strategy_pipeline(
     tasks = [*start_consumers(js, service, stop), *authority.tasks(stop)]
     state = AppState(nc, js)
     await state.start()
-    bridge = Bridge(state, "strategy", strategies=StrategyMode(choices, commission=commission))
+    bridge = Bridge(
+        state, "strategy", strategies=StrategyMode(choices, commission=commission), snapshot_every=snapshot_every
+    )
     tasks.append(asyncio.create_task(bridge.run(stop)))
     try:
         yield Live(state, engine, bridge)
