@@ -320,13 +320,18 @@ async def consume(
     ack_wait: float = 30.0,
     deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL,
     key: Callable[[Msg], str] | None = None,
+    acks_in_order: bool = False,
 ) -> None:
     """Run a durable pull consumer until `stop` is set. Ack after the handler returns; nak on error.
     `deliver_policy` applies when the durable is first created (DeliverPolicy.NEW: skip the backlog).
     `key`: messages of one key are handled one after another in stream order, different keys at the same
     time (the bridge: one lane per symbol); None handles every message in turn. Lanes run continuously: a
     slow lane does not hold the others back, and the next batch is fetched while lanes still work, with at
-    most `4 * batch` messages delivered and not yet acked."""
+    most `4 * batch` messages delivered and not yet acked. `acks_in_order` (with `key`): a message is acked only
+    once it and every message delivered before it were handled, so the consumer's ack floor is exactly what was
+    handled, with nothing acked above it: a restart that rebuilds state from the signals up to the ack floor gets
+    every later one again (the strategy-mode bridge), where per-key acks leave a fast key's messages acked above a
+    slow key's, neither redelivered nor below the floor."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -342,7 +347,9 @@ async def consume(
     async def in_turn(msgs: list[Msg]) -> None:
         await _handle_in_turn(msgs, handler)
 
-    lanes = None if key is None else _Lanes(key, handler, limit=4 * batch)
+    lanes = (
+        None if key is None else _Lanes(key, handler, limit=4 * batch, in_order=_InOrder() if acks_in_order else None)
+    )
     try:
         await fetch_loop(sub, batch, stop.is_set, in_turn if lanes is None else lanes.put, durable)
     finally:
@@ -352,12 +359,59 @@ async def consume(
             await sub.unsubscribe()
 
 
+class _InOrder:
+    """Acks in delivery (stream) order: a handled message waits for every message delivered before it. A redelivery
+    of a message handled or being handled (its ack_wait ran out while it waited) is not handled again, only
+    remembered as the delivery to ack; one of a message whose handler failed (nak'd) is handled again."""
+
+    PENDING, FAILED, DONE = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.entries: dict[int, list[Any]] = {}  # stream sequence -> [status, newest delivery], in delivery order
+
+    def admit(self, msg: Msg) -> bool:
+        """Whether to handle this delivery."""
+        seq = msg.metadata.sequence.stream
+        entry = self.entries.get(seq)
+        if entry is None:
+            self.entries[seq] = [self.PENDING, msg]
+            return True
+        entry[1] = msg
+        if entry[0] == self.FAILED:
+            entry[0] = self.PENDING
+            return True
+        return False
+
+    async def handle(self, msg: Msg, handler: Handler) -> None:
+        entry = self.entries[msg.metadata.sequence.stream]
+        try:
+            await handler(msg)
+        except Exception:
+            log.exception("handler failed on %s; redelivering", msg.subject)
+            entry[0] = self.FAILED
+            with contextlib.suppress(Exception):
+                await entry[1].nak(delay=1.0)
+            return
+        entry[0] = self.DONE
+        while self.entries:
+            seq, (status, delivery) = next(iter(self.entries.items()))
+            if status != self.DONE:
+                return
+            del self.entries[seq]  # before the await: a lane finishing meanwhile acks only what follows
+            try:
+                await delivery.ack()
+            except Exception as exc:  # redelivered after ack_wait and handled again, as an ack lost anywhere
+                log.warning("ack of stream message %d failed (%r)", seq, exc)
+
+
 class _Lanes:
     """One task per key with work queued, each handling its key's messages in stream order; `put` returns once
     fewer than `limit` messages are queued or in a handler, so the fetch loop never runs far ahead."""
 
-    def __init__(self, key: Callable[[Msg], str], handler: Handler, limit: int) -> None:
-        self.key, self.handler, self.limit = key, handler, limit
+    def __init__(
+        self, key: Callable[[Msg], str], handler: Handler, limit: int, in_order: _InOrder | None = None
+    ) -> None:
+        self.key, self.handler, self.limit, self.in_order = key, handler, limit, in_order
         self.queues: dict[str, list[Msg]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.held = 0
@@ -366,6 +420,8 @@ class _Lanes:
 
     async def put(self, msgs: list[Msg]) -> None:
         for msg in msgs:
+            if self.in_order is not None and not self.in_order.admit(msg):
+                continue  # a redelivery of one handled or in hand: acked in its turn
             k = self.key(msg)
             queue = self.queues.get(k)
             self.held += 1
@@ -384,7 +440,10 @@ class _Lanes:
         queue = self.queues[k]
         while queue:
             msg = queue.pop(0)
-            await _handle_in_turn([msg], self.handler)
+            if self.in_order is None:
+                await _handle_in_turn([msg], self.handler)
+            else:
+                await self.in_order.handle(msg, self.handler)
             self.held -= 1
             if self.held < self.limit:
                 self.room.set()

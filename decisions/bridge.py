@@ -88,6 +88,9 @@ class Bridge:
                 handler=self.handle,
                 stop=stop,
                 key=symbol_of,  # one lane per symbol: a symbol's signals in order, symbols side by side
+                # strategy mode: the ack floor is what the strategies saw, so a restart warms up to it and gets every
+                # later signal again (none acked above it while another symbol's older signal was still working)
+                acks_in_order=self.strategies is not None,
             )
         finally:
             if snapshots is not None:
