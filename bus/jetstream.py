@@ -331,7 +331,8 @@ async def consume(
     once it and every message delivered before it were handled, so the consumer's ack floor is exactly what was
     handled, with nothing acked above it: a restart that rebuilds state from the signals up to the ack floor gets
     every later one again (the strategy-mode bridge), where per-key acks leave a fast key's messages acked above a
-    slow key's, neither redelivered nor below the floor."""
+    slow key's, neither redelivered nor below the floor. With `key`, a message redelivered while a lane still holds
+    it (a handler slower than `ack_wait`) is not handled twice."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -347,9 +348,7 @@ async def consume(
     async def in_turn(msgs: list[Msg]) -> None:
         await _handle_in_turn(msgs, handler)
 
-    lanes = (
-        None if key is None else _Lanes(key, handler, limit=4 * batch, in_order=_InOrder() if acks_in_order else None)
-    )
+    lanes = None if key is None else _Lanes(key, handler, limit=4 * batch, acks=_LaneAcks(acks_in_order))
     try:
         await fetch_loop(sub, batch, stop.is_set, in_turn if lanes is None else lanes.put, durable)
     finally:
@@ -359,14 +358,16 @@ async def consume(
             await sub.unsubscribe()
 
 
-class _InOrder:
-    """Acks in delivery (stream) order: a handled message waits for every message delivered before it. A redelivery
-    of a message handled or being handled (its ack_wait ran out while it waited) is not handled again, only
-    remembered as the delivery to ack; one of a message whose handler failed (nak'd) is handled again."""
+class _LaneAcks:
+    """What the lanes have in hand, by stream sequence. A redelivery of a message queued, being handled or handled
+    and not yet acked (its ack_wait ran out while it waited) is not handled again, only remembered as the delivery to
+    ack; one of a message whose handler failed (nak'd) is handled again. `in_order`: a handled message is acked only
+    once every message delivered before it was handled too; else at once."""
 
     PENDING, FAILED, DONE = 0, 1, 2
 
-    def __init__(self) -> None:
+    def __init__(self, in_order: bool = False) -> None:
+        self.in_order = in_order
         self.entries: dict[int, list[Any]] = {}  # stream sequence -> [status, newest delivery], in delivery order
 
     def admit(self, msg: Msg) -> bool:
@@ -393,25 +394,29 @@ class _InOrder:
                 await entry[1].nak(delay=1.0)
             return
         entry[0] = self.DONE
+        if not self.in_order:
+            await self._ack(msg.metadata.sequence.stream)
+            return
         while self.entries:
-            seq, (status, delivery) = next(iter(self.entries.items()))
+            seq, (status, _) = next(iter(self.entries.items()))
             if status != self.DONE:
                 return
-            del self.entries[seq]  # before the await: a lane finishing meanwhile acks only what follows
-            try:
-                await delivery.ack()
-            except Exception as exc:  # redelivered after ack_wait and handled again, as an ack lost anywhere
-                log.warning("ack of stream message %d failed (%r)", seq, exc)
+            await self._ack(seq)
+
+    async def _ack(self, seq: int) -> None:
+        delivery = self.entries.pop(seq)[1]  # before the await: a lane finishing meanwhile acks only what follows
+        try:
+            await delivery.ack()
+        except Exception as exc:  # redelivered after ack_wait and handled again, as an ack lost anywhere
+            log.warning("ack of stream message %d failed (%r)", seq, exc)
 
 
 class _Lanes:
     """One task per key with work queued, each handling its key's messages in stream order; `put` returns once
     fewer than `limit` messages are queued or in a handler, so the fetch loop never runs far ahead."""
 
-    def __init__(
-        self, key: Callable[[Msg], str], handler: Handler, limit: int, in_order: _InOrder | None = None
-    ) -> None:
-        self.key, self.handler, self.limit, self.in_order = key, handler, limit, in_order
+    def __init__(self, key: Callable[[Msg], str], handler: Handler, limit: int, acks: _LaneAcks) -> None:
+        self.key, self.handler, self.limit, self.acks = key, handler, limit, acks
         self.queues: dict[str, list[Msg]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.held = 0
@@ -420,8 +425,8 @@ class _Lanes:
 
     async def put(self, msgs: list[Msg]) -> None:
         for msg in msgs:
-            if self.in_order is not None and not self.in_order.admit(msg):
-                continue  # a redelivery of one handled or in hand: acked in its turn
+            if not self.acks.admit(msg):
+                continue  # a redelivery of one in hand: acked in its turn
             k = self.key(msg)
             queue = self.queues.get(k)
             self.held += 1
@@ -440,10 +445,7 @@ class _Lanes:
         queue = self.queues[k]
         while queue:
             msg = queue.pop(0)
-            if self.in_order is None:
-                await _handle_in_turn([msg], self.handler)
-            else:
-                await self.in_order.handle(msg, self.handler)
+            await self.acks.handle(msg, self.handler)
             self.held -= 1
             if self.held < self.limit:
                 self.room.set()
