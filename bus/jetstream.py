@@ -676,6 +676,15 @@ class Follower:
             await self._sub.unsubscribe()
 
 
+async def ack_floor(js: JetStreamContext, stream: str, durable: str) -> int:
+    """The durable consumer's ack floor on `stream`: every message up to it was acked (0: none, or no consumer)."""
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        return 0
+    return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+
+
 async def read_range(
     js: JetStreamContext,
     *,

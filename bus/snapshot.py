@@ -30,7 +30,7 @@ import signal
 import sys
 import traceback
 import zlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -195,6 +195,33 @@ async def write_snapshot(js: JetStreamContext, account: str, seq: int, data: dic
     identity = await _journal_identity(js, account, seq)
     await put_parts(kv, account, blob, {"format": FORMAT, "seq": seq, **identity, "encoding": ENCODING})
     return len(blob)
+
+
+async def store_periodically(
+    stop: asyncio.Event, step: Callable[[bool], Awaitable[bool]], every: float, absorb_every: float, what: str
+) -> None:
+    """The loop behind every snapshot a live process keeps of its streams (the simulator's fold, the strategy-mode
+    bridge's strategies): until `stop`, `step(due)` every `absorb_every` s (at most `every`), the first right away.
+    A step folds what the streams gained since (a little at a time, beside the live work) and, when `due` (`every` s
+    since the last store, or none yet), stores the snapshot; it returns whether it stored one (False: nothing new,
+    asked again at the next turn). A failure is logged and tried again at the next turn."""
+    loop = asyncio.get_running_loop()
+    stored_at: float | None = None
+    first = True
+    while not stop.is_set():
+        if not first:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(absorb_every, every))
+            if stop.is_set():
+                return
+        first = False
+        try:
+            if await step(stored_at is None or loop.time() - stored_at >= every):
+                stored_at = loop.time()
+        except Exception as exc:
+            log.warning("%s not stored (%r); trying again later", what, exc)
+            if stored_at is None:
+                stored_at = loop.time()
 
 
 async def put_parts(kv: KeyValue, key: str, blob: bytes, head: dict[str, Any]) -> None:

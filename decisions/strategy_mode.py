@@ -10,7 +10,6 @@ sees first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import time
@@ -24,11 +23,10 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bus.jetstream import read_range
-from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_parts
+from bus.jetstream import ack_floor, read_range
+from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_parts, store_periodically
 from execsim.backtest.runner import to_decimal
 from execsim.backtest.sizing import wanted_position
 from schemas.decisions import Decision
@@ -199,15 +197,6 @@ LIVE_BATCH = 16  # signals folded between two turns of the event loop beside the
 REPLAY_TIMEOUT_S = 3600.0
 
 
-async def ack_floor(js: JetStreamContext, durable: str) -> int:
-    """The bridge consumer's ack floor on SIGNALS: every signal up to it was handled (0: none, or no consumer)."""
-    try:
-        info = await js.consumer_info("SIGNALS", durable)
-    except NotFoundError:
-        return 0
-    return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-
-
 async def replay_acked_signals(
     js: JetStreamContext,
     durable: str,
@@ -218,7 +207,7 @@ async def replay_acked_signals(
 ) -> tuple[int, int]:
     """Hand `handler` every signal after sequence `after` that the durable consumer already acked (up to its ack
     floor, or `upto`), oldest first; returns how many and the sequence read up to."""
-    floor = await ack_floor(js, durable) if upto is None else upto
+    floor = await ack_floor(js, "SIGNALS", durable) if upto is None else upto
     count = 0
 
     def on_signal(msg: Msg) -> None:
@@ -308,7 +297,7 @@ async def warm_up(
     """Bring `mode` to the state of every signal the consumer acked: from the stored snapshot and the signals after
     it, or from all of them. Returns a fold at that point, for the snapshot loop."""
     started = time.perf_counter()
-    floor = await ack_floor(js, durable)
+    floor = await ack_floor(js, "SIGNALS", durable)
     seq = restored = await read_strategy_snapshot(js, account, mode, floor)
 
     def warm(signal: NormalizedSignal) -> None:
@@ -337,23 +326,16 @@ async def snapshot_loop(
     """Fold the acked signals into `fold` every ABSORB_EVERY_S (a few at a time, beside the live bridge) and store it
     every `every` s, so the next start (a restart, another replica) replays only what came after. The first store is
     right away: the warm-up may just have replayed a long history."""
-    loop = asyncio.get_running_loop()
-    stored_at: float | None = None
     stored_seq = -1
-    while not stop.is_set():
-        if stored_at is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(ABSORB_EVERY_S, every))
-            if stop.is_set():
-                return
-        try:
-            await fold.catch_up(js, durable)
-            due = stored_at is None or loop.time() - stored_at >= every
-            if due and fold.seq != stored_seq:  # nothing acked since the last one: nothing to store
-                size = await write_strategy_snapshot(js, account, fold.mode, fold.seq)
-                stored_at, stored_seq = loop.time(), fold.seq
-                log.debug("strategy snapshot stored", account=account, signal_seq=fold.seq, size=size)
-        except Exception as exc:
-            log.warning("strategy snapshot not stored; trying again later", account=account, error=repr(exc))
-            if stored_at is None:
-                stored_at = loop.time()
+
+    async def step(due: bool) -> bool:
+        nonlocal stored_seq
+        await fold.catch_up(js, durable)
+        if not due or fold.seq == stored_seq:  # nothing acked since the last one: nothing to store
+            return False
+        size = await write_strategy_snapshot(js, account, fold.mode, fold.seq)
+        stored_seq = fold.seq
+        log.debug("strategy snapshot stored", account=account, signal_seq=fold.seq, size=size)
+        return True
+
+    await store_periodically(stop, step, every, ABSORB_EVERY_S, f"strategy snapshot of account {account}")

@@ -53,16 +53,15 @@ import structlog
 import uvicorn
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 
 from bus.accounts import load_accounts
 from bus.authority_key import HEADER as SIGNATURE_HEADER
 from bus.authority_key import load_or_create_key, verify
 from bus.embedded import default_data_dir
-from bus.jetstream import Follower, connect, consume_batches, ensure_streams, publish, read_range
+from bus.jetstream import Follower, ack_floor, connect, consume_batches, ensure_streams, publish, read_range
 from bus.ownership import Ownership, default_member
-from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_parts
+from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_parts, store_periodically
 from execsim.engine import Engine, Event
 from execsim.fold import FINISHED_KEPT, StreamFold
 from execsim.settings import ExecSimSettings
@@ -428,7 +427,7 @@ async def absorb_tails(
     await _read_after(js, "DECISIONS", "decisions.>", fold.decision_seq, on_decision, batch)
     fold.settle()
     if market_durable is not None:
-        floor = await _ack_floor(js, "SIGNALS", market_durable)
+        floor = await ack_floor(js, "SIGNALS", market_durable)
 
         def on_signal(msg: Msg) -> None:
             signal = NormalizedSignal.model_validate_json(msg.data)
@@ -466,7 +465,7 @@ async def read_fold(
         for name, (created, last) in now.items():
             if head["streams"].get(name, [None])[0] != created or seqs[name] > last:
                 raise StaleSnapshot(f"stream {name} is not the one the snapshot folded (reset or re-created)")
-        if market_durable is not None and fold.signal_seq > await _ack_floor(js, "SIGNALS", market_durable):
+        if market_durable is not None and fold.signal_seq > await ack_floor(js, "SIGNALS", market_durable):
             raise StaleSnapshot("the market consumer's ack floor is behind the snapshot")
         if fold.account != account:
             raise StaleSnapshot(f"the snapshot is of account {fold.account}")
@@ -558,34 +557,18 @@ async def _snapshot_loop(
     """While this simulator owns the account: fold the streams' tails into `fold` every ABSORB_EVERY_S (so each read
     is short and holds little at once) and store it every `every` s, so the next owner (a restart, a takeover) reads
     only what came after. The first store is right away: the rebuild just folded everything, maybe a long history."""
-    loop = asyncio.get_running_loop()
-    stored_at: float | None = None
-    while not stop.is_set():
-        if stored_at is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(ABSORB_EVERY_S, every))
-            if stop.is_set():
-                return
-        try:
-            started = time.perf_counter()
-            await absorb_tails(js, fold, market_durable, authority_key, batch=LIVE_BATCH)
-            if stored_at is None or loop.time() - stored_at >= every:
-                size = await write_fold(js, fold, authority_key)
-                stored_at = loop.time()
-                metrics.exec_sim_snapshot_seconds.observe(time.perf_counter() - started)
-                _stdlog.debug("simulator snapshot of %s stored (%d bytes)", fold.account, size)
-        except Exception as exc:
-            log.warning("simulator snapshot not stored; trying again later", account=fold.account, error=repr(exc))
-            if stored_at is None:
-                stored_at = loop.time()
 
+    async def step(due: bool) -> bool:
+        started = time.perf_counter()
+        await absorb_tails(js, fold, market_durable, authority_key, batch=LIVE_BATCH)
+        if not due:
+            return False
+        size = await write_fold(js, fold, authority_key)
+        metrics.exec_sim_snapshot_seconds.observe(time.perf_counter() - started)
+        _stdlog.debug("simulator snapshot of %s stored (%d bytes)", fold.account, size)
+        return True
 
-async def _ack_floor(js: JetStreamContext, stream: str, durable: str) -> int:
-    try:
-        info = await js.consumer_info(stream, durable)
-    except NotFoundError:
-        return 0
-    return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+    await store_periodically(stop, step, every, ABSORB_EVERY_S, f"simulator snapshot of account {fold.account}")
 
 
 def durables(account: str | None) -> tuple[str, str]:
