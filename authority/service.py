@@ -850,7 +850,7 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
             max_signal_age_s=settings.max_signal_age_seconds,
             fence=fence,
             member=member,
-            still_owner=owner.holds,
+            still_owner=lambda a: owner.holds(a, fence),
         )
         await authority.start()
         authorities[account] = authority

@@ -5,7 +5,7 @@ lease is gone (lost, taken, self-fenced, or released to rebalance).
 `start(account, fence, stop, ownership)`, which returns the account's tasks; when the lease goes, it sets that
 account's `stop`, waits for the tasks (then cancels what is left) and calls `on_released(account)`. Work that
 must not happen without the lease (publishing an account's executions, answering its orders) asks
-`holds(account)` first; the fence (the lease's revision at acquisition) goes on what the owner emits, so a
+`holds(account, fence)` first; the fence (the lease's revision at acquisition) goes on what the owner emits, so a
 stale owner's output is recognised downstream.
 """
 
@@ -63,10 +63,15 @@ class Ownership:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def holds(self, account: str) -> bool:
+    def holds(self, account: str, fence: int | None = None) -> bool:
         """Whether this member owns `account` and may act for it now (`AccountLeases.valid`: not past its
-        self-fence deadline, even if the watchdog has not run since)."""
-        return account in self._owned and (self.leases is None or self.leases.valid(account))
+        self-fence deadline, even if the watchdog has not run since). With `fence`: owns it under that fence. An
+        account's work must ask with its own fence: a lease lost and taken again by this member while the old
+        work was still stopping (its grace period) is owned again, but not by that work."""
+        owned = self._owned.get(account)
+        if owned is None or (fence is not None and owned[2] != fence):
+            return False
+        return self.leases is None or self.leases.valid(account)
 
     async def start(self) -> None:
         self.leases = AccountLeases(
@@ -115,6 +120,6 @@ class Ownership:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1)
-        if self._on_released is not None:
+        if self._on_released is not None and account not in self._owned:  # (not when taken again meanwhile)
             self._on_released(account)
         log.warning("account released", role=self.role, account=account, fence=fence, member=self.member)

@@ -644,7 +644,7 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
             loop = _snapshot_loop(js, fold, market_durable, key, stop, every)
             snapshots.append(asyncio.create_task(loop, name=f"snapshot-{account}"))
         service = ExecSimService(
-            js, engine, market_durable, authority_key=key, account=account, still_owner=owner.holds
+            js, engine, market_durable, authority_key=key, account=account, still_owner=lambda a: owner.holds(a, fence)
         )
         service.finished = finished
         services[account] = service
