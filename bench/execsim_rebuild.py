@@ -4,8 +4,8 @@ the whole streams and from its snapshot (KV EXECSIM_SNAPSHOT) plus the streams' 
     .venv/bin/python bench/execsim_rebuild.py                  # 0, 10k and 100k orders of history
     .venv/bin/python bench/execsim_rebuild.py --orders 0 20000
 
-Each history order is what the live simulator leaves for a market order (its signed-off intent on DECISIONS, the
-accepted report, the fill and the filled report on EXECUTIONS, as `execsim.engine.Engine` makes them) and a bar on
+Each history order is what the live simulator leaves for a market order (its signed-off intent on DECISIONS, its
+fill on EXECUTIONS, as `execsim.engine.Engine` makes them and `ExecSimService` publishes them) and a bar on
 SIGNALS that the market consumer acked; one order in 50 is a buy limit that stays resting. The snapshot is taken
 `--behind` orders (default 200, about 6 s at 30 orders/s; the service writes one every 30 s) before the end, as the
 service's snapshot loop would have left it. Timed, each twice: `rebuild` with a fresh fold (the whole streams) and
@@ -35,7 +35,7 @@ from bus.jetstream import connect, ensure_streams  # noqa: E402
 from execsim.engine import Engine, EngineConfig  # noqa: E402
 from execsim.fold import StreamFold  # noqa: E402
 from execsim.service import MARKET_DURABLE, FinishedOrders, read_fold, rebuild, write_fold  # noqa: E402
-from schemas.orders import Fill, OrderIntent  # noqa: E402
+from schemas.orders import Fill, OrderIntent, superseded_reports  # noqa: E402
 from schemas.signals import NormalizedSignal  # noqa: E402
 from schemas.subjects import Subject  # noqa: E402
 from tools.clock import TestClock  # noqa: E402
@@ -85,7 +85,9 @@ class History:
                 correlation_id=f"c{i}",
             )
             pending.append(await self.js.publish_async(Subject.ORDER_INTENT.value, intent.model_dump_json().encode()))
-            for event in self.engine.submit(intent):
+            events = self.engine.submit(intent)
+            superseded = superseded_reports(events)  # what the service does not publish (ExecSimService._publish)
+            for event in (e for i, e in enumerate(events) if i not in superseded):
                 subject = Subject.EXECUTION_FILL if isinstance(event, Fill) else Subject.EXECUTION_REPORT
                 pending.append(await self.js.publish_async(subject.value, event.model_dump_json().encode()))
             if len(pending) >= 2000:

@@ -4,8 +4,9 @@ with history behind it. Prints numbers, asserts nothing.
     .venv/bin/python bench/journal_fold.py                  # 10k and 50k orders of history (5 entries each)
     .venv/bin/python bench/journal_fold.py --orders 100000
 
-Each order is the five entries the live pipeline journals for a filled market order (mark, admitted, accepted
-report, fill, filled report). The journal is written straight to a real nats-server, then folded the way
+Each order is five entries (mark, admitted, accepted report, fill, filled report): what the pipeline once journaled
+for a filled market order, more than the three it journals now (mark, admitted, fill), so a conservative history.
+The journal is written straight to a real nats-server, then folded the way
 `bus.account_view.AppState` folds it (`bus.journal.JournalFollower` into `tools.account.Account`).
 """
 

@@ -191,8 +191,15 @@ class StreamFold:
         for coid in [c for c in self.records if c not in self.intents]:
             del self.records[coid]
         held = set(self.finished)
-        for coid in self.intents:
+        for coid, raw in self.intents.items():
             rec = self.records.get(coid)
+            if (
+                rec is not None
+                and not rec.terminal
+                and rec.fills
+                and rec.filled >= Decimal(str(json.loads(raw)["quantity"]))
+            ):  # the fill that completed the order finished it (no `filled` report follows it in the stream)
+                rec.status, rec.terminal = "filled", True
             if rec is not None and rec.terminal and coid not in held:
                 self.finished.append(coid)
                 held.add(coid)

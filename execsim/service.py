@@ -65,7 +65,7 @@ from bus.snapshot import ENCODING, StaleSnapshot, get_parts, open_bucket, put_pa
 from execsim.engine import Engine, Event
 from execsim.fold import FINISHED_KEPT, StreamFold
 from execsim.settings import ExecSimSettings
-from observability import metrics
+from observability import metrics, runtime
 from observability.consumer_lag import watch_consumer_lag
 from observability.heap import freeze_startup_heap
 from observability.http import OpsServer, ops_routes
@@ -303,8 +303,9 @@ class ExecSimService:
         return []
 
     async def _publish(self, events: list[Event]) -> None:
-        """Publish the events in order, but not a report that a later one of the same order replaces in full
-        (`schemas.orders.superseded_reports`: a market order filled at once gets no `accepted` report)."""
+        """Publish the events in order, but not a report that a later one of the same order replaces in full, nor the
+        `filled` report after the fill that completed the order (`schemas.orders.superseded_reports`: a market order
+        filled at once gets its fill alone)."""
         pending = []
         superseded = superseded_reports(events)
         for i, event in enumerate(events):
@@ -684,4 +685,4 @@ async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> 
 
 
 def main(settings: ExecSimSettings) -> None:
-    asyncio.run(run_execsim(settings))  # uvicorn turns SIGINT / SIGTERM into a clean shutdown
+    runtime.run(run_execsim(settings))  # uvicorn turns SIGINT / SIGTERM into a clean shutdown

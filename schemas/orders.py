@@ -202,12 +202,15 @@ def fence_step(fence: int | None, newest: int | None) -> tuple[bool, int | None]
 
 
 def superseded_reports(payloads: Sequence[Fill | OrderEvent | SimulatorOwner | None]) -> set[int]:
-    """The positions of the non-final reports that a later report of the same order, from the same simulator
-    owner, replaces in full (status, filled quantity, reason, time). A refused second intent's report
-    (`duplicate_client_order_id`) says nothing about the first order, so it replaces nothing.
+    """The positions of the reports that say nothing a reader of the same list does not learn from a later message
+    of the same order and simulator owner: a non-final report that a later report replaces in full (status, filled
+    quantity, reason, time), and the `filled` report that follows the fill completing its order (the fill finishes
+    the order for every reader: the authority's projection and the simulator's rebuild both close an order whose
+    fills reach its quantity). A refused second intent's report (`duplicate_client_order_id`) says nothing about
+    the first order, so it replaces nothing.
 
-    The simulator does not publish them (an order filled at once gets no `accepted` report), and the authority
-    does not journal the ones that still come in one batch: a reader's fold keeps only the newest status."""
+    The simulator does not publish them (an order filled at once gets only its fill), and the authority does not
+    journal the ones that still come in one batch."""
     later: set[tuple[str, str, int | None]] = set()
     out: set[int] = set()
     for i in range(len(payloads) - 1, -1, -1):
@@ -220,4 +223,14 @@ def superseded_reports(payloads: Sequence[Fill | OrderEvent | SimulatorOwner | N
         if key in later and report.status not in TERMINAL_STATUSES:
             out.add(i)
         later.add(key)
+    filled: set[tuple[str, str, int | None]] = set()
+    for i, payload in enumerate(payloads):
+        if isinstance(payload, Fill):
+            filled.add((payload.account, payload.client_order_id, payload.fence))
+        elif (
+            isinstance(payload, OrderEvent)
+            and payload.status == "filled"
+            and (payload.account, payload.client_order_id, payload.fence) in filled
+        ):
+            out.add(i)  # the engine reports `filled` right after the fill that completed the order, never otherwise
     return out

@@ -243,8 +243,8 @@ class Account:
                 "updated_at": max(view.updated_at, fill.ts),
             }
             if complete and view.is_open:
-                # the fill that completes the order finishes it, as the simulator's `filled` report that follows
-                # would: that report then changes nothing, and the authority does not journal it
+                # the fill that completes the order finishes it (the simulator publishes no `filled` report after
+                # it; one from an older simulator changes nothing, and the authority does not journal it)
                 update["status"] = "filled"
             self.orders[coid] = view.model_copy(update=update)
         if complete:

@@ -1,6 +1,7 @@
-"""Within one batch of executions, a non-final report that a later report of the same order replaces in full is not
-journaled (`schemas.orders.superseded_reports`; the simulator does not publish it either): the fold keeps only the
-newest status, so the entry would change nothing but the journal's length."""
+"""Within one batch of executions, a non-final report that a later report of the same order replaces in full, and the
+`filled` report after the fill that completed the order, are not journaled (`schemas.orders.superseded_reports`; the
+simulator does not publish them either): the fold keeps only the newest status, and the completing fill finishes the
+order, so the entry would change nothing but the journal's length."""
 
 from __future__ import annotations
 
@@ -31,9 +32,18 @@ def fill(coid: str, *, symbol: str = "AAA", quantity: int = 2) -> Fill:
     )  # fmt: skip
 
 
-def test_accepted_then_filled_in_one_batch_journals_only_the_fill_and_filled() -> None:
+def test_accepted_then_filled_in_one_batch_journals_only_the_fill() -> None:
     batch = [report("a", "accepted"), fill("a"), report("a", "filled"), report("b", "accepted"), None]
-    assert _superseded_reports(batch) == {0}
+    assert _superseded_reports(batch) == {0, 2}
+
+
+def test_a_filled_report_is_kept_when_its_fill_is_not_before_it_in_the_list() -> None:
+    """Only the fill itself finishes the order for a reader: without it in the list (another batch, or another
+    owner's fill), the `filled` report is what says so."""
+    assert _superseded_reports([report("a", "filled"), fill("a")]) == set()
+    assert _superseded_reports([fill("b"), report("a", "filled")]) == set()
+    other_owner = fill("a").model_copy(update={"fence": 1})
+    assert _superseded_reports([other_owner, report("a", "filled", fence=2)]) == set()
 
 
 def test_a_final_report_is_never_superseded_and_other_orders_are_left_alone() -> None:

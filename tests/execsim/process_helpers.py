@@ -131,10 +131,16 @@ class Outcomes:
     fills: list[Fill]
 
     def terminal(self) -> dict[str, list[str]]:
+        """Each order's final states: its terminal reports, and `filled` once its fills reach its quantity (the fill
+        completing an order finishes it; no `filled` report follows it, `schemas.orders.superseded_reports`)."""
         out: dict[str, list[str]] = {}
         for r in self.reports:
             if r.status in TERMINAL_STATUSES and r.reason != "duplicate_client_order_id":
                 out.setdefault(r.client_order_id, []).append(r.status)
+        for coid, quantity in self.filled().items():
+            intent = self.intents.get(coid)
+            if intent is not None and quantity >= intent.quantity:
+                out.setdefault(coid, []).append("filled")
         return out
 
     def filled(self) -> Counter[str]:

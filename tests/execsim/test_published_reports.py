@@ -1,7 +1,8 @@
 """What the simulator publishes per order (`schemas.orders.superseded_reports`): a market order that fills while the
-simulator handles its intent gets its fill and its `filled` report, not an `accepted` that `filled` replaces at once
-(four NATS messages fewer per signal: the publish, its ack, the delivery to the authority, its ack). An order that
-rests is still `accepted` at once, and a simulator rebuilt from the streams knows both orders as they are."""
+simulator handles its intent gets its fill alone, neither an `accepted` that `filled` replaces at once nor the `filled`
+report after the fill that completed it (eight NATS messages fewer per signal: for each, the publish, its ack, the
+delivery to the authority, its ack). An order that rests is still `accepted` at once, and a simulator rebuilt from the
+streams knows both orders as they are: the filled one finished, the resting one open."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import nats
 
 from bus.jetstream import publish
 from execsim.engine import Engine, EngineConfig
-from execsim.service import ExecSimService, rebuild
+from execsim.fold import StreamFold
+from execsim.service import ExecSimService, absorb_tails, rebuild
 from schemas.orders import OrderEvent, OrderIntent
 from schemas.subjects import Subject
 from tests.execsim.process_helpers import read_stream
@@ -30,7 +32,7 @@ def _intent(coid: str, order_type: str = "market", limit: str | None = None) -> 
     )  # fmt: skip
 
 
-async def test_a_market_order_filled_at_once_gets_no_accepted_report_and_a_resting_one_does(
+async def test_a_market_order_filled_at_once_gets_its_fill_alone_and_a_resting_one_a_report(
     js: nats.js.JetStreamContext,
 ) -> None:
     service = ExecSimService(js, Engine(LiveClock(), EngineConfig()))  # no market yet: fills at reference_price
@@ -44,7 +46,7 @@ async def test_a_market_order_filled_at_once_gets_no_accepted_report_and_a_resti
         (r.client_order_id, r.status)
         for r in (OrderEvent.model_validate_json(d) for s, d in executions if s == Subject.EXECUTION_REPORT.value)
     ]
-    assert reports == [("mkt", "filled"), ("rest", "accepted")]
+    assert reports == [("rest", "accepted")]
     assert [s for s, _ in executions].count(Subject.EXECUTION_FILL.value) == 1
 
     fresh = Engine(LiveClock(), EngineConfig())
@@ -52,3 +54,8 @@ async def test_a_market_order_filled_at_once_gets_no_accepted_report_and_a_resti
     mkt, rest = fresh.order("mkt"), fresh.order("rest")
     assert mkt is not None and mkt.status == "filled" and not mkt.is_open
     assert rest is not None and rest.status == "accepted" and rest.is_open
+
+    fold = StreamFold()  # the fold a snapshot stores: the order its fill completed is finished, the resting one is not
+    await absorb_tails(js, fold, None, None)
+    assert list(fold.finished) == ["mkt"]
+    assert (fold.records["mkt"].status, fold.records["mkt"].terminal) == ("filled", True)
