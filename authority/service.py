@@ -48,7 +48,7 @@ from bus.jetstream import connect, consume_batches, ensure_streams, log_if_faile
 from bus.journal import JournalFollower, ensure_journal, read_journal, stage_append
 from bus.ownership import Ownership, default_member
 from bus.snapshot import ForkedSnapshot, read_snapshot, write_snapshot
-from observability import metrics
+from observability import metrics, runtime
 from observability.heap import freeze_startup_heap
 from observability.http import OpsServer, ops_routes
 from schemas.account import AccountEvent, Control, Mark, OrderCommand, OrderReply, Owner, request_subject
@@ -896,4 +896,4 @@ async def run_authority(settings: AuthoritySettings, stop: asyncio.Event | None 
 
 
 def main(settings: AuthoritySettings) -> None:
-    asyncio.run(run_authority(settings))  # uvicorn turns SIGINT / SIGTERM into a clean shutdown
+    runtime.run(run_authority(settings))  # uvicorn turns SIGINT / SIGTERM into a clean shutdown

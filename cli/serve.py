@@ -15,6 +15,7 @@ from mcp_server import service as mcp
 from mcp_server.server import TradingServer, build_server
 from mcp_server.settings import ServeSettings
 from mcp_server.tooling import ToolOptions
+from observability import runtime
 from schemas.accounts import AccountsFile
 
 
@@ -109,7 +110,7 @@ async def serve_stdio_while_folding(settings: ServeSettings) -> None:
 
 
 def serve_main(settings: ServeSettings, decision: DecisionSettings) -> None:
-    asyncio.run(run_serve(settings, decision))
+    runtime.run(run_serve(settings, decision))
 
 
 async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) -> None:
@@ -137,4 +138,4 @@ def agent_main(settings: AgentSettings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await run_agent(settings, stop)
 
-    asyncio.run(run())
+    runtime.run(run())

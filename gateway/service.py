@@ -10,6 +10,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.deadlines import MAX_HEAD_BYTES, deadline_protocol
 from gateway.settings import GatewaySettings
+from observability import runtime
 from observability.http import OpsServer
 
 
@@ -24,6 +25,7 @@ def uvicorn_config(app: Callable[..., Any], settings: GatewaySettings, port: int
         host=settings.host,
         port=settings.port if port is None else port,
         log_config=None,
+        loop=runtime.loop_name(),  # uvloop where installed (observability.runtime)
         lifespan="on",
         proxy_headers=False,
         http=deadline_protocol(settings.header_timeout_s, settings.body_timeout_s),
