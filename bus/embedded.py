@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,7 @@ class EmbeddedNats:
             self.process.wait()
 
 
-def nats_server_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def nats_server_env() -> dict[str, str]:
     """The environment the embedded nats-server runs with: ours, plus `GOMAXPROCS=1` unless it is set already.
 
     On the machine the whole stack shares, Go's default (one scheduler thread per core) has nats-server's idle
@@ -187,9 +187,7 @@ def nats_server_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     Blocking disk writes still get threads of their own. Set `GOMAXPROCS` (say, to the core count) for a
     server that many more clients share.
     """
-    env = dict(os.environ if environ is None else environ)
-    env.setdefault("GOMAXPROCS", "1")
-    return env
+    return {"GOMAXPROCS": "1", **os.environ}
 
 
 def start_nats_server(

@@ -39,9 +39,9 @@ def loop_name(environ: dict[str, str] | None = None) -> str:
     return "uvloop"
 
 
-def loop_factory(environ: dict[str, str] | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """What `asyncio.Runner` builds its loop with (None: asyncio's own)."""
-    if loop_name(environ) == "uvloop":
+    if loop_name() == "uvloop":
         import uvloop
 
         return uvloop.new_event_loop
