@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from bus.cluster import create_key_value
 from schemas.common import DEFAULT_ACCOUNT
@@ -52,8 +53,14 @@ def key_of(account: str = DEFAULT_ACCOUNT) -> str:
     return KEY if account == DEFAULT_ACCOUNT else f"{KEY}.{account}"
 
 
-async def read_signed(js: JetStreamContext, account: str = DEFAULT_ACCOUNT) -> SignedControl | None:
-    kv = await bucket(js)
+async def read_signed(
+    js: JetStreamContext,
+    account: str = DEFAULT_ACCOUNT,
+    kv: KeyValue | None = None,
+) -> SignedControl | None:
+    """The account's signed record, or None. `kv`: the bucket, when the caller keeps it (the authority reads every
+    half second: looking the bucket up each time was a stream-info round trip of its own)."""
+    kv = kv if kv is not None else await bucket(js)
     try:
         entry = await kv.get(key_of(account))
     except KeyNotFoundError:

@@ -38,10 +38,11 @@ import uvicorn
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-from authority.control import TOKEN_FILE, load_or_create_token, read_signed
+from authority.control import TOKEN_FILE, bucket, load_or_create_token, read_signed
 from authority.settings import AuthoritySettings
 from bus import authority_key
 from bus.jetstream import connect, consume_batches, ensure_streams, log_if_failed, publish_bytes
@@ -146,6 +147,7 @@ class Authority:
         self._durable_seq = 0  # the last journal entry acknowledged (every one before it is too)
         self._snapshot_seq = 0  # the entry of the newest snapshot written or started from
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._control_kv: KeyValue | None = None  # the operator's bucket, looked up once (housekeeping)
 
     # ------------------------------------------------------------------ start and stop
 
@@ -739,7 +741,9 @@ class Authority:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
             try:
-                signed = await read_signed(self.js, self.account_id)  # outside the lock: requests do not wait on it
+                if self._control_kv is None:
+                    self._control_kv = await bucket(self.js)
+                signed = await read_signed(self.js, self.account_id, self._control_kv)  # outside the lock
                 async with self._lock:
                     if self._broken:
                         await self._recover()
