@@ -433,12 +433,15 @@ class AccountLeases:
             for lease in list(self._leases.values()):
                 if now - lease.confirmed > self.self_fence_s:
                     await self._lose(lease, "no successful renew within ttl * 2/3")
-            # sleep until the first deadline: a renew only moves it later, and a lease taken meanwhile is confirmed
-            # from its create's send, which waits at most renew_s, so its deadline is at least self_fence_s - renew_s
-            # ahead: never sooner than the longest sleep
-            longest = min(self.self_fence_s / 4, self.self_fence_s - self.renew_s)
-            deadlines = [lease.confirmed + self.self_fence_s - now for lease in self._leases.values()]
-            await asyncio.sleep(max(0.005, min([longest, *deadlines])))
+            await asyncio.sleep(self._watchdog_sleep(now))
+
+    def _watchdog_sleep(self, now: float) -> float:
+        """Until the first self-fence deadline. A renew only moves it later, and a lease taken meanwhile is confirmed
+        from its create's send, which waits at most renew_s: its deadline is at least self_fence_s - renew_s ahead,
+        never sooner than the longest sleep (which bounds the wait when nothing is held)."""
+        longest = min(self.self_fence_s / 4, self.self_fence_s - self.renew_s)
+        deadlines = [lease.confirmed + self.self_fence_s - now for lease in self._leases.values()]
+        return max(0.005, min([longest, *deadlines]))
 
     async def _lose(self, lease: _Lease, why: str) -> None:
         if lease.lost or self._leases.get(lease.account) is not lease:
