@@ -24,7 +24,7 @@ from tests.execsim.process_helpers import signal
 from tools.clock import LiveClock
 
 D = Decimal
-LATENCY_MS = 200
+LATENCY_MS = 500  # long enough that a stalled test machine still checks the order before it fills
 
 
 async def test_an_idle_simulator_does_not_tick_and_a_resting_order_wakes_it(js: nats.js.JetStreamContext) -> None:
