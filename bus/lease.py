@@ -46,6 +46,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from observability.runtime import wait_any
 from schemas.common import ACCOUNT_PATTERN
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class AccountLeases:
             await self._acquire_free()
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait_any(stop), poll)
+                await asyncio.wait_for(wait_any(stop, self._changed), poll)
 
     async def stop(self, release: bool = True) -> None:
         """on_lost for every held account; with `release`, delete its lease and this member's heartbeat (else the
@@ -266,14 +267,6 @@ class AccountLeases:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
             self._watcher = None
-
-    async def _wait_any(self, stop: asyncio.Event) -> None:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._changed.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
 
     # --- the pool's view, from a watcher on `<role>.>` --------------------------------------------------------
 

@@ -620,7 +620,7 @@ async def _tick_loop(service: ExecSimService, stop: asyncio.Event) -> None:
     while not stop.is_set():
         if not service.engine.open_count():
             service.working.clear()  # no await since the count: a batch that opens an order sets it after this
-            await _either(stop, service.working)
+            await runtime.wait_any(stop, service.working)
             continue
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_SECONDS)
@@ -629,15 +629,6 @@ async def _tick_loop(service: ExecSimService, stop: asyncio.Event) -> None:
                 await service.tick()
             except Exception as exc:
                 _stdlog.warning("tick failed (%r); the engine will be rebuilt", exc)
-
-
-async def _either(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def run_execsim(settings: ExecSimSettings, clock: Clock | None = None) -> None:

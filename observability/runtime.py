@@ -57,3 +57,13 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+async def wait_any(*events: asyncio.Event) -> None:
+    """Until one of `events` is set (a stop, or work to do), with no waiter left behind."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
