@@ -7,23 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import nats
-from nats.js import api
 
 from bus.jetstream import publish
 from execsim import service as execsim_service
 from execsim.engine import Engine, EngineConfig
 from execsim.service import ExecSimService
-from schemas.orders import OrderIntent
 from schemas.subjects import Subject
 from tests.conftest import stream_count
+from tests.execsim.engine_helpers import intent
 from tests.execsim.process_helpers import signal
+from tests.execsim.test_finished_orders import _intent_messages
 from tools.clock import LiveClock
 
-D = Decimal
 LATENCY_MS = 500  # long enough that a stalled test machine still checks the order before it fills
 
 
@@ -53,26 +51,9 @@ async def test_an_idle_simulator_does_not_tick_and_a_resting_order_wakes_it(js: 
         await asyncio.sleep(10 * execsim_service.TICK_SECONDS)
         assert ticks == 0 and looks <= 1, f"nothing is open: the loop woke {looks} times"
 
-        intent = OrderIntent(
-            client_order_id="late",
-            symbol="AAPL",
-            side="buy",
-            quantity=D(1),
-            order_type="market",
-            time_in_force="GTC",
-            reference_price=D(100),
-            origin="mcp",
-            created_at=datetime.now(UTC),
-            correlation_id="corr-late",
-        )
-        await publish(js, Subject.ORDER_INTENT, intent, msg_id="late", correlation_id="late")
-        sub = await js.pull_subscribe(
-            Subject.ORDER_INTENT.value,
-            stream="DECISIONS",
-            config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL),
-        )
-        [msg] = await sub.fetch(1, timeout=5)
-        await sub.unsubscribe()
+        late = intent("late", quantity=1, at=datetime.now(UTC))
+        await publish(js, Subject.ORDER_INTENT, late, msg_id="late", correlation_id="late")
+        [msg] = await _intent_messages(js, 1)
         await service.handle_batch([msg])
         assert engine.open_count() == 1, "inside its latency the order rests"
         assert await stream_count(js, "EXECUTIONS", Subject.EXECUTION_FILL.value) == 0
