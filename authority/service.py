@@ -147,7 +147,7 @@ class Authority:
         self._durable_seq = 0  # the last journal entry acknowledged (every one before it is too)
         self._snapshot_seq = 0  # the entry of the newest snapshot written or started from
         self._snapshot_task: asyncio.Task[None] | None = None
-        self._control_kv: KeyValue | None = None  # the operator's bucket, looked up once (housekeeping)
+        self._control_kv: KeyValue | None = None  # the operator's bucket, looked up once (start, else housekeeping)
 
     # ------------------------------------------------------------------ start and stop
 
@@ -172,8 +172,10 @@ class Authority:
                     f"owner-{self.fence}",
                 )
             await self._durable([owner])
+        self._control_kv = await bucket(self.js)
         async with self._lock:
-            staged = await self._apply_control(await read_signed(self.js, self.account_id), initial=True)
+            signed = await read_signed(self.js, self.account_id, self._control_kv)
+            staged = await self._apply_control(signed, initial=True)
         if staged is not None:
             await self._durable([staged])
         self._sub = await self.nc.subscribe(request_subject(self.account_id), queue=QUEUE, cb=self._on_request)
