@@ -15,10 +15,11 @@ import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from bus.cluster import create_key_value
 from schemas.common import DEFAULT_ACCOUNT
-from tools.risk_control import SignedControl, new_token
+from tools.risk_control import ControlRefused, SignedControl, new_token
 
 log = structlog.get_logger("risk_control")
 
@@ -58,7 +59,8 @@ async def read_signed(
     account: str = DEFAULT_ACCOUNT,
     kv: KeyValue | None = None,
 ) -> SignedControl | None:
-    """The account's signed record, or None. `kv`: the bucket, when the caller keeps it (the authority reads every
+    """The account's signed record, or None; ControlRefused("malformed_record") when the stored value is not one.
+    `kv`: the bucket, when the caller keeps it (the authority reads every
     half second: looking the bucket up each time was a stream-info round trip of its own)."""
     kv = kv if kv is not None else await bucket(js)
     try:
@@ -67,7 +69,12 @@ async def read_signed(
         return None
     if not entry.value:
         return None
-    return SignedControl.model_validate_json(entry.value)
+    try:
+        return SignedControl.model_validate_json(entry.value)
+    except ValidationError as exc:
+        raise ControlRefused(
+            "malformed_record", f"the risk control record in KV is not a signed record ({exc.error_count()} errors)"
+        ) from exc
 
 
 async def write_signed(js: JetStreamContext, signed: SignedControl, account: str = DEFAULT_ACCOUNT) -> int:

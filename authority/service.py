@@ -172,9 +172,8 @@ class Authority:
                     f"owner-{self.fence}",
                 )
             await self._durable([owner])
-        self._control_kv = await bucket(self.js)
+        signed = await self._read_control()
         async with self._lock:
-            signed = await read_signed(self.js, self.account_id, self._control_kv)
             staged = await self._apply_control(signed, initial=True)
         if staged is not None:
             await self._durable([staged])
@@ -680,7 +679,18 @@ class Authority:
 
     # ------------------------------------------------------------------ control and housekeeping
 
-    async def _apply_control(self, signed: SignedControl | None, initial: bool = False) -> _Staged | None:
+    async def _read_control(self) -> SignedControl | ControlRefused | None:
+        """The operator's record from KV (outside the lock), or why it is refused when it is not a record at all."""
+        if self._control_kv is None:
+            self._control_kv = await bucket(self.js)
+        try:
+            return await read_signed(self.js, self.account_id, self._control_kv)
+        except ControlRefused as refused:
+            return refused
+
+    async def _apply_control(
+        self, signed: SignedControl | ControlRefused | None, initial: bool = False
+    ) -> _Staged | None:
         """Put the configured limits with the operator's newest signed record (`signed`, read from KV by the
         caller before it took the lock) on top in force; returns the staged control entry, if any."""
         state: TradingState | None = None
@@ -689,12 +699,15 @@ class Authority:
         limits = self.configured
         if signed is not None:
             try:
+                if isinstance(signed, ControlRefused):
+                    raise signed
                 control = verify(signed, self.operator_token)
             except ControlRefused as refused:
-                # a forged or foreign record changes nothing: not even back to the configured limits
-                if self._refused_logged != signed.signature:
-                    log.warning("risk control refused", code=refused.code)
-                    self._refused_logged = signed.signature
+                # a forged, foreign or malformed record changes nothing: not even back to the configured limits
+                seen = str(refused) if isinstance(signed, ControlRefused) else signed.signature
+                if self._refused_logged != seen:
+                    log.warning("risk control refused", code=refused.code, error=str(refused))
+                    self._refused_logged = seen
                 if not initial or self.account.seq:
                     return None
                 control = None
@@ -739,32 +752,47 @@ class Authority:
         return staged
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
+        """Every half second: fold the journal again if an append failed, apply the operator's record, re-publish
+        what the simulator has not acknowledged. Each step fails on its own: a KV outage must not keep a broken
+        projection from recovering, nor admitted intents from reaching the simulator."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
-            try:
-                if self._control_kv is None:
-                    self._control_kv = await bucket(self.js)
-                signed = await read_signed(self.js, self.account_id, self._control_kv)  # outside the lock
-                async with self._lock:
-                    if self._broken:
-                        await self._recover()
-                    await self._apply_control(signed)
-                    now = self.clock.now()
-                    orders = self.account.orders  # the working set, not every order ever: housekeeping holds the
-                    for coid in [  # lock, so its cost must not grow with history
-                        c for c in self.account.working if (o := orders.get(c)) is not None and o.status == "submitted"
-                    ]:
-                        await self._republish_if_unacknowledged(coid, now)
-                    for coid, cancel in list(self.account.cancels.items()):
-                        if coid in self._in_flight:
-                            continue
-                        if now - cancel.created_at >= REPUBLISH_AFTER and self._due(f"c:{coid}", now):
-                            effect = self._effect_of(AccountEvent(kind="cancel_requested", ts=now, cancel=cancel))
-                            assert effect is not None
-                            await self._publish_effect(effect)
-            except Exception as exc:
-                log.warning("authority housekeeping failed", error=repr(exc))
+            await self._housekeeping_pass()
+
+    async def _housekeeping_pass(self) -> None:
+        try:
+            async with self._lock:
+                if self._broken:
+                    await self._recover()
+        except Exception as exc:
+            log.warning("authority recovery failed", error=repr(exc))
+            return  # nothing below may act on a projection the journal refused
+        try:
+            signed = await self._read_control()  # outside the lock
+            async with self._lock:
+                await self._apply_control(signed)
+        except Exception as exc:
+            log.warning("authority could not apply the operator's record", error=repr(exc))
+        try:
+            async with self._lock:
+                if self._broken:
+                    return
+                now = self.clock.now()
+                orders = self.account.orders  # the working set, not every order ever: housekeeping holds the lock,
+                for coid in [  # so its cost must not grow with history
+                    c for c in self.account.working if (o := orders.get(c)) is not None and o.status == "submitted"
+                ]:
+                    await self._republish_if_unacknowledged(coid, now)
+                for coid, cancel in list(self.account.cancels.items()):
+                    if coid in self._in_flight:
+                        continue
+                    if now - cancel.created_at >= REPUBLISH_AFTER and self._due(f"c:{coid}", now):
+                        effect = self._effect_of(AccountEvent(kind="cancel_requested", ts=now, cancel=cancel))
+                        assert effect is not None
+                        await self._publish_effect(effect)
+        except Exception as exc:
+            log.warning("authority could not re-publish unacknowledged orders", error=repr(exc))
 
     def _due(self, key: str, now: datetime) -> bool:
         last = self._republished.get(key)

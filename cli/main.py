@@ -549,18 +549,42 @@ def cmd_risk(args: argparse.Namespace) -> int:
             "limits": account.gate.limits.model_dump(mode="json"),
         }
 
+    async def from_journal(js):  # type: ignore[no-untyped-def]
+        """The record to build on when the stored one is unusable: the journal's applied revision, with the limits
+        and state it has in force pinned (so a halt written over a forged record loosens nothing)."""
+        from datetime import UTC, datetime
+
+        from tools.risk_control import RiskControl
+
+        shown = await in_force(js)
+        if shown is None or not shown["operator_revision_applied"]:
+            return None  # no operator record was ever applied: the configured limits are in force
+        return RiskControl(
+            revision=int(shown["operator_revision_applied"]),  # type: ignore[call-overload]
+            limits_patch=dict(shown["limits"]),  # type: ignore[call-overload]
+            state=TradingState(shown["trading_state"]),
+            reason=str(shown["state_reason"]),
+            operator="journal",
+            issued_at=datetime.now(UTC),
+        )
+
     async def run() -> int:
         nc = await connect(url, "risk-cli", role="operator", data_dir=args.data_dir)
         try:
             js = nc.jetstream()
-            signed = await read_signed(js, args.account)
-            previous = None
-            if signed is not None:
-                try:
-                    previous = verify(signed, token)
-                except ControlRefused as refused:
-                    print(f"the stored record is not signed with this token ({refused.code})", file=sys.stderr)
-                    return 1
+            previous, refused = None, None
+            try:
+                signed = await read_signed(js, args.account)
+                previous = verify(signed, token) if signed is not None else None
+            except ControlRefused as exc:  # forged, foreign or malformed: the authority ignores it
+                refused = exc
+                print(f"the stored operator record is refused ({refused.code}): {refused}", file=sys.stderr)
+                if args.action != "show":  # the operator must still be able to halt: start from what is in force
+                    previous = await from_journal(js)
+                    print(
+                        "writing a new record over it, starting from what the order authority's journal has in force",
+                        file=sys.stderr,
+                    )
             if args.action == "show":
                 shown = await in_force(js)
                 if shown is None:
@@ -575,7 +599,7 @@ def cmd_risk(args: argparse.Namespace) -> int:
                 if previous is not None:
                     shown["operator_record"] = previous.model_dump(mode="json")
                 print(json.dumps(shown, indent=2))
-                if previous is None:
+                if previous is None and refused is None:
                     print(NO_OPERATOR_RECORD, file=sys.stderr)
                 return 0
             state = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE}.get(args.action)

@@ -17,7 +17,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from schemas.common import UtcDatetime
 from tools.risk import RiskLimits, TradingState
@@ -59,7 +59,11 @@ def sign(control: RiskControl, token: str) -> SignedControl:
 def verify(signed: SignedControl, token: str) -> RiskControl:
     if not token or not hmac.compare_digest(_mac(signed.payload, token), signed.signature):
         raise ControlRefused("bad_signature", "the risk control record is not signed with the operator token")
-    return RiskControl.model_validate_json(signed.payload)
+    try:
+        return RiskControl.model_validate_json(signed.payload)
+    except ValidationError as exc:
+        message = f"the signed risk control record is not a valid record ({exc.error_count()} errors)"
+        raise ControlRefused("malformed_record", message) from exc
 
 
 def patched_limits(base: RiskLimits, patch: dict[str, Any]) -> RiskLimits:

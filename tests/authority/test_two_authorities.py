@@ -4,7 +4,10 @@ the journal's expected-sequence check refuses the one whose view is behind, whic
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from decimal import Decimal
+
+import nats
 
 from authority.service import Authority
 from bus.embedded import EmbeddedNats
@@ -47,6 +50,43 @@ async def test_the_authority_whose_view_is_behind_is_refused_by_the_journal_and_
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_a_refused_authority_recovers_even_while_the_operator_bucket_cannot_be_read(
+    nats_server: EmbeddedNats, js
+) -> None:
+    """Housekeeping's steps fail on their own: the operator's record is read in the same pass as the journal
+    recovery, and a KV outage must not keep the authority answering `authority_unavailable` for good."""
+    await ensure_journal(js)
+    first = Authority(js._nc, js, key=b"k", limits=LIMITS)
+    second = Authority(js._nc, js, key=b"k", limits=LIMITS)
+    await first.start()
+    await second.start()
+    try:
+        assert (await first.handle(buy("a-1"))).ok
+        assert await _answer(second, buy("b-1")) == "authority_unavailable"
+        # the operator's bucket cannot be read: its handle is on a connection that has gone (as a KV request times
+        # out while the journal's stream still answers)
+        gone = await nats.connect(nats_server.url)
+        second._control_kv = await gone.jetstream().key_value("RISK_CONTROL")
+        await gone.close()
+        assert await _raises(second._read_control()), "the operator's record cannot be read"
+        await second._housekeeping_pass()
+        assert not second._broken, "recovered although the operator's record could not be read"
+        after = await second.handle(buy("b-2"))
+        assert (after.ok, after.code) == (False, "max_position"), "decided on the journal: a-1 is resting"
+        assert second.account.seq == (await fold(js)).seq
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def _raises(awaitable: Awaitable[object]) -> bool:
+    try:
+        await awaitable
+    except Exception:
+        return True
+    return False
 
 
 async def _answer(authority: Authority, command: OrderCommand) -> str:

@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from authority.control import TOKEN_FILE, load_or_create_token, read_signed, write_signed
+from authority.control import TOKEN_FILE, bucket, load_or_create_token, read_signed, write_signed
 from authority.service import Authority
 from bus.embedded import EmbeddedNats
 from bus.journal import ensure_journal
 from schemas.account import OrderCommand
 from tests.conftest import wait_for
 from tools.risk import RiskLimits, TradingState
-from tools.risk_control import RiskControl, sign
+from tools.risk_control import RiskControl, sign, verify
 
 EXE = str(Path(sys.executable).parent / "trading-mcp")
 
@@ -122,3 +122,54 @@ async def test_a_bad_limit_value_is_refused_by_the_cli_before_anything_is_writte
     assert bad.returncode == 2 and "invalid limits" in bad.stderr
     assert unknown.returncode == 2 and "expected FIELD=VALUE" in unknown.stderr
     assert await read_signed(js) is None
+
+
+async def test_a_malformed_record_is_refused_and_changes_nothing_and_the_operator_can_still_halt(
+    nats_server: EmbeddedNats, js, tmp_path: Path
+) -> None:
+    """Garbage in the operator's key (anyone with the bucket's credentials but not the token can write it) is a
+    refused record, like a forged one: the authority starts on its configured limits instead of failing to start,
+    `risk show` says why, and `risk halt` writes a good record over it."""
+    kv = await bucket(js)
+    await kv.put("control", b"{not a signed record")
+    async with authority(js, tmp_path, RiskLimits(max_position=Decimal(100))) as auth:
+        gate = auth.account.gate
+        assert gate.limits.max_position == Decimal(100) and gate.state is TradingState.ACTIVE
+        shown = await _risk(nats_server, tmp_path, "show")
+        assert shown.returncode == 0 and "refused (malformed_record)" in shown.stderr, shown.stderr
+        assert '"trading_state": "ACTIVE"' in shown.stdout
+        halted = await _risk(nats_server, tmp_path, "halt", "--reason", "garbage in KV")
+        assert halted.returncode == 0, halted.stderr
+        assert "applied by the order authority: trading state HALTED" in halted.stderr
+        assert gate.state is TradingState.HALTED and gate.limits.max_position == Decimal(100)
+    stored = await read_signed(js)
+    assert stored is not None and verify(stored, load_or_create_token(tmp_path / TOKEN_FILE)).revision == 1
+
+
+async def test_a_halt_written_over_a_forged_record_keeps_the_operators_limits_in_force(
+    nats_server: EmbeddedNats, js, tmp_path: Path
+) -> None:
+    """A forged record over the operator's (revision 99, limits loosened) is refused by the authority; the
+    operator's next `risk halt` must neither fail on it nor loosen what is in force: it starts from the journal."""
+    async with authority(js, tmp_path, RiskLimits(max_position=Decimal(100))) as auth:
+        gate = auth.account.gate
+        tightened = await _risk(nats_server, tmp_path, "set", "--set", "max_position=5")
+        assert tightened.returncode == 0, tightened.stderr
+        await wait_for(lambda: gate.limits.max_position == Decimal(5), 10, "the operator's limit")
+        forged = RiskControl(
+            revision=99,
+            limits_patch={"max_position": 1_000_000},
+            state=TradingState.ACTIVE,
+            issued_at=datetime.now(UTC),
+        )
+        await write_signed(js, sign(forged, "not-the-operator-token"))
+        halted = await _risk(nats_server, tmp_path, "halt", "--reason", "forged record")
+        assert halted.returncode == 0, halted.stderr
+        assert "refused (bad_signature)" in halted.stderr
+        assert "applied by the order authority: trading state HALTED" in halted.stderr
+        assert gate.state is TradingState.HALTED and gate.state_reason == "forged record"
+        assert gate.limits.max_position == Decimal(5), "the halt kept the operator's tightened limit"
+        assert auth.account.control_revision == 2
+        resumed = await _risk(nats_server, tmp_path, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert gate.state is TradingState.ACTIVE and gate.limits.max_position == Decimal(5)
