@@ -274,7 +274,7 @@ async def test_kill_9_of_a_stream_leader_an_authority_and_a_simulator_under_load
             try:
                 await wait_for(quiet, 180, f"every signal decided and every order done (faults: {events})")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; last seen: {last_seen[0]}") from None
+                raise AssertionError(f"{exc}; last seen: {last_seen[0]}\n{_warnings(tmp_path)}") from None
             for attempt in range(10):
                 try:
                     state = await snapshot(js)
@@ -420,3 +420,15 @@ async def snapshot(js) -> Snapshot:  # type: ignore[no-untyped-def]
         for a in ACCOUNTS
     }
     return Snapshot(signals, intents, denials, executions, journals)
+
+
+def _warnings(logs: Path, per_log: int = 40) -> str:
+    """The services' last warnings and errors, for a failure's message: a rare failure on CI is read from these."""
+    out = []
+    for log in sorted(logs.glob("*.log")):
+        lines = [
+            line for line in log.read_text(errors="replace").splitlines() if '"warning"' in line or '"error"' in line
+        ]
+        out.append(f"--- {log.name}: {len(lines)} warnings or errors, the last {per_log}:")
+        out.extend(lines[-per_log:])
+    return "\n".join(out)
