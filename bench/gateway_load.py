@@ -6,7 +6,8 @@ Starts a nats-server, the gateway and a bare FastAPI app (each its own process, 
 --gateway-url/--nats-url/--secret point at running ones. Prints accepted/s, p50/p95/p99 latency and
 errors for: the bare endpoint (closed loop), the gateway (closed loop), the gateway at a fixed rate
 (open loop, latency measured from the scheduled send time); then the throughput ratio, and checks that
-the SIGNALS stream grew by exactly the number of accepted signals (none lost, none doubled).
+the SIGNALS stream grew by exactly the number of accepted signals (none lost, none doubled). The last phase sends
+the same fixed rate to the bare endpoint: its CPU per request is the floor under any per-signal CPU figure.
 Targets on 2 cores: ratio >= 0.7 (issue 15; was 0.5), p99 < 10 ms at 300 req/s, zero lost or doubled. Asserts nothing.
 """
 
@@ -301,11 +302,22 @@ async def run(args: argparse.Namespace) -> int:
                 args.rate,
                 args.concurrency,
             )
-        for r in (bare, gateway, paced):
+        # the same rate on the bare endpoint: what receiving and answering an HTTP request costs at that rate, the
+        # floor under any CPU-per-signal figure of the whole pipeline
+        with CpuMeter({"bare": children[-1].pid}) as bare_paced_cpu:
+            bare_paced = await open_loop(
+                f"bare FastAPI at {args.rate:.0f} req/s (open loop)",
+                bare_port,
+                signed_requests(host, secret, n_rate),
+                args.rate,
+                args.concurrency,
+            )
+        for r in (bare, gateway, paced, bare_paced):
             print(r.line())
         print(f"CPU us/request, bare run:    {bare_cpu.per_request(bare.accepted)}")
         print(f"CPU us/request, gateway run: {gateway_cpu.per_request(gateway.accepted)}")
         print(f"CPU us/request, paced run:   {paced_cpu.per_request(paced.accepted)}")
+        print(f"CPU us/request, bare paced:  {bare_paced_cpu.per_request(bare_paced.accepted)}")
         ratio = (gateway.accepted / gateway.elapsed) / (bare.accepted / bare.elapsed)
         print(f"gateway / bare throughput: {ratio:.2f}  (target >= 0.7)")
 
