@@ -294,24 +294,22 @@ async def run(args: argparse.Namespace) -> int:
                 "gateway (closed loop)", gw_port, signed_requests(host, secret, args.requests), args.concurrency
             )
         n_rate = int(args.rate * args.rate_seconds)
-        with CpuMeter(pids) as paced_cpu:
-            paced = await open_loop(
-                f"gateway at {args.rate:.0f} req/s (open loop)",
-                gw_port,
-                signed_requests(host, secret, n_rate),
-                args.rate,
-                args.concurrency,
-            )
+
+        async def at_rate(name: str, port: int, meter: dict[str, int]) -> tuple[Result, CpuMeter]:
+            with CpuMeter(meter) as cpu:
+                result = await open_loop(
+                    f"{name} at {args.rate:.0f} req/s (open loop)",
+                    port,
+                    signed_requests(host, secret, n_rate),
+                    args.rate,
+                    args.concurrency,
+                )
+            return result, cpu
+
+        paced, paced_cpu = await at_rate("gateway", gw_port, pids)
         # the same rate on the bare endpoint: what receiving and answering an HTTP request costs at that rate, the
         # floor under any CPU-per-signal figure of the whole pipeline
-        with CpuMeter({"bare": children[-1].pid}) as bare_paced_cpu:
-            bare_paced = await open_loop(
-                f"bare FastAPI at {args.rate:.0f} req/s (open loop)",
-                bare_port,
-                signed_requests(host, secret, n_rate),
-                args.rate,
-                args.concurrency,
-            )
+        bare_paced, bare_paced_cpu = await at_rate("bare FastAPI", bare_port, {"bare": children[-1].pid})
         for r in (bare, gateway, paced, bare_paced):
             print(r.line())
         print(f"CPU us/request, bare run:    {bare_cpu.per_request(bare.accepted)}")

@@ -52,6 +52,14 @@ async def authority(js, data_dir: Path, limits: RiskLimits) -> AsyncIterator[Aut
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def write_forged(js, state: TradingState) -> None:  # type: ignore[no-untyped-def]
+    """A record signed with another token: revision 99, the position limit loosened, `state`."""
+    forged = RiskControl(
+        revision=99, limits_patch={"max_position": 1_000_000}, state=state, issued_at=datetime.now(UTC)
+    )
+    await write_signed(js, sign(forged, "not-the-operator-token"))
+
+
 BUY = OrderCommand(
     kind="check", symbol="AAPL", side="buy", quantity=Decimal(1), limit_price=Decimal(10), order_type="limit"
 )
@@ -102,13 +110,7 @@ async def test_risk_show_before_the_authority_ever_ran_prints_the_limits_it_will
 async def test_a_record_signed_with_another_token_is_refused_and_changes_nothing(
     nats_server: EmbeddedNats, js, tmp_path: Path
 ) -> None:
-    forged = RiskControl(
-        revision=99,
-        limits_patch={"max_position": 1_000_000},
-        state=TradingState.HALTED,
-        issued_at=datetime.now(UTC),
-    )
-    await write_signed(js, sign(forged, "not-the-operator-token"))
+    await write_forged(js, TradingState.HALTED)
     async with authority(js, tmp_path, RiskLimits(max_position=Decimal(100))) as auth:
         assert auth.account.gate.limits.max_position == Decimal(100)
         assert auth.account.gate.state is TradingState.ACTIVE and auth.account.control_revision == 0
@@ -156,13 +158,7 @@ async def test_a_halt_written_over_a_forged_record_keeps_the_operators_limits_in
         tightened = await _risk(nats_server, tmp_path, "set", "--set", "max_position=5")
         assert tightened.returncode == 0, tightened.stderr
         await wait_for(lambda: gate.limits.max_position == Decimal(5), 10, "the operator's limit")
-        forged = RiskControl(
-            revision=99,
-            limits_patch={"max_position": 1_000_000},
-            state=TradingState.ACTIVE,
-            issued_at=datetime.now(UTC),
-        )
-        await write_signed(js, sign(forged, "not-the-operator-token"))
+        await write_forged(js, TradingState.ACTIVE)
         halted = await _risk(nats_server, tmp_path, "halt", "--reason", "forged record")
         assert halted.returncode == 0, halted.stderr
         assert "refused (bad_signature)" in halted.stderr
